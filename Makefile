@@ -1,0 +1,30 @@
+# Two commands on a fresh machine with only python3: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= 2
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+demo: $(BIN)/.installed
+	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml --rerun-incomplete
+	@echo "Results: $(CURDIR)/results/demo  (report.html, cells.parquet, segmentation.ome.zarr, morphology.parquet, swc/, run.json)"
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -q
+
+lint: $(BIN)/.installed
+	$(BIN)/snakemake --lint --cores 1
+
+bench: $(BIN)/.installed
+	$(BIN)/python bench/baseline.py
+
+clean:
+	rm -rf results .snakemake

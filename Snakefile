@@ -1,0 +1,20 @@
+# traice: find and segment every microglial cell in a 3D fluorescence volume.
+# Run: snakemake --cores N --configfile CFG   (see README.md)
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/synth.smk"
+include: "workflow/rules/plan.smk"
+include: "workflow/rules/detect.smk"
+include: "workflow/rules/segment.smk"
+include: "workflow/rules/stitch.smk"
+include: "workflow/rules/morphology.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_outputs,

@@ -1,0 +1,11 @@
+"""Snakemake script: plan tiles and batches for one image."""
+import sys
+from pathlib import Path
+
+from traice.config import from_config
+from traice.plan import PlanParams, write_plan
+
+sys.stderr = open(snakemake.log[0], "w")
+stitch = snakemake.params.stitch
+params = from_config(PlanParams, snakemake.params.plan, stitch_chunk=stitch["chunk"], stitch_chunks_per_job=stitch["chunks_per_job"])
+write_plan(snakemake.input.image, snakemake.params.channel, Path(snakemake.output.plan).parent, params, snakemake.params.roi)

@@ -1,0 +1,43 @@
+"""Workflow configuration helpers that need no Snakemake: samples, input checks, parameter objects."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, TypeVar
+
+from traice.io.ome import InputError, open_image
+
+T = TypeVar("T")
+
+
+def from_config(cls: type[T], section: dict[str, Any] | None, **extra: Any) -> T:
+    """Build a parameter dataclass from a config section (lists become tuples; unknown keys rejected)."""
+    section = {**(section or {}), **extra}
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(section) - names
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no parameter(s) {sorted(unknown)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in section.items()})
+
+
+def is_synthetic(spec: Any) -> bool:
+    return isinstance(spec, dict) and "synthetic" in spec
+
+
+def sample_image(sample: str, spec: Any, results: str) -> str:
+    """Where a sample's input image is: its configured path, or where the workflow synthesises it."""
+    if is_synthetic(spec):
+        return str(Path(results) / sample / "input.ome.zarr")
+    return str(spec)
+
+
+def check_inputs(samples: dict[str, Any], channel: int | None) -> None:
+    """Open every real input image once, before any job; raise InputError naming the sample."""
+    for name, spec in samples.items():
+        if is_synthetic(spec):
+            continue
+        try:
+            open_image(spec, channel)
+        except InputError as err:
+            raise InputError(f"sample '{name}': {err}") from None

@@ -1,0 +1,1 @@
+"""Input and output: OME-Zarr images and labels, tables."""

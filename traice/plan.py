@@ -1,0 +1,112 @@
+"""Plan a run over one image: intensity statistics, the tile grid, tile and stitch batches.
+
+The plan is computed once per image and written as ``plan.json`` plus
+``tiles.parquet``; every later step reads it, so intensity normalisation is the
+same in every tile (no seams) and batch counts are known to the workflow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from traice.geometry import Box, batches, grid, tile_grid, um_to_voxels
+from traice.io.ome import OmeImage, open_image
+from traice.io.tables import read_json, write_json, write_table
+
+
+@dataclass(frozen=True)
+class PlanParams:
+    tile_shape: tuple[int, int, int] = (64, 512, 512)   # tile core, level-0 voxels
+    halo_um: float = 16.0                               # read context around each core
+    tiles_per_job: int = 4
+    stitch_chunk: tuple[int, int, int] = (32, 256, 256)  # label chunk footprint, level-0 voxels
+    stitch_chunks_per_job: tuple[int, int, int] = (1, 2, 2)
+    stats_max_voxels: int = 8_000_000
+
+
+def intensity_stats(image: OmeImage, max_voxels: int = 16_000_000, block: Sequence[int] = (32, 256, 256)) -> dict[str, float]:
+    """Robust background statistics of the full-resolution image, computed once per image.
+
+    Reads at most ``max_voxels`` level-0 voxels as evenly spread blocks (noise must
+    be measured at full resolution: downsampled levels average it away). Returns
+    the median (background level), a MAD-based noise sigma and a few percentiles.
+    """
+    blocks = list(grid(image.bounds, block))
+    per_block = int(np.prod([min(b, n) for b, n in zip(block, image.shape)]))
+    take = max(1, min(len(blocks), max_voxels // max(per_block, 1)))
+    chosen = [blocks[int(i)] for i in np.linspace(0, len(blocks) - 1, take).round()]
+    data = np.concatenate([image.read(b).ravel() for b in dict.fromkeys(chosen)])
+    median = float(np.median(data))
+    below = data[data <= median]
+    mad = float(np.median(median - below)) if below.size else 0.0
+    p1, p99, p999 = (float(v) for v in np.percentile(data, [1, 99, 99.9]))
+    sigma = max(1.4826 * mad, 1e-6)
+    return {"median": median, "sigma": sigma, "p1": p1, "p99": p99, "p99_9": p999}
+
+
+def roi_box(roi: dict | None, image: OmeImage) -> Box:
+    """The region to process, as a voxel box inside the image (whole image when ``roi`` is None)."""
+    if not roi:
+        return image.bounds
+    box = Box.from_um(roi["start_um"], roi["stop_um"], image.spacing).intersect(image.bounds)
+    if box.empty:
+        raise ValueError(f"roi {roi} does not overlap the image ({image.shape} voxels at {image.spacing} µm)")
+    return box
+
+
+def make_plan(image: OmeImage, params: PlanParams, roi: dict | None = None) -> tuple[dict, pd.DataFrame]:
+    """The plan dictionary and the tile table (one row per tile with core/read boxes and batch)."""
+    halo = um_to_voxels(params.halo_um, image.spacing)
+    region = roi_box(roi, image)
+    tiles = tile_grid(region, image.bounds, params.tile_shape, halo)
+    rows = []
+    for batch, members in enumerate(batches(len(tiles), params.tiles_per_job)):
+        for i in members:
+            t = tiles[i]
+            rows.append({"tile": t.index, "batch": batch, **t.core.as_row("core"), **t.read.as_row("read")})
+    table = pd.DataFrame(rows)
+    block = tuple(c * n for c, n in zip(params.stitch_chunk, params.stitch_chunks_per_job))
+    plan = {
+        "image": image.path,
+        "channel": image.channel,
+        "shape": list(image.shape),
+        "spacing_um": list(image.spacing),
+        "roi": region.as_row("roi"),
+        "stats": intensity_stats(image, params.stats_max_voxels),
+        "halo_voxels": list(halo),
+        "tiles": len(tiles),
+        "tile_batches": int(table["batch"].max() + 1) if len(table) else 0,
+        "stitch_chunk": list(params.stitch_chunk),
+        "stitch_block": list(block),
+        "stitch_blocks": len(list(grid(image.bounds, block))),
+    }
+    return plan, table
+
+
+def write_plan(image_path: str | Path, channel: int | None, out_dir: str | Path, params: PlanParams, roi: dict | None = None) -> dict:
+    """Plan ``image_path`` and write ``plan.json`` and ``tiles.parquet`` into ``out_dir``."""
+    image = open_image(image_path, channel)
+    plan, table = make_plan(image, params, roi)
+    write_table(table, Path(out_dir) / "tiles.parquet")
+    write_json(plan, Path(out_dir) / "plan.json")
+    return plan
+
+
+def stitch_blocks(plan: dict) -> list[Box]:
+    """The stitch blocks of a plan: disjoint boxes of whole label chunks covering the image."""
+    return list(grid(Box.from_shape(plan["shape"]), plan["stitch_block"]))
+
+
+def load_plan(path: str | Path) -> dict:
+    return read_json(path)
+
+
+def tiles_of_batch(tiles: pd.DataFrame, batch: int) -> list[tuple[int, Box, Box]]:
+    """(tile index, core, read) of the tiles in one batch."""
+    sel = tiles[tiles["batch"] == batch]
+    return [(int(r["tile"]), Box.from_row(r, "core"), Box.from_row(r, "read")) for _, r in sel.iterrows()]

@@ -1,0 +1,228 @@
+"""QC figures, report.html and run.json: what a person looks at after a run."""
+
+from __future__ import annotations
+
+import base64
+import html
+import importlib.metadata
+import platform
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import zarr  # noqa: E402
+
+from traice import __version__  # noqa: E402
+from traice.geometry import Box  # noqa: E402
+from traice.io.ome import open_image  # noqa: E402
+from traice.io.tables import read_json, write_json  # noqa: E402
+
+OVERVIEW_MAX_VOXELS = 64_000_000
+PACKAGES = ["numpy", "scipy", "scikit-image", "skan", "zarr", "ome-zarr", "dask", "pandas", "torch", "snakemake"]
+
+
+def _overview_level(levels) -> int:
+    return next((i for i, lv in enumerate(levels) if np.prod(lv.shape) <= OVERVIEW_MAX_VOXELS), len(levels) - 1)
+
+
+def _contrast(mip: np.ndarray) -> tuple[float, float]:
+    lo, hi = np.percentile(mip, [1, 99.7])
+    return float(lo), float(max(hi, lo + 1))
+
+
+def overview_figure(plan: dict, cells: pd.DataFrame, labels_path: str, out: Path) -> None:
+    """Maximum-intensity projection with detected somas, beside the label overlay."""
+    image = open_image(plan["image"], plan["channel"])
+    level = _overview_level(image.levels)
+    mip = image.read(Box.from_shape(image.levels[level].shape), level=level).max(axis=0)
+    scale = np.asarray(image.levels[level].spacing)
+    group = zarr.open_group(labels_path, mode="r")
+    lab_level = min(level, len(list(group.array_keys())) - 1)
+    lab = np.asarray(group[str(lab_level)][...]).max(axis=0)
+    extent = [0, mip.shape[1] * scale[2], mip.shape[0] * scale[1], 0]
+    fig, axes = plt.subplots(1, 2, figsize=(14, 7), constrained_layout=True)
+    lo, hi = _contrast(mip)
+    for ax in axes:
+        ax.imshow(mip, cmap="gray", vmin=lo, vmax=hi, extent=extent)
+        ax.set_xlabel("x (µm)")
+        ax.set_ylabel("y (µm)")
+    axes[0].scatter(cells["x_um"], cells["y_um"], s=60, facecolors="none", edgecolors="red", linewidths=1)
+    axes[0].set_title(f"detected somas (n = {len(cells)})")
+    shown = np.ma.masked_equal(lab % 20 + (lab > 0), 0)
+    axes[1].imshow(shown, cmap="tab20", alpha=0.55, interpolation="nearest", extent=[0, lab.shape[1] * scale[2] * mip.shape[1] / lab.shape[1], lab.shape[0] * scale[1] * mip.shape[0] / lab.shape[0], 0])
+    axes[1].set_title("segmentation (label overlay)")
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+
+
+def gallery_figure(plan: dict, cells: pd.DataFrame, morphology: pd.DataFrame, labels_path: str, out: Path, n: int, seed: int = 0) -> None:
+    """Randomly chosen cells: image | mask | skeleton, as z projections of a window around each soma."""
+    ok = morphology[morphology["status"] == "ok"]
+    if len(ok) == 0 or n == 0:
+        _empty_figure(out, "no segmented cells to show")
+        return
+    chosen = ok.sample(n=min(n, len(ok)), random_state=seed).sort_values("cell_id")
+    image = open_image(plan["image"], plan["channel"])
+    labels = zarr.open_array(str(Path(labels_path) / "0"), mode="r")
+    half = [int(np.ceil(r / s)) for r, s in zip((15.0, 35.0, 35.0), image.spacing)]
+    cell_rows = cells.set_index("cell_id")
+    swc_dir = Path(labels_path).parent / "swc"
+    fig, axes = plt.subplots(len(chosen), 3, figsize=(9, 3 * len(chosen)), squeeze=False, constrained_layout=True)
+    for row, (_, m) in zip(axes, chosen.iterrows()):
+        c = cell_rows.loc[m["cell_id"]]
+        box = Box.around((c["z"], c["y"], c["x"]), half).intersect(image.bounds)
+        crop = image.read(box).max(axis=0)
+        mask = (np.asarray(labels[box.slices]) == m["cell_id"]).max(axis=0)
+        lo, hi = _contrast(crop)
+        row[0].imshow(crop, cmap="gray", vmin=lo, vmax=hi)
+        row[0].set_ylabel(f"cell {int(m['cell_id'])}")
+        row[1].imshow(mask, cmap="magma")
+        row[2].imshow(mask, cmap="gray", alpha=0.3)
+        swc = swc_dir / f"{int(m['cell_id'])}.swc"
+        if swc.exists():
+            nodes = np.loadtxt(swc, comments="#", ndmin=2)
+            row[2].scatter(nodes[:, 2] / image.spacing[2] - box.start[2], nodes[:, 3] / image.spacing[1] - box.start[1], s=1, c="cyan")
+        for ax, title in zip(row, ["image (MIP)", "mask", f"skeleton, {m['skeleton_length_um']:.0f} µm"]):
+            ax.set_title(title, fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.savefig(out, dpi=70)
+    plt.close(fig)
+
+
+def histogram_figure(morphology: pd.DataFrame, out: Path) -> None:
+    ok = morphology[morphology["status"] == "ok"]
+    metrics = [("volume_um3", "cell volume (µm³)"), ("skeleton_length_um", "process length (µm)"),
+               ("n_branch_points", "branch points"), ("n_endpoints", "endpoints")]
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.5), constrained_layout=True)
+    for ax, (col, label) in zip(axes, metrics):
+        ax.hist(ok[col], bins=20, color="steelblue")
+        ax.set_xlabel(label)
+    axes[0].set_ylabel("cells")
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+
+
+def density_figure(plan: dict, cells: pd.DataFrame, out: Path, bin_um: float = 50.0) -> None:
+    """Cells per mm³ in columns of ``bin_um`` × ``bin_um`` through the volume's depth."""
+    shape_um = np.asarray(plan["shape"]) * np.asarray(plan["spacing_um"])
+    bins = [np.arange(0, shape_um[2] + bin_um, bin_um), np.arange(0, shape_um[1] + bin_um, bin_um)]
+    counts, xe, ye = np.histogram2d(cells["x_um"], cells["y_um"], bins=bins)
+    density = counts / (bin_um * bin_um * shape_um[0] * 1e-9)
+    fig, ax = plt.subplots(figsize=(6, 5), constrained_layout=True)
+    im = ax.imshow(density.T, origin="upper", extent=[xe[0], xe[-1], ye[-1], ye[0]], cmap="viridis")
+    fig.colorbar(im, ax=ax, label="cells / mm³")
+    ax.set_xlabel("x (µm)")
+    ax.set_ylabel("y (µm)")
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+
+
+def _empty_figure(out: Path, text: str) -> None:
+    fig, ax = plt.subplots(figsize=(4, 2))
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    ax.axis("off")
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+
+
+FIGURES = [
+    ("overview.png", "Maximum-intensity projection: detected somas (left, red) and the label image overlay (right)."),
+    ("gallery.png", "Randomly chosen cells: image, mask and SWC skeleton nodes (z projections, 70 µm windows)."),
+    ("histograms.png", "Distributions of the main morphology metrics over segmented cells."),
+    ("density.png", "Cell density map (cells per mm³ in 50 µm columns through the depth)."),
+]
+
+
+def write_report(plan_path, cells_path, morphology_path, labels_path, html_path, qc_dir, gallery: int) -> None:
+    plan = read_json(plan_path)
+    cells = pd.read_parquet(cells_path)
+    morphology = pd.read_parquet(morphology_path)
+    qc = Path(qc_dir)
+    tmp = qc.with_name(f".{qc.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    overview_figure(plan, cells, str(labels_path), tmp / "overview.png")
+    gallery_figure(plan, cells, morphology, str(labels_path), tmp / "gallery.png", gallery)
+    histogram_figure(morphology, tmp / "histograms.png")
+    density_figure(plan, cells, tmp / "density.png")
+    shutil.rmtree(qc, ignore_errors=True)
+    tmp.rename(qc)
+    summary = summary_counts(plan, cells, morphology)
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>traice report</title>",
+        "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}td,th{padding:2px 10px;text-align:left}"
+        "img{max-width:100%}figcaption{color:#444;margin-bottom:2em}</style></head><body>",
+        f"<h1>traice report</h1><p>image: <code>{html.escape(plan['image'])}</code></p><table>",
+    ]
+    parts += [f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in summary.items()]
+    parts.append("</table>")
+    for name, caption in FIGURES:
+        data = base64.b64encode((qc / name).read_bytes()).decode()
+        parts.append(f"<figure><img src='data:image/png;base64,{data}' alt='{name}'><figcaption>{html.escape(caption)}</figcaption></figure>")
+    parts.append("</body></html>")
+    tmp_html = Path(html_path).with_name(f".{Path(html_path).name}.tmp")
+    tmp_html.write_text("\n".join(parts))
+    tmp_html.replace(html_path)
+
+
+def summary_counts(plan: dict, cells: pd.DataFrame, morphology: pd.DataFrame) -> dict:
+    empty = morphology[morphology["status"] != "ok"]
+    shape_um = np.asarray(plan["shape"]) * np.asarray(plan["spacing_um"])
+    return {
+        "image shape (z, y, x voxels)": tuple(plan["shape"]),
+        "voxel size (µm)": tuple(plan["spacing_um"]),
+        "tiles": plan["tiles"],
+        "cells detected": len(cells),
+        "cells segmented": int((morphology["status"] == "ok").sum()),
+        "cells with empty masks": len(empty),
+        "density (cells / mm³)": round(len(cells) / float(np.prod(shape_um) * 1e-9), 1),
+    }
+
+
+def _benchmarks(folder: str | Path) -> dict:
+    """Wall time and peak RSS per rule, summed/maxed over its jobs, from Snakemake benchmark files."""
+    out: dict[str, dict] = {}
+    for f in sorted(Path(folder).glob("*.tsv")):
+        rule = f.stem.rsplit("_", 1)[0] if f.stem.rsplit("_", 1)[-1].isdigit() else f.stem
+        b = pd.read_csv(f, sep="\t")
+        entry = out.setdefault(rule, {"jobs": 0, "wall_s": 0.0, "max_rss_mb": 0.0})
+        entry["jobs"] += 1
+        entry["wall_s"] = round(entry["wall_s"] + float(b["s"].iloc[0]), 2)
+        rss = pd.to_numeric(b.get("max_rss", pd.Series([0])), errors="coerce").fillna(0).iloc[0]
+        entry["max_rss_mb"] = round(max(entry["max_rss_mb"], float(rss)), 1)
+    return out
+
+
+def write_run_summary(plan_path, cells_path, morphology_path, index_path, benchmarks: str, config: dict, out: str | Path) -> None:
+    plan = read_json(plan_path)
+    cells = pd.read_parquet(cells_path)
+    morphology = pd.read_parquet(morphology_path)
+    empty = morphology[morphology["status"] != "ok"]
+    versions = {"traice": __version__, "python": platform.python_version()}
+    for pkg in PACKAGES:
+        try:
+            versions[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            versions[pkg] = None
+    write_json({
+        "image": plan["image"],
+        "counts": {
+            "tiles": plan["tiles"],
+            "tile_batches": plan["tile_batches"],
+            "stitch_blocks": plan["stitch_blocks"],
+            "cells_detected": len(cells),
+            "cells_segmented": int((morphology["status"] == "ok").sum()),
+            "cells_empty": len(empty),
+            "empty_reasons": empty["status"].value_counts().to_dict(),
+        },
+        "versions": versions,
+        "config": config,
+        "timings": _benchmarks(benchmarks),
+    }, out)

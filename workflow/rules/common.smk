@@ -1,0 +1,79 @@
+# Config validation, samples and helpers shared by every rule.
+import os
+import sys
+
+from snakemake.utils import validate
+
+sys.path.insert(0, workflow.basedir)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in [workflow.basedir, os.environ.get("PYTHONPATH")] if p
+)
+
+from traice.config import check_inputs, is_synthetic, sample_image
+from traice.io.ome import InputError
+from traice.io.tables import read_json
+from traice.merge import n_cell_batches
+
+# Snakemake merges a user's --configfile into the default key by key; a user
+# who names samples gets exactly those, never the demo sample as well.
+_user_samples = workflow.config_settings.overwrite_config.get("samples")
+if _user_samples:
+    config["samples"] = _user_samples
+
+validate(config, workflow.source_path("../schemas/config.schema.yaml"))
+
+try:
+    check_inputs(config["samples"], config["channel"])
+except InputError as err:
+    raise WorkflowError(str(err)) from None
+
+RESULTS = config["results"]
+SAMPLES = list(config["samples"])
+OUT = RESULTS + "/{sample}"
+WORK = OUT + "/work"
+
+
+wildcard_constraints:
+    sample="|".join(SAMPLES),
+    b=r"\d+",
+    k=r"\d+",
+
+
+def image_of(wildcards):
+    return sample_image(wildcards.sample, config["samples"][wildcards.sample], RESULTS)
+
+
+def plan_of(wildcards):
+    return read_json(checkpoints.plan.get(sample=wildcards.sample).output.plan)
+
+
+def detect_batches(wildcards):
+    n = plan_of(wildcards)["tile_batches"]
+    return expand(WORK + "/somas/batch_{b}.parquet", sample=wildcards.sample, b=range(n))
+
+
+def n_cells(wildcards):
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(checkpoints.merge.get(sample=wildcards.sample).output.cells).metadata.num_rows
+
+
+def segment_batches(wildcards):
+    n = n_cell_batches(n_cells(wildcards), config["segment"]["cells_per_job"])
+    return expand(WORK + "/masks/batch_{b}.zarr", sample=wildcards.sample, b=range(n))
+
+
+def stitch_flags(wildcards):
+    n = plan_of(wildcards)["stitch_blocks"]
+    return expand(WORK + "/stitch/block_{k}.done", sample=wildcards.sample, k=range(n))
+
+
+def morphology_batches(wildcards):
+    n = n_cell_batches(n_cells(wildcards), config["segment"]["cells_per_job"])
+    return expand(WORK + "/morphology/batch_{b}", sample=wildcards.sample, b=range(n))
+
+
+def all_outputs(wildcards):
+    names = ["run.json", "report.html", "qc", "cells.parquet", "segmentation.ome.zarr",
+             "morphology.parquet", "morphology.csv", "swc"]
+    return expand(OUT + "/{name}", sample=SAMPLES, name=names)
