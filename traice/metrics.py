@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -56,3 +57,48 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a, bool), np.asarray(b, bool)
     total = a.sum() + b.sum()
     return float(2 * np.logical_and(a, b).sum() / total) if total else 1.0
+
+
+def per_cell_dice(pred_labels: np.ndarray, true_labels: np.ndarray, pairs: list[tuple[int, int]]) -> np.ndarray:
+    """Dice of each (pred_id, true_id) pair of label values, computed in their joint bounding box."""
+    from scipy import ndimage
+
+    pred_boxes = ndimage.find_objects(pred_labels)
+    true_boxes = ndimage.find_objects(true_labels)
+    out = []
+    for p, t in pairs:
+        pb = pred_boxes[p - 1] if 0 < p <= len(pred_boxes) else None
+        tb = true_boxes[t - 1] if 0 < t <= len(true_boxes) else None
+        if pb is None or tb is None:
+            out.append(0.0 if (pb is None) != (tb is None) else 1.0)
+            continue
+        box = tuple(slice(min(a.start, b.start), max(a.stop, b.stop)) for a, b in zip(pb, tb))
+        out.append(dice(pred_labels[box] == p, true_labels[box] == t))
+    return np.asarray(out, dtype=float)
+
+
+def evaluate_run(results: str | Path) -> dict:
+    """Soma P/R/F1 and per-cell Dice of a finished run on a synthetic sample, against its truth."""
+    import pandas as pd
+    import zarr
+
+    from traice.synth import truth_path
+
+    results = Path(results)
+    image = results / "input.ome.zarr"
+    cells = pd.read_parquet(results / "cells.parquet")
+    truth = pd.read_parquet(truth_path(image))
+    m = match_points(cells[["z_um", "y_um", "x_um"]].to_numpy(), truth[["z_um", "y_um", "x_um"]].to_numpy(), 6.0)
+    pred = np.asarray(zarr.open_array(str(results / "segmentation.ome.zarr" / "0"), mode="r")[...])
+    true = np.asarray(zarr.open_array(str(image / "labels" / "cells" / "0"), mode="r")[...])
+    pairs = [(int(cells["cell_id"].iloc[p]), int(truth["cell_id"].iloc[t])) for p, t in m.pairs]
+    d = per_cell_dice(pred, true, pairs)
+    return {
+        "cells (true)": len(truth),
+        "cells (detected)": len(cells),
+        "soma precision": m.precision,
+        "soma recall": m.recall,
+        "soma F1": m.f1,
+        "branch Dice (matched cells)": float(d.mean()) if len(d) else 0.0,
+        "branch Dice (all true cells)": float(d.sum() / max(len(truth), 1)),
+    }

@@ -25,6 +25,7 @@ from traice.io.tables import write_table
 from traice.merge import cell_batch
 
 METRIC_COLUMNS = ["volume_um3", "skeleton_length_um", "n_branches", "n_branch_points", "n_endpoints"]
+TABLE_COLUMNS = ["cell_id", "z_um", "y_um", "x_um", *METRIC_COLUMNS, "status"]
 SWC_TYPE_SOMA, SWC_TYPE_PROCESS = 1, 3
 
 
@@ -130,7 +131,7 @@ def morphology_batch(
         origin = np.asarray(box.start) * np.asarray(spacing)
         write_swc(swc_table(mask, skel, soma, spacing, origin), tmp / "swc" / f"{cid}.swc", cid)
         rows.append({**row, **metrics, "status": "ok"})
-    table = pd.DataFrame(rows, columns=["cell_id", "z_um", "y_um", "x_um", *METRIC_COLUMNS, "status"])
+    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     write_table(table, tmp / "morphology.parquet")
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(tmp, out_dir)
@@ -140,7 +141,7 @@ def morphology_batch(
 def gather(batch_dirs: Sequence[str | Path], table_path: str | Path, csv_path: str | Path, swc_dir: str | Path) -> pd.DataFrame:
     """Concatenate batch tables into morphology.parquet/.csv and collect SWC files into one folder."""
     parts = [pd.read_parquet(Path(d) / "morphology.parquet") for d in batch_dirs]
-    table = pd.concat(parts, ignore_index=True).sort_values("cell_id") if parts else pd.DataFrame()
+    table = pd.concat(parts, ignore_index=True).sort_values("cell_id") if parts else pd.DataFrame(columns=TABLE_COLUMNS)
     swc_dir = Path(swc_dir)
     tmp = swc_dir.with_name(f".{swc_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)

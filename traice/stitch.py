@@ -17,7 +17,7 @@ import pandas as pd
 from traice.geometry import Box
 from traice.io.ome import create_multiscale, write_block
 from traice.io.tables import write_table
-from traice.segment import read_claim
+from traice.segment import INDEX_COLUMNS, read_claim
 
 LABEL_DTYPE = np.uint32
 
@@ -30,7 +30,7 @@ def init_labels(path: str | Path, shape: Sequence[int], spacing: Sequence[float]
 def collect_index(mask_dirs: Sequence[str | Path], out_path: str | Path | None = None) -> pd.DataFrame:
     """One table of every stored claim: index rows plus the ``masks`` folder holding each."""
     parts = [pd.read_parquet(Path(d) / "index.parquet").assign(masks=str(d)) for d in mask_dirs]
-    index = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["cell_id", "masks"])
+    index = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*INDEX_COLUMNS, "masks"])
     index = index.sort_values("cell_id", kind="stable").reset_index(drop=True)
     if out_path is not None:
         write_table(index, out_path)

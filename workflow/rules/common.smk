@@ -4,9 +4,11 @@ import sys
 
 from snakemake.utils import validate
 
+# The library lives beside the Snakefile: importable here and in every job,
+# whichever environment (venv, conda env, cluster node) runs it.
 sys.path.insert(0, workflow.basedir)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in [workflow.basedir, os.environ.get("PYTHONPATH")] if p
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(p for p in [workflow.basedir, os.environ.get("PYTHONPATH")] if p)
 )
 
 from traice.config import check_inputs, is_synthetic, sample_image
@@ -29,8 +31,16 @@ except InputError as err:
 
 RESULTS = config["results"]
 SAMPLES = list(config["samples"])
-OUT = RESULTS + "/{sample}"
-WORK = OUT + "/work"
+
+
+def out(path):
+    """A per-sample output of the contract: {results}/{sample}/path."""
+    return os.path.join(RESULTS, "{sample}", path)
+
+
+def work(path):
+    """A per-sample intermediate file: {results}/{sample}/work/path."""
+    return os.path.join(RESULTS, "{sample}", "work", path)
 
 
 wildcard_constraints:
@@ -49,7 +59,7 @@ def plan_of(wildcards):
 
 def detect_batches(wildcards):
     n = plan_of(wildcards)["tile_batches"]
-    return expand(WORK + "/somas/batch_{b}.parquet", sample=wildcards.sample, b=range(n))
+    return expand(work("somas/batch_{b}.parquet"), sample=wildcards.sample, b=range(n))
 
 
 def n_cells(wildcards):
@@ -60,20 +70,20 @@ def n_cells(wildcards):
 
 def segment_batches(wildcards):
     n = n_cell_batches(n_cells(wildcards), config["segment"]["cells_per_job"])
-    return expand(WORK + "/masks/batch_{b}.zarr", sample=wildcards.sample, b=range(n))
+    return expand(work("masks/batch_{b}.zarr"), sample=wildcards.sample, b=range(n))
 
 
 def stitch_flags(wildcards):
     n = plan_of(wildcards)["stitch_blocks"]
-    return expand(WORK + "/stitch/block_{k}.done", sample=wildcards.sample, k=range(n))
+    return expand(work("stitch/block_{k}.done"), sample=wildcards.sample, k=range(n))
 
 
 def morphology_batches(wildcards):
     n = n_cell_batches(n_cells(wildcards), config["segment"]["cells_per_job"])
-    return expand(WORK + "/morphology/batch_{b}", sample=wildcards.sample, b=range(n))
+    return expand(work("morphology/batch_{b}"), sample=wildcards.sample, b=range(n))
 
 
 def all_outputs(wildcards):
     names = ["run.json", "report.html", "qc", "cells.parquet", "segmentation.ome.zarr",
              "morphology.parquet", "morphology.csv", "swc"]
-    return expand(OUT + "/{name}", sample=SAMPLES, name=names)
+    return expand(out("{name}"), sample=SAMPLES, name=names)

@@ -3,18 +3,18 @@
 
 rule detect:
     input:
-        plan=WORK + "/plan/plan.json",
-        tiles=WORK + "/plan/tiles.parquet",
+        plan=work("plan/plan.json"),
+        tiles=work("plan/tiles.parquet"),
     output:
-        WORK + "/somas/batch_{b}.parquet",
+        work("somas/batch_{b}.parquet"),
     params:
         detect=lambda wc: config["detect"],
     resources:
         mem_mb=4000,
     log:
-        WORK + "/logs/detect_{b}.log",
+        work("logs/detect_{b}.log"),
     benchmark:
-        WORK + "/benchmarks/detect_{b}.tsv"
+        work("benchmarks/detect_{b}.tsv")
     conda:
         "../../envs/gpu.yaml"
     script:
@@ -23,16 +23,16 @@ rule detect:
 
 checkpoint merge:
     input:
-        plan=WORK + "/plan/plan.json",
+        plan=work("plan/plan.json"),
         somas=detect_batches,
     output:
-        cells=OUT + "/cells.parquet",
+        cells=out("cells.parquet"),
     params:
         dedupe_um=config["merge"]["dedupe_um"],
     log:
-        WORK + "/logs/merge.log",
+        work("logs/merge.log"),
     benchmark:
-        WORK + "/benchmarks/merge.tsv"
+        work("benchmarks/merge.tsv")
     conda:
         "../../envs/imaging.yaml"
     script:

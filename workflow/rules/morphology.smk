@@ -3,19 +3,19 @@
 
 rule morphology_batch:
     input:
-        plan=WORK + "/plan/plan.json",
-        labels=OUT + "/segmentation.ome.zarr",
+        plan=work("plan/plan.json"),
+        labels=out("segmentation.ome.zarr"),
         stitched=stitch_flags,
-        cells=OUT + "/cells.parquet",
-        index=WORK + "/masks/index.parquet",
+        cells=out("cells.parquet"),
+        index=work("masks/index.parquet"),
     output:
-        directory(WORK + "/morphology/batch_{b}"),
+        directory(work("morphology/batch_{b}")),
     params:
         cells_per_job=config["segment"]["cells_per_job"],
     log:
-        WORK + "/logs/morphology_{b}.log",
+        work("logs/morphology_{b}.log"),
     benchmark:
-        WORK + "/benchmarks/morphology_{b}.tsv"
+        work("benchmarks/morphology_batch_{b}.tsv")
     conda:
         "../../envs/imaging.yaml"
     script:
@@ -26,11 +26,11 @@ rule morphology:
     input:
         morphology_batches,
     output:
-        table=OUT + "/morphology.parquet",
-        csv=OUT + "/morphology.csv",
-        swc=directory(OUT + "/swc"),
+        table=out("morphology.parquet"),
+        csv=out("morphology.csv"),
+        swc=directory(out("swc")),
     log:
-        WORK + "/logs/morphology.log",
+        work("logs/morphology.log"),
     conda:
         "../../envs/imaging.yaml"
     script:

@@ -5,17 +5,17 @@ checkpoint plan:
     input:
         image=image_of,
     output:
-        plan=WORK + "/plan/plan.json",
-        tiles=WORK + "/plan/tiles.parquet",
+        plan=work("plan/plan.json"),
+        tiles=work("plan/tiles.parquet"),
     params:
         plan=lambda wc: config["plan"],
         stitch=lambda wc: config["stitch"],
         roi=lambda wc: config["roi"],
         channel=config["channel"],
     log:
-        WORK + "/logs/plan.log",
+        work("logs/plan.log"),
     benchmark:
-        WORK + "/benchmarks/plan.tsv"
+        work("benchmarks/plan.tsv")
     conda:
         "../../envs/imaging.yaml"
     script:

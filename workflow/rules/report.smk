@@ -3,18 +3,18 @@
 
 rule report:
     input:
-        plan=WORK + "/plan/plan.json",
-        cells=OUT + "/cells.parquet",
-        morphology=OUT + "/morphology.parquet",
-        labels=OUT + "/segmentation.ome.zarr",
+        plan=work("plan/plan.json"),
+        cells=out("cells.parquet"),
+        morphology=out("morphology.parquet"),
+        labels=out("segmentation.ome.zarr"),
         stitched=stitch_flags,
     output:
-        html=OUT + "/report.html",
-        qc=directory(OUT + "/qc"),
+        html=out("report.html"),
+        qc=directory(out("qc")),
     params:
         gallery=config["report"]["gallery"],
     log:
-        WORK + "/logs/report.log",
+        work("logs/report.log"),
     conda:
         "../../envs/report.yaml"
     script:
@@ -23,19 +23,19 @@ rule report:
 
 rule run_summary:
     input:
-        plan=WORK + "/plan/plan.json",
-        cells=OUT + "/cells.parquet",
-        morphology=OUT + "/morphology.parquet",
-        index=WORK + "/masks/index.parquet",
+        plan=work("plan/plan.json"),
+        cells=out("cells.parquet"),
+        morphology=out("morphology.parquet"),
+        index=work("masks/index.parquet"),
         stitched=stitch_flags,
-        report=OUT + "/report.html",
+        report=out("report.html"),
     output:
-        OUT + "/run.json",
+        out("run.json"),
     params:
         config=config,
-        benchmarks=WORK + "/benchmarks",
+        benchmarks=work("benchmarks"),
     log:
-        WORK + "/logs/run_summary.log",
+        work("logs/run_summary.log"),
     conda:
         "../../envs/report.yaml"
     script:

@@ -3,18 +3,18 @@
 
 rule segment:
     input:
-        plan=WORK + "/plan/plan.json",
-        cells=OUT + "/cells.parquet",
+        plan=work("plan/plan.json"),
+        cells=out("cells.parquet"),
     output:
-        directory(WORK + "/masks/batch_{b}.zarr"),
+        directory(work("masks/batch_{b}.zarr")),
     params:
         segment=lambda wc: config["segment"],
     resources:
         mem_mb=4000,
     log:
-        WORK + "/logs/segment_{b}.log",
+        work("logs/segment_{b}.log"),
     benchmark:
-        WORK + "/benchmarks/segment_{b}.tsv"
+        work("benchmarks/segment_{b}.tsv")
     conda:
         "../../envs/gpu.yaml"
     script:
@@ -25,9 +25,9 @@ rule mask_index:
     input:
         segment_batches,
     output:
-        WORK + "/masks/index.parquet",
+        work("masks/index.parquet"),
     log:
-        WORK + "/logs/mask_index.log",
+        work("logs/mask_index.log"),
     conda:
         "../../envs/imaging.yaml"
     script:

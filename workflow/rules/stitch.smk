@@ -3,11 +3,11 @@
 
 rule label_init:
     input:
-        plan=WORK + "/plan/plan.json",
+        plan=work("plan/plan.json"),
     output:
-        directory(OUT + "/segmentation.ome.zarr"),
+        directory(out("segmentation.ome.zarr")),
     log:
-        WORK + "/logs/label_init.log",
+        work("logs/label_init.log"),
     conda:
         "../../envs/imaging.yaml"
     script:
@@ -16,17 +16,17 @@ rule label_init:
 
 rule stitch:
     input:
-        plan=WORK + "/plan/plan.json",
-        labels=OUT + "/segmentation.ome.zarr",
-        index=WORK + "/masks/index.parquet",
+        plan=work("plan/plan.json"),
+        labels=out("segmentation.ome.zarr"),
+        index=work("masks/index.parquet"),
     output:
-        WORK + "/stitch/block_{k}.done",
+        work("stitch/block_{k}.done"),
     resources:
         mem_mb=2000,
     log:
-        WORK + "/logs/stitch_{k}.log",
+        work("logs/stitch_{k}.log"),
     benchmark:
-        WORK + "/benchmarks/stitch_{k}.tsv"
+        work("benchmarks/stitch_{k}.tsv")
     conda:
         "../../envs/imaging.yaml"
     script:

@@ -3,14 +3,14 @@
 
 rule synthesize:
     output:
-        image=directory(OUT + "/input.ome.zarr"),
-        truth=OUT + "/input.truth.parquet",
+        image=directory(out("input.ome.zarr")),
+        truth=out("input.truth.parquet"),
     params:
         synthetic=lambda wc: config["samples"][wc.sample]["synthetic"],
     log:
-        WORK + "/logs/synthesize.log",
+        work("logs/synthesize.log"),
     benchmark:
-        WORK + "/benchmarks/synthesize.tsv"
+        work("benchmarks/synthesize.tsv")
     conda:
         "../../envs/imaging.yaml"
     script:

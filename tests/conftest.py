@@ -1,0 +1,25 @@
+"""Shared fixtures: small synthetic images written as OME-Zarr."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from traice.io.ome import write_multiscale
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture
+def write_image(tmp_path):
+    """Write a (z, y, x) array as an NGFF 0.5 image; returns its path."""
+
+    def _write(data: np.ndarray, spacing=(1.25, 0.4, 0.4), name: str = "image.ome.zarr") -> Path:
+        path = tmp_path / name
+        write_multiscale(path, data, spacing, footprint=(32, 128, 128))
+        return path
+
+    return _write

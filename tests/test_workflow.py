@@ -1,0 +1,170 @@
+"""The whole workflow through Snakemake's Python API, on a small synthetic volume.
+
+Also: bad input and bad config fail before any job with a one-line message and
+write nothing; an image without cells gives valid empty outputs; a user's
+samples replace the demo sample; ``snakemake --lint`` is clean.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+import zarr
+from ome_zarr_models.v05 import ImageLabel
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import ConfigSettings, DAGSettings, ExecutionSettings, OutputSettings, ResourceSettings
+from snakemake.settings.enums import Quietness
+
+from traice.metrics import match_points
+from traice.synth import truth_path
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+F1_FLOOR = 0.6  # classical baseline on the small test volume (distractor puncta are counted as errors)
+
+pytestmark = pytest.mark.workflow
+
+
+def run_workflow(config: dict, tmp: Path, cores: int = 2) -> None:
+    cfg = tmp / "config.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    with SnakemakeApi(OutputSettings(quiet={Quietness.PROGRESS, Quietness.RULES})) as api:
+        wf = api.workflow(
+            resource_settings=ResourceSettings(cores=cores),
+            config_settings=ConfigSettings(configfiles=[cfg]),
+            snakefile=ROOT / "Snakefile",
+            workdir=ROOT,
+        )
+        dag = wf.dag(DAGSettings())
+        dag.execute_workflow(executor="local", execution_settings=ExecutionSettings())
+
+
+def small_config(tmp: Path, **extra) -> dict:
+    cfg = {
+        "samples": {"small": {"synthetic": {"seed": 3, "shape": [24, 384, 384], "cells": 10}}},
+        "results": str(tmp / "results"),
+        "plan": {"tile_shape": [64, 256, 256], "tiles_per_job": 2},
+        "segment": {"cells_per_job": 6},
+        "stitch": {"chunk": [32, 128, 128], "chunks_per_job": [1, 2, 2]},
+    }
+    cfg.update(extra)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("wf")
+    run_workflow(small_config(tmp), tmp)
+    return tmp / "results" / "small"
+
+
+def test_outputs_of_the_contract(small_run):
+    for name in ["cells.parquet", "segmentation.ome.zarr", "morphology.parquet", "morphology.csv", "swc",
+                 "report.html", "qc", "run.json"]:
+        assert (small_run / name).exists(), name
+
+
+def test_soma_f1_against_truth(small_run):
+    cells = pd.read_parquet(small_run / "cells.parquet")
+    truth = pd.read_parquet(truth_path(small_run / "input.ome.zarr"))
+    m = match_points(cells[["z_um", "y_um", "x_um"]].to_numpy(), truth[["z_um", "y_um", "x_um"]].to_numpy(), 6.0)
+    assert m.recall >= 0.8
+    assert m.f1 >= F1_FLOOR
+
+
+def test_cell_ids_and_labels_agree(small_run):
+    cells = pd.read_parquet(small_run / "cells.parquet")
+    assert cells["cell_id"].tolist() == list(range(1, len(cells) + 1))
+    assert {"cell_id", "z_um", "y_um", "x_um", "z", "y", "x", "score"} <= set(cells.columns)
+    group = zarr.open_group(str(small_run / "segmentation.ome.zarr"), mode="r")
+    ImageLabel.from_zarr(group)
+    labels = np.unique(group["0"][...])
+    morph = pd.read_parquet(small_run / "morphology.parquet")
+    segmented = set(morph.loc[morph["status"] == "ok", "cell_id"])
+    assert set(labels[labels > 0]) == segmented
+    assert segmented <= set(cells["cell_id"])
+    # cells without a mask are reported with a reason, never silently dropped
+    assert set(morph["cell_id"]) == set(cells["cell_id"])
+    swc = {int(p.stem) for p in (small_run / "swc").glob("*.swc")}
+    assert swc == segmented
+    spacing = (1.25, 0.4, 0.4)
+    np.testing.assert_allclose(cells["z"] * spacing[0], cells["z_um"], atol=spacing[0] / 2 + 1e-6)
+
+
+def _cli(args, cwd=ROOT):
+    return subprocess.run(SNAKEMAKE + args, cwd=cwd, capture_output=True, text=True)
+
+
+def _bad_input_case(tmp: Path, samples: dict, **extra) -> subprocess.CompletedProcess:
+    cfg = tmp / "bad.yaml"
+    results = tmp / "results"
+    cfg.write_text(yaml.safe_dump({"samples": samples, "results": str(results), **extra}))
+    out = _cli(["--cores", "1", "--configfile", str(cfg)])
+    assert out.returncode != 0
+    assert not results.exists(), "nothing may be written for a bad input"
+    return out
+
+
+def test_bad_inputs_fail_before_any_job(tmp_path, write_image):
+    cases = []
+    cases.append(({"a": str(tmp_path / "nope.ome.zarr")}, "input image not found"))
+    (tmp_path / "folder").mkdir()
+    cases.append(({"a": str(tmp_path / "folder")}, "is not an OME-Zarr image"))
+    for samples, message in cases:
+        out = _bad_input_case(tmp_path, samples)
+        lines = [l for l in out.stderr.splitlines() if message in l]
+        assert len(lines) == 1, out.stderr
+        assert "sample 'a'" in lines[0]
+        assert "Traceback" not in out.stderr
+
+
+def test_multichannel_needs_channel(tmp_path):
+    path = tmp_path / "mc.ome.zarr"
+    g = zarr.open_group(str(path), mode="w", zarr_format=3)
+    g.create_array("0", shape=(2, 8, 64, 64), dtype=np.uint16, dimension_names=("c", "z", "y", "x"))
+    g.attrs["ome"] = {"version": "0.5", "multiscales": [{
+        "axes": [{"name": "c", "type": "channel"}] + [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"],
+        "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1, 1.25, 0.4, 0.4]}]}]}]}
+    out = _bad_input_case(tmp_path, {"a": str(path)})
+    assert "has 2 channels; set 'channel'" in out.stderr
+
+
+def test_wrong_config_key_and_type_are_named(tmp_path):
+    out = _bad_input_case(tmp_path, {"demo": {"synthetic": {"seed": 0}}}, plan={"tile_shap": [1, 2, 3]})
+    assert "tile_shap" in out.stderr
+    out = _bad_input_case(tmp_path, {"demo": {"synthetic": {"seed": 0}}}, detect={"threshold": "high"})
+    assert "threshold" in out.stderr and "high" in out.stderr
+
+
+def test_user_samples_replace_the_demo_sample(tmp_path, write_image):
+    path = write_image(np.full((8, 64, 64), 100, np.uint16))
+    cfg = tmp_path / "user.yaml"
+    cfg.write_text(yaml.safe_dump({"samples": {"mine": str(path)}, "results": str(tmp_path / "r")}))
+    out = _cli(["-n", "--cores", "1", "--configfile", str(cfg)])
+    assert out.returncode == 0, out.stderr
+    assert "mine" in out.stdout and "demo" not in out.stdout.replace("demo.", "")
+
+
+def test_image_without_cells_gives_valid_empty_outputs(tmp_path, write_image):
+    rng = np.random.default_rng(0)
+    path = write_image(rng.poisson(100, size=(16, 128, 128)).astype(np.uint16))
+    run_workflow({"samples": {"blank": str(path)}, "results": str(tmp_path / "r")}, tmp_path)
+    out = tmp_path / "r" / "blank"
+    assert len(pd.read_parquet(out / "cells.parquet")) == 0
+    assert len(pd.read_parquet(out / "morphology.parquet")) == 0
+    group = zarr.open_group(str(out / "segmentation.ome.zarr"), mode="r")
+    ImageLabel.from_zarr(group)
+    assert group["0"][...].max() == 0
+    assert (out / "report.html").exists() and (out / "run.json").exists()
+
+
+def test_lint_is_clean():
+    out = _cli(["--lint", "--cores", "1"])
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Lints for" not in out.stdout + out.stderr
