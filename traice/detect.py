@@ -17,6 +17,7 @@ import pandas as pd
 from scipy import ndimage
 from skimage.feature import peak_local_max
 from skimage.segmentation import watershed
+from tqdm import tqdm
 
 from traice.geometry import Box
 from traice.io.ome import open_image
@@ -119,7 +120,7 @@ def detect_batch(plan_dir: str | Path, batch: int, out_path: str | Path, params:
     tiles = pd.read_parquet(Path(plan_dir) / "tiles.parquet")
     image = open_image(plan["image"], plan["channel"])
     parts = []
-    for tile, core, read in tiles_of_batch(tiles, batch):
+    for tile, core, read in tqdm(tiles_of_batch(tiles, batch), desc=f"detect batch {batch}", unit="tile"):
         found = detect_tile(image, core, read, plan["stats"], params)
         parts.append(found.assign(tile=tile))
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)

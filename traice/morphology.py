@@ -19,6 +19,7 @@ import zarr
 from scipy import ndimage
 from skan import Skeleton, summarize
 from skimage.morphology import skeletonize
+from tqdm import tqdm
 
 from traice.geometry import Box
 from traice.io.tables import write_table
@@ -117,7 +118,7 @@ def morphology_batch(
     cells = cell_batch(pd.read_parquet(cells_path), batch, cells_per_job)
     index = pd.read_parquet(index_path).set_index("cell_id")
     rows = []
-    for _, cell in cells.iterrows():
+    for _, cell in tqdm(cells.iterrows(), total=len(cells), desc=f"morphology batch {batch}", unit="cell"):
         cid = int(cell["cell_id"])
         box = Box.from_row(index.loc[cid], "box")
         mask = np.asarray(labels[box.slices]) == cid
@@ -126,9 +127,14 @@ def morphology_batch(
             status = index.loc[cid, "status"]
             rows.append({**row, **dict.fromkeys(METRIC_COLUMNS, 0), "status": status if status != "ok" else "lost to neighbours in stitching"})
             continue
+        tight = Box.from_shape(mask.shape)
+        found = ndimage.find_objects(mask.astype(np.uint8))[0]
+        tight = Box(tuple(s.start for s in found), tuple(s.stop for s in found)).grow((1, 1, 1)).intersect(tight)
+        mask = mask[tight.slices]  # measure in the cell's own bounding box (+1 voxel)
         metrics, skel = measure(mask, spacing)
-        soma = [cell[a] - s for a, s in zip("zyx", box.start)]
-        origin = np.asarray(box.start) * np.asarray(spacing)
+        start = np.asarray(box.start) + np.asarray(tight.start)
+        soma = [cell[a] - s for a, s in zip("zyx", start)]
+        origin = start * np.asarray(spacing)
         write_swc(swc_table(mask, skel, soma, spacing, origin), tmp / "swc" / f"{cid}.swc", cid)
         rows.append({**row, **metrics, "status": "ok"})
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)

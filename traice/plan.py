@@ -23,7 +23,7 @@ from traice.io.tables import read_json, write_json, write_table
 class PlanParams:
     tile_shape: tuple[int, int, int] = (64, 512, 512)   # tile core, level-0 voxels
     halo_um: float = 16.0                               # read context around each core
-    tiles_per_job: int = 4
+    tiles_per_job: int = 2
     stitch_chunk: tuple[int, int, int] = (32, 256, 256)  # label chunk footprint, level-0 voxels
     stitch_chunks_per_job: tuple[int, int, int] = (1, 2, 2)
     stats_max_voxels: int = 8_000_000

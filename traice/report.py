@@ -73,25 +73,30 @@ def gallery_figure(plan: dict, cells: pd.DataFrame, morphology: pd.DataFrame, la
     half = [int(np.ceil(r / s)) for r, s in zip((15.0, 35.0, 35.0), image.spacing)]
     cell_rows = cells.set_index("cell_id")
     swc_dir = Path(labels_path).parent / "swc"
-    fig, axes = plt.subplots(len(chosen), 3, figsize=(9, 3 * len(chosen)), squeeze=False, constrained_layout=True)
-    for row, (_, m) in zip(axes, chosen.iterrows()):
+    per_row = 2
+    n_rows = -(-len(chosen) // per_row)
+    fig, axes = plt.subplots(n_rows, 3 * per_row, figsize=(4.5 * per_row * 1.5, 2.6 * n_rows), squeeze=False, constrained_layout=True)
+    for ax in axes.ravel():
+        ax.axis("off")
+    panels = [axes[i // per_row, 3 * (i % per_row): 3 * (i % per_row) + 3] for i in range(len(chosen))]
+    for row, (_, m) in zip(panels, chosen.iterrows()):
         c = cell_rows.loc[m["cell_id"]]
         box = Box.around((c["z"], c["y"], c["x"]), half).intersect(image.bounds)
         crop = image.read(box).max(axis=0)
         mask = (np.asarray(labels[box.slices]) == m["cell_id"]).max(axis=0)
         lo, hi = _contrast(crop)
         row[0].imshow(crop, cmap="gray", vmin=lo, vmax=hi)
-        row[0].set_ylabel(f"cell {int(m['cell_id'])}")
         row[1].imshow(mask, cmap="magma")
         row[2].imshow(mask, cmap="gray", alpha=0.3)
         swc = swc_dir / f"{int(m['cell_id'])}.swc"
         if swc.exists():
             nodes = np.loadtxt(swc, comments="#", ndmin=2)
             row[2].scatter(nodes[:, 2] / image.spacing[2] - box.start[2], nodes[:, 3] / image.spacing[1] - box.start[1], s=1, c="cyan")
-        for ax, title in zip(row, ["image (MIP)", "mask", f"skeleton, {m['skeleton_length_um']:.0f} µm"]):
+            row[2].set_xlim(-0.5, mask.shape[1] - 0.5)
+            row[2].set_ylim(mask.shape[0] - 0.5, -0.5)
+        titles = [f"cell {int(m['cell_id'])}: image (MIP)", "mask", f"skeleton, {m['skeleton_length_um']:.0f} µm"]
+        for ax, title in zip(row, titles):
             ax.set_title(title, fontsize=9)
-            ax.set_xticks([])
-            ax.set_yticks([])
     fig.savefig(out, dpi=70)
     plt.close(fig)
 

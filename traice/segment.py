@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import zarr
 from scipy import ndimage
+from tqdm import tqdm
 
 from traice.detect import normalise
 from traice.geometry import Box, um_to_voxels
@@ -123,5 +124,6 @@ def segment_batch(plan_dir: str | Path, cells_path: str | Path, batch: int, out_
     plan = load_plan(Path(plan_dir) / "plan.json")
     image = open_image(plan["image"], plan["channel"])
     cells = cell_batch(pd.read_parquet(cells_path), batch, params.cells_per_job)
-    masks = [segment_cell(image, row, plan["stats"], params) for _, row in cells.iterrows()]
+    rows = tqdm(cells.iterrows(), total=len(cells), desc=f"segment batch {batch}", unit="cell")
+    masks = [segment_cell(image, row, plan["stats"], params) for _, row in rows]
     return write_masks(masks, out_path)
