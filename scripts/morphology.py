@@ -4,4 +4,5 @@ import sys
 from traice.morphology import gather
 
 sys.stderr = open(snakemake.log[0], "w")
-gather(snakemake.input, snakemake.output.table, snakemake.output.csv, snakemake.output.swc)
+o = snakemake.output
+gather(snakemake.input, o.table, o.csv, o.sholl, o.swc)

@@ -5,4 +5,5 @@ from traice.report import write_report
 
 sys.stderr = open(snakemake.log[0], "w")
 i = snakemake.input
-write_report(i.plan, i.cells, i.morphology, i.labels, snakemake.output.html, snakemake.output.qc, snakemake.params.gallery)
+p = snakemake.params
+write_report(i.plan, i.cells, i.morphology, i.regions, i.labels, p.benchmarks, snakemake.output.html, snakemake.output.qc, p.gallery)

@@ -7,6 +7,7 @@ samples replace the demo sample; ``snakemake --lint`` is clean.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,10 @@ from snakemake.api import SnakemakeApi
 from snakemake.settings.types import ConfigSettings, DAGSettings, ExecutionSettings, OutputSettings, ResourceSettings
 from snakemake.settings.enums import Quietness
 
+from ome_zarr.io import parse_url
+from ome_zarr.reader import Reader
+
+from traice import schema
 from traice.metrics import match_points
 from traice.synth import truth_path
 
@@ -66,8 +71,63 @@ def small_run(tmp_path_factory):
 
 def test_outputs_of_the_contract(small_run):
     for name in ["cells.parquet", "segmentation.ome.zarr", "morphology.parquet", "morphology.csv", "swc",
-                 "report.html", "qc", "run.json"]:
+                 "sholl.parquet", "regions.parquet", "report.html", "qc", "run.json"]:
         assert (small_run / name).exists(), name
+    for fig in ["overview", "gallery", "histograms", "density", "resources"]:
+        assert (small_run / "qc" / f"{fig}.png").stat().st_size > 1000
+
+
+def test_tables_have_the_documented_schema(small_run):
+    readme = (ROOT / "README.md").read_text()
+    for name, table_schema in [("cells", schema.CELLS), ("morphology", schema.MORPHOLOGY),
+                               ("sholl", schema.SHOLL), ("regions", schema.REGIONS)]:
+        df = pd.read_parquet(small_run / f"{name}.parquet")
+        assert list(df.columns) == list(table_schema), name
+        for col, (dtype, unit, _) in table_schema.items():
+            assert str(df[col].dtype) == dtype, (name, col)
+            assert f"| `{col}` | {dtype} | {unit} |" in readme, (name, col)
+    csv = pd.read_csv(small_run / "morphology.csv")
+    assert list(csv.columns) == list(schema.MORPHOLOGY)
+
+
+def test_regions_and_run_summary(small_run):
+    regions = pd.read_parquet(small_run / "regions.parquet")
+    cells = pd.read_parquet(small_run / "cells.parquet")
+    assert regions["region"].tolist() == ["all"]
+    whole_mm3 = 24 * 1.25 * 384 * 0.4 * 384 * 0.4 * 1e-9
+    assert regions["tissue_volume_mm3"].iloc[0] == pytest.approx(whole_mm3, rel=0.01)
+    assert regions["n_cells"].iloc[0] == len(cells)
+    run = json.loads((small_run / "run.json").read_text())
+    assert run["counts"]["cells_detected"] == len(cells)
+    assert run["counts"]["cells_segmented"] + run["counts"]["cells_empty"] == len(cells)
+    assert run["versions"]["snakemake"] and "detect" in run["timings"]
+
+
+def test_swc_load_in_neurom_with_our_length(small_run):
+    neurom = pytest.importorskip("neurom", reason="neurom (test dependency) not installed")
+    morph = pd.read_parquet(small_run / "morphology.parquet").set_index("cell_id")
+    branched = morph[(morph["status"] == "ok") & (morph["total_length_um"] > 20)]
+    assert len(branched) >= 3
+    for cid, row in branched.iterrows():
+        m = neurom.load_morphology(small_run / "swc" / f"{cid}.swc")
+        theirs = neurom.get("total_length", m)
+        assert theirs == pytest.approx(row["total_length_um"], rel=0.1), cid
+
+
+def test_labels_open_with_ome_zarr_reader(small_run):
+    node = next(iter(Reader(parse_url(str(small_run / "segmentation.ome.zarr")))()))
+    assert node.metadata["coordinateTransformations"][0][0]["scale"] == [1.25, 0.4, 0.4]
+    assert node.data[0].shape == (24, 384, 384)
+
+
+def test_snakemake_report_has_figures_with_captions(small_run, tmp_path):
+    cfg = small_run.parent.parent / "config.yaml"
+    out = _cli(["--cores", "1", "--configfile", str(cfg), "--report", str(tmp_path / "r.html")])
+    assert out.returncode == 0, out.stderr
+    text = (tmp_path / "r.html").read_text()
+    for fig in ["overview.png", "gallery.png", "histograms.png", "density.png", "resources.png"]:
+        assert fig in text
+    assert "Sholl maximum" in text
 
 
 def test_soma_f1_against_truth(small_run):
@@ -87,6 +147,7 @@ def test_cell_ids_and_labels_agree(small_run):
     labels = np.unique(group["0"][...])
     morph = pd.read_parquet(small_run / "morphology.parquet")
     segmented = set(morph.loc[morph["status"] == "ok", "cell_id"])
+    assert set(pd.read_parquet(small_run / "sholl.parquet")["cell_id"]) <= segmented
     assert set(labels[labels > 0]) == segmented
     assert segmented <= set(cells["cell_id"])
     # cells without a mask are reported with a reason, never silently dropped

@@ -14,9 +14,7 @@ import pandas as pd
 from scipy.spatial import cKDTree
 
 from traice.io.tables import write_table
-
-CELL_COLUMNS = ["cell_id", "z_um", "y_um", "x_um", "z", "y", "x", "score"]
-
+from traice.schema import CELLS, conform
 
 def dedupe(points_um: np.ndarray, scores: np.ndarray, radius_um: float) -> np.ndarray:
     """Indices to keep: greedily, the highest score wins within ``radius_um`` (ties: lowest index)."""
@@ -44,14 +42,14 @@ def merge_detections(tables: Sequence[pd.DataFrame], spacing: Sequence[float], d
     vox, um, score = vox[keep], um[keep], found["score"].to_numpy(dtype=float)[keep]
     order = np.lexsort((vox[:, 2], vox[:, 1], vox[:, 0]))
     vox, um, score = vox[order], um[order], score[order]
-    return pd.DataFrame({
+    return conform(pd.DataFrame({
         "cell_id": np.arange(1, len(vox) + 1, dtype=np.int64),
         "z_um": um[:, 0], "y_um": um[:, 1], "x_um": um[:, 2],
         "z": np.rint(vox[:, 0]).astype(np.int64),
         "y": np.rint(vox[:, 1]).astype(np.int64),
         "x": np.rint(vox[:, 2]).astype(np.int64),
         "score": score,
-    }, columns=CELL_COLUMNS)
+    }), CELLS)
 
 
 def merge_files(paths: Sequence[str | Path], spacing: Sequence[float], dedupe_um: float, out_path: str | Path) -> pd.DataFrame:

@@ -77,6 +77,7 @@ def make_plan(image: OmeImage, params: PlanParams, roi: dict | None = None) -> t
         "shape": list(image.shape),
         "spacing_um": list(image.spacing),
         "roi": region.as_row("roi"),
+        "roi_um": roi,
         "stats": intensity_stats(image, params.stats_max_voxels),
         "halo_voxels": list(halo),
         "tiles": len(tiles),

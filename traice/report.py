@@ -94,7 +94,7 @@ def gallery_figure(plan: dict, cells: pd.DataFrame, morphology: pd.DataFrame, la
             row[2].scatter(nodes[:, 2] / image.spacing[2] - box.start[2], nodes[:, 3] / image.spacing[1] - box.start[1], s=1, c="cyan")
             row[2].set_xlim(-0.5, mask.shape[1] - 0.5)
             row[2].set_ylim(mask.shape[0] - 0.5, -0.5)
-        titles = [f"cell {int(m['cell_id'])}: image (MIP)", "mask", f"skeleton, {m['skeleton_length_um']:.0f} µm"]
+        titles = [f"cell {int(m['cell_id'])}: image (MIP)", "mask", f"skeleton, {m['total_length_um']:.0f} µm"]
         for ax, title in zip(row, titles):
             ax.set_title(title, fontsize=9)
     fig.savefig(out, dpi=70)
@@ -103,13 +103,16 @@ def gallery_figure(plan: dict, cells: pd.DataFrame, morphology: pd.DataFrame, la
 
 def histogram_figure(morphology: pd.DataFrame, out: Path) -> None:
     ok = morphology[morphology["status"] == "ok"]
-    metrics = [("volume_um3", "cell volume (µm³)"), ("skeleton_length_um", "process length (µm)"),
-               ("n_branch_points", "branch points"), ("n_endpoints", "endpoints")]
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.5), constrained_layout=True)
+    metrics = [("cell_volume_um3", "cell volume (µm³)"), ("soma_volume_um3", "soma volume (µm³)"),
+               ("total_length_um", "total process length (µm)"), ("n_branch_points", "branch points"),
+               ("ramification_index", "ramification index"), ("sholl_max_intersections", "Sholl max intersections")]
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7), constrained_layout=True)
+    axes = axes.ravel()
     for ax, (col, label) in zip(axes, metrics):
         ax.hist(ok[col], bins=20, color="steelblue")
         ax.set_xlabel(label)
     axes[0].set_ylabel("cells")
+    axes[3].set_ylabel("cells")
     fig.savefig(out, dpi=80)
     plt.close(fig)
 
@@ -142,13 +145,40 @@ FIGURES = [
     ("gallery.png", "Randomly chosen cells: image, mask and SWC skeleton nodes (z projections, 70 µm windows)."),
     ("histograms.png", "Distributions of the main morphology metrics over segmented cells."),
     ("density.png", "Cell density map (cells per mm³ in 50 µm columns through the depth)."),
+    ("resources.png", "Wall time (all jobs of a rule together) and peak memory (largest job) per rule."),
 ]
 
 
-def write_report(plan_path, cells_path, morphology_path, labels_path, html_path, qc_dir, gallery: int) -> None:
+def resources_figure(timings: dict, out: Path) -> None:
+    """Wall time (summed over jobs) and peak memory (largest job) of each rule."""
+    if not timings:
+        _empty_figure(out, "no benchmark files")
+        return
+    rules = list(timings)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.4 * len(rules) + 1.5), constrained_layout=True)
+    axes[0].barh(rules, [timings[r]["wall_s"] for r in rules], color="slateblue")
+    axes[0].set_xlabel("wall time, all jobs (s)")
+    axes[1].barh(rules, [timings[r]["max_rss_mb"] for r in rules], color="darkorange")
+    axes[1].set_xlabel("peak RSS of the largest job (MB)")
+    axes[1].set_yticks([])
+    for ax in axes:
+        ax.invert_yaxis()
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+
+
+def _html_table(df: pd.DataFrame) -> str:
+    return df.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0)
+
+
+def write_report(plan_path, cells_path, morphology_path, regions_path, labels_path, benchmarks: str | Path,
+                 html_path, qc_dir, gallery: int) -> None:
+    """QC figures into ``qc_dir`` and one self-contained ``report.html``."""
     plan = read_json(plan_path)
     cells = pd.read_parquet(cells_path)
     morphology = pd.read_parquet(morphology_path)
+    regions = pd.read_parquet(regions_path)
+    timings = benchmark_summary(benchmarks)
     qc = Path(qc_dir)
     tmp = qc.with_name(f".{qc.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -157,6 +187,7 @@ def write_report(plan_path, cells_path, morphology_path, labels_path, html_path,
     gallery_figure(plan, cells, morphology, str(labels_path), tmp / "gallery.png", gallery)
     histogram_figure(morphology, tmp / "histograms.png")
     density_figure(plan, cells, tmp / "density.png")
+    resources_figure(timings, tmp / "resources.png")
     shutil.rmtree(qc, ignore_errors=True)
     tmp.rename(qc)
     summary = summary_counts(plan, cells, morphology)
@@ -171,6 +202,10 @@ def write_report(plan_path, cells_path, morphology_path, labels_path, html_path,
     for name, caption in FIGURES:
         data = base64.b64encode((qc / name).read_bytes()).decode()
         parts.append(f"<figure><img src='data:image/png;base64,{data}' alt='{name}'><figcaption>{html.escape(caption)}</figcaption></figure>")
+        if name == "histograms.png":
+            parts.append("<h2>Regions</h2>" + _html_table(regions))
+    timing_rows = pd.DataFrame([{"rule": r, **v} for r, v in timings.items()])
+    parts.append("<h2>Time and memory per rule</h2>" + (_html_table(timing_rows) if len(timing_rows) else "<p>none</p>"))
     parts.append("</body></html>")
     tmp_html = Path(html_path).with_name(f".{Path(html_path).name}.tmp")
     tmp_html.write_text("\n".join(parts))
@@ -191,7 +226,7 @@ def summary_counts(plan: dict, cells: pd.DataFrame, morphology: pd.DataFrame) ->
     }
 
 
-def _benchmarks(folder: str | Path) -> dict:
+def benchmark_summary(folder: str | Path) -> dict:
     """Wall time and peak RSS per rule, summed/maxed over its jobs, from Snakemake benchmark files."""
     out: dict[str, dict] = {}
     for f in sorted(Path(folder).glob("*.tsv")):
@@ -229,5 +264,5 @@ def write_run_summary(plan_path, cells_path, morphology_path, index_path, benchm
         },
         "versions": versions,
         "config": config,
-        "timings": _benchmarks(benchmarks),
+        "timings": benchmark_summary(benchmarks),
     }, out)

@@ -79,11 +79,11 @@ def stitch_flags(wildcards):
 
 
 def morphology_batches(wildcards):
-    n = n_cell_batches(n_cells(wildcards), config["segment"]["cells_per_job"])
+    n = n_cell_batches(n_cells(wildcards), config["morphology"]["cells_per_job"])
     return expand(work("morphology/batch_{b}"), sample=wildcards.sample, b=range(n))
 
 
 def all_outputs(wildcards):
     names = ["run.json", "report.html", "qc", "cells.parquet", "segmentation.ome.zarr",
-             "morphology.parquet", "morphology.csv", "swc"]
+             "morphology.parquet", "morphology.csv", "sholl.parquet", "swc", "regions.parquet"]
     return expand(out("{name}"), sample=SAMPLES, name=names)

@@ -11,7 +11,7 @@ rule morphology_batch:
     output:
         directory(work("morphology/batch_{b}")),
     params:
-        cells_per_job=config["segment"]["cells_per_job"],
+        cells_per_job=config["morphology"]["cells_per_job"],
     log:
         work("logs/morphology_{b}.log"),
     benchmark:
@@ -28,6 +28,7 @@ rule morphology:
     output:
         table=out("morphology.parquet"),
         csv=out("morphology.csv"),
+        sholl=out("sholl.parquet"),
         swc=directory(out("swc")),
     log:
         work("logs/morphology.log"),

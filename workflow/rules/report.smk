@@ -1,18 +1,45 @@
 # QC report and the run summary.
 
 
+rule regions:
+    input:
+        plan=work("plan/plan.json"),
+        cells=out("cells.parquet"),
+        morphology=out("morphology.parquet"),
+    output:
+        out("regions.parquet"),
+    params:
+        regions=config["regions"],
+    log:
+        work("logs/regions.log"),
+    benchmark:
+        work("benchmarks/regions.tsv")
+    conda:
+        "../../envs/imaging.yaml"
+    script:
+        "../../scripts/regions.py"
+
+
 rule report:
     input:
         plan=work("plan/plan.json"),
         cells=out("cells.parquet"),
         morphology=out("morphology.parquet"),
+        regions=out("regions.parquet"),
         labels=out("segmentation.ome.zarr"),
         stitched=stitch_flags,
     output:
         html=out("report.html"),
-        qc=directory(out("qc")),
+        qc=report(
+            directory(out("qc")),
+            patterns=["{name}.png"],
+            caption="../report/qc.rst",
+            category="QC",
+            subcategory="{sample}",
+        ),
     params:
         gallery=config["report"]["gallery"],
+        benchmarks=work("benchmarks"),
     log:
         work("logs/report.log"),
     conda:
@@ -28,6 +55,7 @@ rule run_summary:
         morphology=out("morphology.parquet"),
         index=work("masks/index.parquet"),
         stitched=stitch_flags,
+        regions=out("regions.parquet"),
         report=out("report.html"),
     output:
         out("run.json"),

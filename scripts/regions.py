@@ -1,0 +1,8 @@
+"""Snakemake script: per-region counts, density and median morphology."""
+import sys
+
+from traice.regions import write_regions
+
+sys.stderr = open(snakemake.log[0], "w")
+i = snakemake.input
+write_regions(snakemake.wildcards.sample, i.plan, i.cells, i.morphology, snakemake.params.regions, snakemake.output[0])

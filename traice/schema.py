@@ -1,0 +1,67 @@
+"""The output tables' columns: dtype, unit and meaning (the README's schema section lists the same).
+
+Writers cast to these dtypes, so every run, empty or not, gives the same schema.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+# column: (dtype, unit, meaning)
+CELLS = {
+    "cell_id": ("int64", "", "cell identifier ≥ 1, the cell's value in the label image"),
+    "z_um": ("float64", "µm", "soma centroid z, from the image origin (voxel index × voxel size)"),
+    "y_um": ("float64", "µm", "soma centroid y"),
+    "x_um": ("float64", "µm", "soma centroid x"),
+    "z": ("int64", "voxel", "soma centroid, nearest level-0 voxel z"),
+    "y": ("int64", "voxel", "soma centroid, nearest level-0 voxel y"),
+    "x": ("int64", "voxel", "soma centroid, nearest level-0 voxel x"),
+    "score": ("float64", "", "detection confidence (classical: peak contrast in background-noise sigmas)"),
+}
+
+MORPHOLOGY = {
+    "cell_id": CELLS["cell_id"],
+    "z_um": CELLS["z_um"],
+    "y_um": CELLS["y_um"],
+    "x_um": CELLS["x_um"],
+    "soma_volume_um3": ("float64", "µm³", "soma: the mask opened by a 2 µm ball, the part at the soma centre"),
+    "cell_volume_um3": ("float64", "µm³", "soma and processes (the label connected to the soma)"),
+    "territory_volume_um3": ("float64", "µm³", "convex hull of the cell"),
+    "ramification_index": ("float64", "", "territory volume / cell volume (≈1 amoeboid, larger = ramified)"),
+    "total_length_um": ("float64", "µm", "total skeleton length"),
+    "n_branches": ("int64", "", "skeleton branches (between branch points and endpoints)"),
+    "n_branch_points": ("int64", "", "branch points (junctions within 2 µm merged)"),
+    "n_endpoints": ("int64", "", "skeleton endpoints"),
+    "mean_branch_length_um": ("float64", "µm", "mean branch length along the skeleton"),
+    "max_branch_length_um": ("float64", "µm", "longest branch"),
+    "max_branch_order": ("int64", "", "highest centrifugal branch order from the soma (1 = primary)"),
+    "mean_tortuosity": ("float64", "", "mean of branch path length / straight-line length"),
+    "sholl_max_intersections": ("int64", "", "maximum of the Sholl profile (5 µm shells)"),
+    "sholl_max_radius_um": ("float64", "µm", "shell radius of that maximum"),
+    "sholl_auc": ("float64", "µm", "area under the Sholl profile (sum of intersections × 5 µm)"),
+    "status": ("string", "", "'ok', or why the cell has no mask"),
+}
+
+SHOLL = {
+    "cell_id": CELLS["cell_id"],
+    "radius_um": ("float64", "µm", "shell radius around the soma centre (5, 10, ... µm)"),
+    "intersections": ("int64", "", "skeleton crossings of that shell"),
+}
+
+REGIONS = {
+    "sample": ("string", "", "sample name"),
+    "region": ("string", "", "'all' (the ROI or whole image) or a configured region"),
+    "n_cells": ("int64", "", "cells whose soma lies in the region"),
+    "n_segmented": ("int64", "", "of those, cells with a mask"),
+    "tissue_volume_mm3": ("float64", "mm³", "tissue in the region (empty space excluded)"),
+    "density_per_mm3": ("float64", "1/mm³", "cells per mm³ of tissue"),
+    **{f"median_{m}": ("float64", MORPHOLOGY[m][1], f"median {m} of the region's segmented cells")
+       for m in ["soma_volume_um3", "cell_volume_um3", "territory_volume_um3", "ramification_index",
+                 "total_length_um", "n_branch_points", "max_branch_order", "sholl_max_intersections"]},
+}
+
+
+def conform(df: pd.DataFrame, schema: dict) -> pd.DataFrame:
+    """The table with exactly the schema's columns, in order, cast to its dtypes."""
+    df = df.reindex(columns=list(schema))
+    return df.astype({c: d for c, (d, _, _) in schema.items()})
