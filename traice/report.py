@@ -120,9 +120,9 @@ def histogram_figure(morphology: pd.DataFrame, out: Path) -> None:
 def density_figure(plan: dict, cells: pd.DataFrame, out: Path, bin_um: float = 50.0) -> None:
     """Cells per mm³ in columns of ``bin_um`` × ``bin_um`` through the volume's depth."""
     shape_um = np.asarray(plan["shape"]) * np.asarray(plan["spacing_um"])
-    bins = [np.arange(0, shape_um[2] + bin_um, bin_um), np.arange(0, shape_um[1] + bin_um, bin_um)]
+    bins = [np.unique(np.append(np.arange(0, ext, bin_um), ext)) for ext in (shape_um[2], shape_um[1])]
     counts, xe, ye = np.histogram2d(cells["x_um"], cells["y_um"], bins=bins)
-    density = counts / (bin_um * bin_um * shape_um[0] * 1e-9)
+    density = counts / (np.diff(xe)[:, None] * np.diff(ye)[None, :] * shape_um[0] * 1e-9)  # edge bins may be narrower
     fig, ax = plt.subplots(figsize=(6, 5), constrained_layout=True)
     im = ax.imshow(density.T, origin="upper", extent=[xe[0], xe[-1], ye[-1], ye[0]], cmap="viridis")
     fig.colorbar(im, ax=ax, label="cells / mm³")
