@@ -14,6 +14,17 @@ include: "workflow/rules/morphology.smk"
 include: "workflow/rules/report.smk"
 
 
+# light aggregation steps run on the submitting host, not as cluster jobs
+localrules:
+    all,
+    label_init,
+    merge,
+    mask_index,
+    morphology,
+    regions,
+    run_summary,
+
+
 rule all:
     default_target: True
     input:

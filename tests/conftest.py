@@ -23,3 +23,13 @@ def write_image(tmp_path):
         return path
 
     return _write
+
+
+@pytest.fixture(scope="session")
+def reference_run(tmp_path_factory):
+    """One uninterrupted local run of the small synthetic config; returns the sample's results folder."""
+    from helpers import run_workflow, small_config
+
+    tmp = tmp_path_factory.mktemp("reference")
+    run_workflow(small_config(tmp), tmp)
+    return tmp / "results" / "small"

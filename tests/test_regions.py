@@ -3,7 +3,8 @@ import pandas as pd
 import pytest
 
 from traice.io.ome import open_image
-from traice.regions import region_boxes, summarise, tissue_mask
+from traice.regions import region_boxes, summarise
+from traice.tissue import tissue_mask
 from traice.schema import MORPHOLOGY, REGIONS
 
 
@@ -45,3 +46,16 @@ def test_summarise_counts_density_and_medians():
     assert whole["median_total_length_um"] == pytest.approx(200.0)
     assert left["n_cells"] == 2 and left["tissue_volume_mm3"] == pytest.approx(2.5e-5)
     assert left["density_per_mm3"] == pytest.approx(8e4)
+
+
+def test_plan_skips_tiles_without_tissue(write_image):
+    from traice.plan import PlanParams, make_plan
+
+    rng = np.random.default_rng(2)
+    data = rng.poisson(100, size=(16, 256, 512)).astype(np.float32)
+    data[:, :, 256:] += rng.poisson(40, size=(16, 256, 256))   # tissue only in the right half
+    image = open_image(write_image(data.astype(np.uint16), spacing=(2.0, 1.0, 1.0)))
+    plan, tiles = make_plan(image, PlanParams(tile_shape=(16, 128, 128), halo_um=4))
+    assert plan["tiles"] + plan["tiles_without_tissue"] == 2 * 4
+    assert plan["tiles_without_tissue"] >= 2
+    assert (tiles["core_x0"] >= 128).all()   # only tiles reaching into the tissue half are kept

@@ -8,8 +8,6 @@ samples replace the demo sample; ``snakemake --lint`` is clean.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +16,6 @@ import pytest
 import yaml
 import zarr
 from ome_zarr_models.v05 import ImageLabel
-from snakemake.api import SnakemakeApi
-from snakemake.settings.types import ConfigSettings, DAGSettings, ExecutionSettings, OutputSettings, ResourceSettings
-from snakemake.settings.enums import Quietness
 
 from ome_zarr.io import parse_url
 from ome_zarr.reader import Reader
@@ -29,44 +24,16 @@ from traice import schema
 from traice.metrics import match_points
 from traice.synth import truth_path
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+from helpers import ROOT, cli, run_workflow, small_config
+
 F1_FLOOR = 0.6  # classical baseline on the small test volume (distractor puncta are counted as errors)
 
 pytestmark = pytest.mark.workflow
 
 
-def run_workflow(config: dict, tmp: Path, cores: int = 2) -> None:
-    cfg = tmp / "config.yaml"
-    cfg.write_text(yaml.safe_dump(config))
-    with SnakemakeApi(OutputSettings(quiet={Quietness.PROGRESS, Quietness.RULES})) as api:
-        wf = api.workflow(
-            resource_settings=ResourceSettings(cores=cores),
-            config_settings=ConfigSettings(configfiles=[cfg]),
-            snakefile=ROOT / "Snakefile",
-            workdir=ROOT,
-        )
-        dag = wf.dag(DAGSettings())
-        dag.execute_workflow(executor="local", execution_settings=ExecutionSettings())
-
-
-def small_config(tmp: Path, **extra) -> dict:
-    cfg = {
-        "samples": {"small": {"synthetic": {"seed": 3, "shape": [24, 384, 384], "cells": 10}}},
-        "results": str(tmp / "results"),
-        "plan": {"tile_shape": [64, 256, 256], "tiles_per_job": 2},
-        "segment": {"cells_per_job": 6},
-        "stitch": {"chunk": [32, 128, 128], "chunks_per_job": [1, 2, 2]},
-    }
-    cfg.update(extra)
-    return cfg
-
-
 @pytest.fixture(scope="module")
-def small_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("wf")
-    run_workflow(small_config(tmp), tmp)
-    return tmp / "results" / "small"
+def small_run(reference_run):
+    return reference_run
 
 
 def test_outputs_of_the_contract(small_run):
@@ -122,7 +89,7 @@ def test_labels_open_with_ome_zarr_reader(small_run):
 
 def test_snakemake_report_has_figures_with_captions(small_run, tmp_path):
     cfg = small_run.parent.parent / "config.yaml"
-    out = _cli(["--cores", "1", "--configfile", str(cfg), "--report", str(tmp_path / "r.html")])
+    out = cli(["--cores", "1", "--configfile", str(cfg), "--report", str(tmp_path / "r.html")])
     assert out.returncode == 0, out.stderr
     text = (tmp_path / "r.html").read_text()
     for fig in ["overview.png", "gallery.png", "histograms.png", "density.png", "resources.png"]:
@@ -158,15 +125,11 @@ def test_cell_ids_and_labels_agree(small_run):
     np.testing.assert_allclose(cells["z"] * spacing[0], cells["z_um"], atol=spacing[0] / 2 + 1e-6)
 
 
-def _cli(args, cwd=ROOT):
-    return subprocess.run(SNAKEMAKE + args, cwd=cwd, capture_output=True, text=True)
-
-
 def _bad_input_case(tmp: Path, samples: dict, **extra) -> subprocess.CompletedProcess:
     cfg = tmp / "bad.yaml"
     results = tmp / "results"
     cfg.write_text(yaml.safe_dump({"samples": samples, "results": str(results), **extra}))
-    out = _cli(["--cores", "1", "--configfile", str(cfg)])
+    out = cli(["--cores", "1", "--configfile", str(cfg)])
     assert out.returncode != 0
     assert not results.exists(), "nothing may be written for a bad input"
     return out
@@ -207,7 +170,7 @@ def test_user_samples_replace_the_demo_sample(tmp_path, write_image):
     path = write_image(np.full((8, 64, 64), 100, np.uint16))
     cfg = tmp_path / "user.yaml"
     cfg.write_text(yaml.safe_dump({"samples": {"mine": str(path)}, "results": str(tmp_path / "r")}))
-    out = _cli(["-n", "--cores", "1", "--configfile", str(cfg)])
+    out = cli(["-n", "--cores", "1", "--configfile", str(cfg)])
     assert out.returncode == 0, out.stderr
     assert "mine" in out.stdout and "demo" not in out.stdout.replace("demo.", "")
 
@@ -226,6 +189,6 @@ def test_image_without_cells_gives_valid_empty_outputs(tmp_path, write_image):
 
 
 def test_lint_is_clean():
-    out = _cli(["--lint", "--cores", "1"])
+    out = cli(["--lint", "--cores", "1"])
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Lints for" not in out.stdout + out.stderr

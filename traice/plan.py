@@ -17,6 +17,7 @@ import pandas as pd
 from traice.geometry import Box, batches, grid, tile_grid, um_to_voxels
 from traice.io.ome import OmeImage, open_image
 from traice.io.tables import read_json, write_json, write_table
+from traice.tissue import box_has_tissue, tissue_mask
 
 
 @dataclass(frozen=True)
@@ -63,13 +64,15 @@ def make_plan(image: OmeImage, params: PlanParams, roi: dict | None = None) -> t
     """The plan dictionary and the tile table (one row per tile with core/read boxes and batch)."""
     halo = um_to_voxels(params.halo_um, image.spacing)
     region = roi_box(roi, image)
-    tiles = tile_grid(region, image.bounds, params.tile_shape, halo)
+    tissue, tissue_spacing = tissue_mask(image)
+    all_tiles = tile_grid(region, image.bounds, params.tile_shape, halo)
+    tiles = [t for t in all_tiles if box_has_tissue(t.read, tissue, tissue_spacing, image.spacing)]
     rows = []
     for batch, members in enumerate(batches(len(tiles), params.tiles_per_job)):
         for i in members:
             t = tiles[i]
             rows.append({"tile": t.index, "batch": batch, **t.core.as_row("core"), **t.read.as_row("read")})
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows, columns=["tile", "batch", *Box.from_shape((1, 1, 1)).as_row("core"), *Box.from_shape((1, 1, 1)).as_row("read")])
     block = tuple(c * n for c, n in zip(params.stitch_chunk, params.stitch_chunks_per_job))
     plan = {
         "image": image.path,
@@ -81,6 +84,7 @@ def make_plan(image: OmeImage, params: PlanParams, roi: dict | None = None) -> t
         "stats": intensity_stats(image, params.stats_max_voxels),
         "halo_voxels": list(halo),
         "tiles": len(tiles),
+        "tiles_without_tissue": len(all_tiles) - len(tiles),
         "tile_batches": int(table["batch"].max() + 1) if len(table) else 0,
         "stitch_chunk": list(params.stitch_chunk),
         "stitch_block": list(block),

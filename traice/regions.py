@@ -1,10 +1,4 @@
-"""Region summaries: cell counts, density per mm³ of tissue and median morphology per region.
-
-Tissue is told from empty space (outside the brain, ventricles) on a
-low-resolution pyramid level: the image is blurred at 25 µm, so cells and
-puncta melt into their surroundings, and split in two by Otsu's threshold when
-the two classes are clearly apart; a view with no empty space is all tissue.
-"""
+"""Region summaries: cell counts, density per mm³ of tissue (see traice.tissue) and median morphology."""
 
 from __future__ import annotations
 
@@ -13,35 +7,14 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage
-from skimage.filters import threshold_otsu
 
 from traice.geometry import Box
-from traice.io.ome import OmeImage, open_image
+from traice.io.ome import open_image
 from traice.io.tables import read_json, write_table
 from traice.schema import REGIONS, conform
+from traice.tissue import tissue_mask
 
 MEDIAN_METRICS = [c.removeprefix("median_") for c in REGIONS if c.startswith("median_")]
-TISSUE_BLUR_UM = 25.0
-TISSUE_SEPARATION = 4.0   # class means this many pooled sigmas apart, or the view is all tissue
-
-
-def tissue_mask(image: OmeImage, max_voxels: int = 4_000_000) -> tuple[np.ndarray, tuple[float, float, float]]:
-    """Boolean tissue mask on a coarse level (at most ``max_voxels``) and that level's voxel size (µm)."""
-    level = next((i for i, lv in enumerate(image.levels) if np.prod(lv.shape) <= max_voxels), len(image.levels) - 1)
-    spacing = image.levels[level].spacing
-    data = image.read(Box.from_shape(image.levels[level].shape), level=level)
-    smooth = ndimage.gaussian_filter(data, sigma=[TISSUE_BLUR_UM / s for s in spacing], mode="nearest")
-    if smooth.max() - smooth.min() <= 1e-6 * max(abs(float(smooth.max())), 1.0):
-        return np.ones(smooth.shape, bool), spacing
-    t = threshold_otsu(smooth)
-    lo, hi = smooth[smooth <= t], smooth[smooth > t]
-    pooled = np.sqrt(0.5 * (lo.var() + hi.var())) + 1e-9
-    if (hi.mean() - lo.mean()) / pooled < TISSUE_SEPARATION:
-        return np.ones(smooth.shape, bool), spacing
-    return smooth > t, spacing
-
-
 def region_boxes(regions: dict | None, roi: dict | None, shape_um: Sequence[float]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Named boxes (start_um, stop_um): 'all' (the ROI or whole image) plus configured regions."""
     boxes = {"all": (np.asarray(roi["start_um"], float), np.asarray(roi["stop_um"], float)) if roi

@@ -20,15 +20,11 @@ import zarr  # noqa: E402
 
 from traice import __version__  # noqa: E402
 from traice.geometry import Box  # noqa: E402
-from traice.io.ome import open_image  # noqa: E402
+from traice.io.ome import open_image, read_overview  # noqa: E402
 from traice.io.tables import read_json, write_json  # noqa: E402
 
-OVERVIEW_MAX_VOXELS = 64_000_000
+OVERVIEW_MAX_VOXELS = 16_000_000
 PACKAGES = ["numpy", "scipy", "scikit-image", "skan", "zarr", "ome-zarr", "dask", "pandas", "torch", "snakemake"]
-
-
-def _overview_level(levels) -> int:
-    return next((i for i, lv in enumerate(levels) if np.prod(lv.shape) <= OVERVIEW_MAX_VOXELS), len(levels) - 1)
 
 
 def _contrast(mip: np.ndarray) -> tuple[float, float]:
@@ -39,12 +35,10 @@ def _contrast(mip: np.ndarray) -> tuple[float, float]:
 def overview_figure(plan: dict, cells: pd.DataFrame, labels_path: str, out: Path) -> None:
     """Maximum-intensity projection with detected somas, beside the label overlay."""
     image = open_image(plan["image"], plan["channel"])
-    level = _overview_level(image.levels)
-    mip = image.read(Box.from_shape(image.levels[level].shape), level=level).max(axis=0)
-    scale = np.asarray(image.levels[level].spacing)
-    group = zarr.open_group(labels_path, mode="r")
-    lab_level = min(level, len(list(group.array_keys())) - 1)
-    lab = np.asarray(group[str(lab_level)][...]).max(axis=0)
+    volume, scale = read_overview(image, OVERVIEW_MAX_VOXELS)
+    mip = volume.max(axis=0)
+    labels = open_image(labels_path)
+    lab = read_overview(labels, OVERVIEW_MAX_VOXELS)[0].astype(np.int64).max(axis=0)
     extent = [0, mip.shape[1] * scale[2], mip.shape[0] * scale[1], 0]
     fig, axes = plt.subplots(1, 2, figsize=(14, 7), constrained_layout=True)
     lo, hi = _contrast(mip)
@@ -55,7 +49,7 @@ def overview_figure(plan: dict, cells: pd.DataFrame, labels_path: str, out: Path
     axes[0].scatter(cells["x_um"], cells["y_um"], s=60, facecolors="none", edgecolors="red", linewidths=1)
     axes[0].set_title(f"detected somas (n = {len(cells)})")
     shown = np.ma.masked_equal(lab % 20 + (lab > 0), 0)
-    axes[1].imshow(shown, cmap="tab20", alpha=0.55, interpolation="nearest", extent=[0, lab.shape[1] * scale[2] * mip.shape[1] / lab.shape[1], lab.shape[0] * scale[1] * mip.shape[0] / lab.shape[0], 0])
+    axes[1].imshow(shown, cmap="tab20", alpha=0.55, interpolation="nearest", extent=extent)  # both cover the whole image
     axes[1].set_title("segmentation (label overlay)")
     fig.savefig(out, dpi=80)
     plt.close(fig)
@@ -218,7 +212,7 @@ def summary_counts(plan: dict, cells: pd.DataFrame, morphology: pd.DataFrame) ->
     return {
         "image shape (z, y, x voxels)": tuple(plan["shape"]),
         "voxel size (µm)": tuple(plan["spacing_um"]),
-        "tiles": plan["tiles"],
+        "tiles (processed / without tissue, skipped)": f"{plan['tiles']} / {plan['tiles_without_tissue']}",
         "cells detected": len(cells),
         "cells segmented": int((morphology["status"] == "ok").sum()),
         "cells with empty masks": len(empty),
@@ -255,6 +249,7 @@ def write_run_summary(plan_path, cells_path, morphology_path, index_path, benchm
         "image": plan["image"],
         "counts": {
             "tiles": plan["tiles"],
+            "tiles_without_tissue": plan["tiles_without_tissue"],
             "tile_batches": plan["tile_batches"],
             "stitch_blocks": plan["stitch_blocks"],
             "cells_detected": len(cells),

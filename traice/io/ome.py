@@ -71,10 +71,10 @@ class OmeImage:
     def array(self, level: int = 0) -> zarr.Array:
         return zarr.open_array(str(Path(self.path) / self.levels[level].path), mode="r")
 
-    def read(self, box: Box, level: int = 0) -> np.ndarray:
-        """Voxels of ``box`` (in that level's voxels) as float32 (z, y, x)."""
+    def read(self, box: Box, level: int = 0, step: Sequence[int] = (1, 1, 1)) -> np.ndarray:
+        """Voxels of ``box`` (in that level's voxels, every ``step``-th) as float32 (z, y, x)."""
         index: list[int | slice] = []
-        spatial = iter(box.slices)
+        spatial = iter(slice(a, b, k) for a, b, k in zip(box.start, box.stop, step))
         for ax in self.axes:
             if ax in SPATIAL:
                 index.append(next(spatial))
@@ -83,6 +83,19 @@ class OmeImage:
             else:  # a singleton time axis
                 index.append(0)
         return np.asarray(self.array(level)[tuple(index)], dtype=np.float32)
+
+
+def read_overview(image: OmeImage, max_voxels: int) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """The whole image at the finest level of at most ``max_voxels`` (subsampled further if no level is
+    that small), as float32 (z, y, x), with its voxel size in µm. Memory stays bounded for any image."""
+    level = next((i for i, lv in enumerate(image.levels) if np.prod(lv.shape) <= max_voxels), len(image.levels) - 1)
+    lv = image.levels[level]
+    step = [1, 1, 1]
+    while np.prod([math.ceil(n / k) for n, k in zip(lv.shape, step)]) > max_voxels:
+        axis = int(np.argmin([s * k for s, k in zip(lv.spacing, step)]))  # coarsen the finest axis first
+        step[axis] *= 2
+    data = image.read(Box.from_shape(lv.shape), level=level, step=step)
+    return data, tuple(s * k for s, k in zip(lv.spacing, step))
 
 
 def _multiscales(attrs: dict) -> tuple[list, str]:
@@ -228,6 +241,7 @@ def create_multiscale(
     footprint: Sequence[int],
     label: bool = False,
     name: str | None = None,
+    fill_value=0,
 ) -> list[tuple[int, int, int]]:
     """Create an empty NGFF 0.5 multiscale group (arrays for every level, metadata).
 
@@ -248,7 +262,7 @@ def create_multiscale(
     for i, fac in enumerate(factors):
         lshape = tuple(math.ceil(n / f) for n, f in zip(shape, fac))
         chunks = tuple(max(1, min(n, c // f)) for n, c, f in zip(lshape, footprint, fac))
-        group.create_array(str(i), shape=lshape, chunks=chunks, dtype=dtype, fill_value=0, dimension_names=SPATIAL)
+        group.create_array(str(i), shape=lshape, chunks=chunks, dtype=dtype, fill_value=fill_value, dimension_names=SPATIAL)
     write_multiscales_metadata(group, _datasets(spacing, factors), fmt=FormatV05(), axes=AXES, name=name or path.stem)
     if label:
         add_metadata(group, {"image-label": {"version": "0.5"}}, fmt=FormatV05())

@@ -1,0 +1,48 @@
+"""Run the workflow from tests: through Snakemake's Python API, or its command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from snakemake.api import SnakemakeApi
+from snakemake.settings.enums import Quietness
+from snakemake.settings.types import ConfigSettings, DAGSettings, ExecutionSettings, OutputSettings, ResourceSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def run_workflow(config: dict, tmp: Path, cores: int = 2) -> None:
+    """Run the whole workflow with ``config`` (written to ``tmp/config.yaml``) on local cores."""
+    cfg = tmp / "config.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    with SnakemakeApi(OutputSettings(quiet={Quietness.PROGRESS, Quietness.RULES})) as api:
+        wf = api.workflow(
+            resource_settings=ResourceSettings(cores=cores),
+            config_settings=ConfigSettings(configfiles=[cfg]),
+            snakefile=ROOT / "Snakefile",
+            workdir=ROOT,
+        )
+        dag = wf.dag(DAGSettings())
+        dag.execute_workflow(executor="local", execution_settings=ExecutionSettings())
+
+
+def small_config(tmp: Path, **extra) -> dict:
+    """A synthetic sample small enough for tests (24 x 384 x 384 voxels, 10 cells), several jobs per stage."""
+    cfg = {
+        "samples": {"small": {"synthetic": {"seed": 3, "shape": [24, 384, 384], "cells": 10}}},
+        "results": str(tmp / "results"),
+        "plan": {"tile_shape": [64, 256, 256], "tiles_per_job": 2},
+        "segment": {"cells_per_job": 6},
+        "stitch": {"chunk": [32, 128, 128], "chunks_per_job": [1, 2, 2]},
+    }
+    cfg.update(extra)
+    return cfg
+
+
+def cli(args: list[str], cwd: Path = ROOT, timeout: float | None = None) -> subprocess.CompletedProcess:
+    """Snakemake's command line, as a user runs it."""
+    return subprocess.run(SNAKEMAKE + args, cwd=cwd, capture_output=True, text=True, timeout=timeout)

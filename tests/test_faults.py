@@ -1,0 +1,52 @@
+"""A killed run resumes to the same result; the same input and config give byte-identical outputs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers import ROOT, SNAKEMAKE, cli, small_config
+
+pytestmark = pytest.mark.workflow
+
+OUTPUTS = ["cells.parquet", "morphology.parquet", "morphology.csv", "sholl.parquet", "regions.parquet"]
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _kill_when_started(config: Path, marker: Path, timeout: float = 300) -> None:
+    """Start the workflow, SIGKILL Snakemake and all its jobs as soon as ``marker`` exists."""
+    proc = subprocess.Popen(SNAKEMAKE + ["--cores", "2", "--configfile", str(config)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + timeout
+    while not marker.exists():
+        assert proc.poll() is None, "the workflow ended before reaching the step to interrupt"
+        assert time.time() < deadline, f"{marker.name} never appeared"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.mark.parametrize("step", ["detect_0", "stitch_0"])
+def test_killed_run_resumes_to_identical_outputs(step, reference_run, tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(small_config(tmp_path)))
+    sample = tmp_path / "results" / "small"
+    _kill_when_started(config, sample / "work" / "logs" / f"{step}.log")
+    assert not (sample / "run.json").exists()
+    assert cli(["--unlock", "--cores", "1", "--configfile", str(config)]).returncode == 0
+    out = cli(["--cores", "2", "--configfile", str(config), "--rerun-incomplete"])
+    assert out.returncode == 0, out.stderr[-3000:]
+    # byte-identical tables, label image and skeletons: the same input and config give the same result
+    for name in OUTPUTS:
+        assert (sample / name).read_bytes() == (reference_run / name).read_bytes(), name
+    assert _files(sample / "segmentation.ome.zarr") == _files(reference_run / "segmentation.ome.zarr")
+    assert _files(sample / "swc") == _files(reference_run / "swc")
