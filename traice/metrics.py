@@ -6,8 +6,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import zarr
+from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
+
+from traice.synth import truth_path
 
 
 @dataclass(frozen=True)
@@ -61,8 +66,6 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 def per_cell_dice(pred_labels: np.ndarray, true_labels: np.ndarray, pairs: list[tuple[int, int]]) -> np.ndarray:
     """Dice of each (pred_id, true_id) pair of label values, computed in their joint bounding box."""
-    from scipy import ndimage
-
     pred_boxes = ndimage.find_objects(pred_labels)
     true_boxes = ndimage.find_objects(true_labels)
     out = []
@@ -79,11 +82,6 @@ def per_cell_dice(pred_labels: np.ndarray, true_labels: np.ndarray, pairs: list[
 
 def evaluate_run(results: str | Path) -> dict:
     """Soma P/R/F1 and per-cell Dice of a finished run on a synthetic sample, against its truth."""
-    import pandas as pd
-    import zarr
-
-    from traice.synth import truth_path
-
     results = Path(results)
     image = results / "input.ome.zarr"
     cells = pd.read_parquet(results / "cells.parquet")

@@ -59,12 +59,12 @@ def segment_classical(crop: np.ndarray, soma: tuple[int, int, int], spacing, sta
     smooth = ndimage.gaussian_filter(normalise(crop, stats), sigma=params.smooth_um / sp)
     background = float(np.median(smooth))
     noise = float(1.4826 * np.median(np.abs(smooth[smooth <= background] - background))) or 1e-6
-    ball = _distance_um(crop.shape, soma, sp) <= 2.0
+    dist = _distance_um(crop.shape, soma, sp)
+    ball = dist <= 2.0
     soma_level = float(np.mean(smooth[ball]))
     if soma_level - background < params.min_snr * noise:
         return np.zeros(crop.shape, np.uint8), "soma not brighter than background"
     threshold = background + max(params.soma_fraction * (soma_level - background), params.min_snr * noise)
-    dist = _distance_um(crop.shape, soma, sp)
     fg = (smooth > threshold) & (dist <= params.radius_um)
     comp, _ = ndimage.label(fg, structure=np.ones((3, 3, 3)))
     ids = np.unique(comp[ball & fg])
