@@ -1,6 +1,7 @@
 """The ``traice`` command: the library without Snakemake.
 
     traice synth OUT.ome.zarr [--shape Z Y X] [--cells N] [--seed S]
+    traice render-swc FOLDER OUT.ome.zarr [--seed S]
     traice inspect IMAGE [--channel C]
     traice evaluate RESULTS_DIR
     traice run IMAGE RESULTS_DIR [--channel C] [--cores N]   (the Snakemake workflow on one image)
@@ -25,6 +26,15 @@ def _synth(args) -> None:
     params = SynthParams(shape=tuple(args.shape), cells=args.cells, seed=args.seed)
     write_synthetic(synthesize(params), args.out)
     print(f"wrote {args.out} ({args.cells} cells, seed {args.seed})")
+
+
+def _render_swc(args) -> None:
+    from traice.synth import SynthParams, write_synthetic
+    from traice.synth.traces import read_field, render_traces
+
+    brain = render_traces(read_field(args.folder), SynthParams(seed=args.seed))
+    write_synthetic(brain, args.out)
+    print(f"wrote {args.out}: {len(brain.truth)} traced cells, shape {brain.image.shape}")
 
 
 def _inspect(args) -> None:
@@ -72,6 +82,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cells", type=int, default=60)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_synth)
+
+    p = sub.add_parser("render-swc", help="render a folder of SWC tracings (one field, µm) into an image with truth")
+    p.add_argument("folder")
+    p.add_argument("out")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_render_swc)
 
     p = sub.add_parser("inspect", help="check an OME-Zarr image and print what traice reads from it")
     p.add_argument("image")

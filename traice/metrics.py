@@ -80,10 +80,14 @@ def per_cell_dice(pred_labels: np.ndarray, true_labels: np.ndarray, pairs: list[
     return np.asarray(out, dtype=float)
 
 
-def evaluate_run(results: str | Path) -> dict:
-    """Soma P/R/F1 and per-cell Dice of a finished run on a synthetic sample, against its truth."""
+def evaluate_run(results: str | Path, image: str | Path | None = None) -> dict:
+    """Soma P/R/F1 and per-cell Dice of a finished run against the truth of its synthetic or rendered image.
+
+    ``image`` defaults to the sample's own ``input.ome.zarr`` (a synthetic sample);
+    its truth table lies beside it and its cell labels in ``labels/cells``.
+    """
     results = Path(results)
-    image = results / "input.ome.zarr"
+    image = Path(image) if image is not None else results / "input.ome.zarr"
     cells = pd.read_parquet(results / "cells.parquet")
     truth = pd.read_parquet(truth_path(image))
     m = match_points(cells[["z_um", "y_um", "x_um"]].to_numpy(), truth[["z_um", "y_um", "x_um"]].to_numpy(), 6.0)

@@ -92,50 +92,83 @@ def _stamp(target: np.ndarray, box: Box, mask: np.ndarray, value: float) -> None
     np.maximum(view, np.where(mask, np.float32(value), np.float32(0)), out=view)
 
 
+@dataclass
+class CellSpec:
+    """One cell to draw: an oriented ellipsoidal soma and a traced arbor (µm, image frame)."""
+
+    centre_um: np.ndarray        # (3,) soma centre
+    semi_axes_um: np.ndarray     # (3,) soma ellipsoid semi-axes
+    rotation: np.ndarray         # (3, 3) body to image axes
+    points_um: np.ndarray        # (N, 3) arbor nodes; node 0 is the soma
+    radii_um: np.ndarray         # (N,) process radii (node 0 ignored)
+    parents: np.ndarray          # (N,) parent index, -1 for the root
+    brightness: float            # soma intensity
+    process_brightness: float    # process intensity
+
+    @property
+    def soma_radius_um(self) -> float:
+        return float(np.cbrt(np.prod(self.semi_axes_um)))
+
+
+def random_cell(rng: np.random.Generator, centre: np.ndarray, radius_um: float, p: SynthParams) -> CellSpec:
+    """A microglia-like cell at ``centre``: random soma shape, orientation, arbor and brightness."""
+    bright = float(np.clip(rng.lognormal(0.0, p.brightness_sigma), 0.35, 3.0))
+    proc = bright * rng.uniform(*p.process_brightness)
+    pts, rad, par = random_arbor(rng, centre, radius_um, rng.uniform(*p.arbor_radius_um))
+    semi = radius_um * rng.uniform(0.8, 1.2, size=3)
+    semi *= radius_um / np.cbrt(np.prod(semi))  # keep the equivalent radius
+    return CellSpec(centre, semi, random_rotation(rng), pts, rad, par, bright, proc)
+
+
 def synthesize(params: SynthParams = SynthParams()) -> SyntheticBrain:
     """Generate a synthetic field; the same ``params`` always give the same volume."""
-    p = params
-    rng = np.random.default_rng(p.seed)
+    rng = np.random.default_rng(params.seed)
+    extent = np.asarray(params.shape) * np.asarray(params.spacing)
+    centres, soma_r = _place_somas(rng, params, extent)
+    specs = [random_cell(rng, c, r, params) for c, r in zip(centres, soma_r)]
+    return render_scene(specs, rng, params)
+
+
+def render_scene(specs: list[CellSpec], rng: np.random.Generator, p: SynthParams) -> SyntheticBrain:
+    """Draw cells, distractors and the microscope (PSF, background, depth, noise) into ``p.shape``.
+
+    Cells are numbered 1..N in the order given; a voxel claimed by several cells
+    goes to the brightest there. Cells entirely outside the volume get no label
+    and no truth row.
+    """
     shape = tuple(p.shape)
     spacing = np.asarray(p.spacing)
     bounds = Box.from_shape(shape)
     extent = np.asarray(shape) * spacing
-
     signal = np.zeros(shape, np.float32)
     best = np.zeros(shape, np.float32)
     cells = np.zeros(shape, np.uint32)
     somas = np.zeros(shape, np.uint32)
-
-    centres, soma_r = _place_somas(rng, p, extent)
     rows = []
-    for i, (c, r) in enumerate(zip(centres, soma_r), start=1):
-        bright = float(np.clip(rng.lognormal(0.0, p.brightness_sigma), 0.35, 3.0))
-        proc = bright * rng.uniform(*p.process_brightness)
-        arbor_r = rng.uniform(*p.arbor_radius_um)
-        pts, rad, par = random_arbor(rng, c, r, arbor_r)
-        rad = rad.copy()
+    for i, cell in enumerate(specs, start=1):
+        c, semi = cell.centre_um, cell.semi_axes_um
+        rad = cell.radii_um.copy()
         rad[0] = 0.0  # the soma is drawn as an ellipsoid, not as a node ball
-        semi = r * rng.uniform(0.8, 1.2, size=3)
-        semi *= r / np.cbrt(np.prod(semi))  # keep the equivalent radius r
-        rot = random_rotation(rng)
-
-        box = tree_bounds(pts, np.maximum(rad, semi.max()), spacing).intersect(bounds)
+        box = tree_bounds(cell.points_um, np.maximum(rad, semi.max()), spacing).intersect(bounds)
         if box.empty:
             continue
-        intensity = np.where(tube_mask(pts, rad, par, box, spacing), np.float32(proc), np.float32(0))
+        intensity = np.where(tube_mask(cell.points_um, rad, cell.parents, box, spacing),
+                             np.float32(cell.process_brightness), np.float32(0))
         soma_box = Box.from_um(c - semi.max() - 1, c + semi.max() + 1, spacing).intersect(box)
         soma_mask = np.zeros(box.shape, bool)
-        soma_mask[soma_box.relative_to(box).slices] = ellipsoid_mask(c, semi, rot, soma_box, spacing)
-        intensity[soma_mask] = bright
+        soma_mask[soma_box.relative_to(box).slices] = ellipsoid_mask(c, semi, cell.rotation, soma_box, spacing)
+        intensity[soma_mask] = cell.brightness
         claim = intensity > best[box.slices]
         best[box.slices][claim] = intensity[claim]
         cells[box.slices][claim] = i
         somas[box.slices][soma_mask & claim] = i
         np.maximum(signal[box.slices], intensity, out=signal[box.slices])
-        rows.append(
-            dict(cell_id=i, z_um=c[0], y_um=c[1], x_um=c[2], z=c[0] / spacing[0], y=c[1] / spacing[1],
-                 x=c[2] / spacing[2], soma_radius_um=r, arbor_radius_um=arbor_r, brightness=bright, touching=False)
-        )
+        rows.append(dict(
+            cell_id=i, z_um=c[0], y_um=c[1], x_um=c[2], z=c[0] / spacing[0], y=c[1] / spacing[1], x=c[2] / spacing[2],
+            soma_radius_um=cell.soma_radius_um,
+            arbor_radius_um=float(np.linalg.norm(cell.points_um - c, axis=1).max()),
+            brightness=cell.brightness, touching=False,
+        ))
     truth = pd.DataFrame(rows, columns=["cell_id", "z_um", "y_um", "x_um", "z", "y", "x", "soma_radius_um",
                                         "arbor_radius_um", "brightness", "touching"])
     if len(truth) > 1:

@@ -1,0 +1,125 @@
+"""Render traced cells (SWC, µm, root = soma) into an image with ground truth.
+
+This is how users' own tracings, and the real microglia fields in
+``../shared/data/morphomics_kxa`` (one folder = one field of view, all cells in
+one frame), become training and benchmark volumes: the arbor label is the union
+of tubes along the traces with their radii, the soma an ellipsoid at the root
+(at least 5 µm radius, as in trAIce3D); the image is then made by the same
+microscope model as the synthetic generator (PSF, background, depth
+attenuation, noise, puncta and other distractors).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from traice.synth.brain import CellSpec, SynthParams, SyntheticBrain, render_scene
+from traice.synth.raster import random_rotation
+
+MIN_SOMA_RADIUS_UM = 5.0
+MIN_PROCESS_RADIUS_UM = 0.3
+
+
+class SwcError(ValueError):
+    """A malformed SWC file."""
+
+
+def read_swc(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nodes (N, 3) in µm as (z, y, x), radii (N,) and parent indices (N,), root first (-1).
+
+    Raises :class:`SwcError` for files that are empty, not numeric, not 7 columns,
+    with unknown parents, or not exactly one root.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # an empty file: reported below instead
+            table = np.loadtxt(path, comments="#", ndmin=2)
+    except ValueError as err:
+        raise SwcError(f"{path}: not a numeric SWC table ({err})") from None
+    if table.size == 0 or table.shape[1] != 7:
+        raise SwcError(f"{path}: expected 7 columns (id type x y z radius parent), got shape {table.shape}")
+    ids = table[:, 0].astype(int).tolist()
+    parent_ids = table[:, 6].astype(int).tolist()
+    index = {n: i for i, n in enumerate(ids)}
+    if len(index) != len(ids):
+        raise SwcError(f"{path}: duplicate node ids")
+    roots = np.flatnonzero(np.asarray(parent_ids) == -1)
+    if len(roots) != 1:
+        raise SwcError(f"{path}: {len(roots)} roots, expected one (the soma)")
+    try:
+        parents = np.array([index[p] if p != -1 else -1 for p in parent_ids])
+    except KeyError as err:
+        raise SwcError(f"{path}: parent {err} is not a node") from None
+    order = np.argsort(np.arange(len(ids)) != roots[0], kind="stable")  # root first
+    remap = np.empty(len(ids), int)
+    remap[order] = np.arange(len(ids))
+    points = table[order][:, [4, 3, 2]]
+    radii = table[order, 5]
+    parents = np.where(parents[order] >= 0, remap[np.maximum(parents[order], 0)], -1)
+    return points, radii, parents
+
+
+def read_field(folder: str | Path) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Every readable SWC tree of a field of view (sorted by file name); malformed files skipped with a warning."""
+    trees = []
+    for path in sorted(Path(folder).glob("*.swc")):
+        try:
+            trees.append(read_swc(path))
+        except SwcError as err:
+            warnings.warn(f"skipping {err}", stacklevel=2)
+    return trees
+
+
+def render_traces(
+    trees: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    params: SynthParams = SynthParams(),
+    margin_um: float = 5.0,
+) -> SyntheticBrain:
+    """Render traced trees (µm, one shared frame) into a volume just large enough to hold them.
+
+    The frame is shifted so the traces start ``margin_um`` from the volume's
+    origin; ``params.shape`` is replaced by the size that fits. Per-cell
+    brightness, soma orientation and the distractors come from ``params.seed``.
+    """
+    if not trees:
+        raise ValueError("no traces to render")
+    rng = np.random.default_rng(params.seed)
+    spacing = np.asarray(params.spacing)
+    lo = np.min([t[0].min(axis=0) for t in trees], axis=0) - margin_um
+    hi = np.max([t[0].max(axis=0) for t in trees], axis=0) + margin_um
+    shape = tuple(int(v) for v in np.ceil((hi - lo) / spacing))
+    p = dataclasses.replace(params, shape=shape, cells=len(trees))
+    specs = []
+    for points, radii, parents in trees:
+        points = points - lo
+        bright = float(np.clip(rng.lognormal(0.0, p.brightness_sigma), 0.35, 3.0))
+        r = max(float(radii[0]), MIN_SOMA_RADIUS_UM)
+        semi = r * rng.uniform(0.85, 1.15, size=3)
+        semi *= r / np.cbrt(np.prod(semi))
+        specs.append(CellSpec(points[0], semi, random_rotation(rng), points, np.maximum(radii, MIN_PROCESS_RADIUS_UM),
+                              parents, bright, bright * rng.uniform(*p.process_brightness)))
+    return render_scene(specs, rng, p)
+
+
+def field_split(fields: Sequence[str | Path]) -> dict[str, list[Path]]:
+    """Fixed split of fields of view: every 6th (from the 1st) for validation, every 6th (from the 4th) for test.
+
+    Fields are sorted by path first, so the split does not depend on listing order;
+    with the 18 morphomics_kxa fields this gives 12 train, 3 validation, 3 test,
+    spread over the three treatment groups.
+    """
+    ordered = sorted(Path(f) for f in fields)
+    split: dict[str, list[Path]] = {"train": [], "val": [], "test": []}
+    for i, f in enumerate(ordered):
+        split["val" if i % 6 == 0 else "test" if i % 6 == 3 else "train"].append(f)
+    return split
+
+
+def trace_fields(root: str | Path) -> list[Path]:
+    """Folders under ``root`` that hold SWC files (one field of view each)."""
+    return sorted({p.parent for p in Path(root).rglob("*.swc")})
