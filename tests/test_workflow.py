@@ -24,7 +24,7 @@ from traice import schema
 from traice.metrics import match_points
 from traice.synth import truth_path
 
-from helpers import ROOT, cli, run_workflow, small_config
+from helpers import ROOT, cli, run_workflow
 
 F1_FLOOR = 0.6  # classical baseline on the small test volume (distractor puncta are counted as errors)
 
@@ -125,7 +125,7 @@ def test_cell_ids_and_labels_agree(small_run):
     np.testing.assert_allclose(cells["z"] * spacing[0], cells["z_um"], atol=spacing[0] / 2 + 1e-6)
 
 
-def _bad_input_case(tmp: Path, samples: dict, **extra) -> subprocess.CompletedProcess:
+def _bad_input_case(tmp: Path, samples: dict, **extra):
     cfg = tmp / "bad.yaml"
     results = tmp / "results"
     cfg.write_text(yaml.safe_dump({"samples": samples, "results": str(results), **extra}))

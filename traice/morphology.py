@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from traice.detect import ellipsoid_footprint
 from traice.geometry import Box
-from traice.io.tables import write_table
+from traice.io.tables import atomic_dir, atomic_path, write_table
 from traice.merge import cell_batch
 from traice.schema import MORPHOLOGY, SHOLL, conform
 
@@ -222,13 +222,10 @@ def swc_table(mask: np.ndarray, skel: Skeleton | None, soma: Sequence[float], sp
 
 
 def write_swc(table: pd.DataFrame, path: str | Path, cell_id: int) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        f.write(f"# traice cell {cell_id}; units: micrometre; columns: id type x y z radius parent\n")
-        for r in table.itertuples(index=False):
-            f.write(f"{r.id} {r.type} {r.x:.3f} {r.y:.3f} {r.z:.3f} {r.radius:.3f} {r.parent}\n")
-    os.replace(tmp, path)
+    lines = [f"# traice cell {cell_id}; units: micrometre; columns: id type x y z radius parent"]
+    lines += [f"{r.id} {r.type} {r.x:.3f} {r.y:.3f} {r.z:.3f} {r.radius:.3f} {r.parent}" for r in table.itertuples(index=False)]
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
 
 
 def measure_cell(labels: zarr.Array, cell, box: Box, spacing: Sequence[float]) -> tuple[dict, pd.DataFrame | None, pd.DataFrame]:
@@ -257,30 +254,26 @@ def morphology_batch(
     out_dir: str | Path,
 ) -> pd.DataFrame:
     """Measure every cell of one batch; write morphology and Sholl tables and SWC files to ``out_dir``."""
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "swc").mkdir(parents=True)
     labels = zarr.open_array(str(Path(labels_path) / "0"), mode="r")
     cells = cell_batch(pd.read_parquet(cells_path), batch, cells_per_job)
     index = pd.read_parquet(index_path).set_index("cell_id")
     rows, profiles = [], []
-    for _, cell in tqdm(cells.iterrows(), total=len(cells), desc=f"morphology batch {batch}", unit="cell"):
-        cid = int(cell["cell_id"])
-        row = {"cell_id": cid, "z_um": cell["z_um"], "y_um": cell["y_um"], "x_um": cell["x_um"]}
-        metrics, swc, sholl = measure_cell(labels, cell, Box.from_row(index.loc[cid], "box"), spacing)
-        if swc is None:
-            reason = index.loc[cid, "status"]
-            rows.append({**row, **dict.fromkeys(METRIC_COLUMNS, 0), "status": reason if reason != "ok" else "lost to neighbours in stitching"})
-            continue
-        write_swc(swc, tmp / "swc" / f"{cid}.swc", cid)
-        rows.append({**row, **metrics, "status": "ok"})
-        profiles.append(sholl)
-    table = conform(pd.DataFrame(rows), MORPHOLOGY)
-    write_table(table, tmp / "morphology.parquet")
-    write_table(_concat(profiles, SHOLL), tmp / "sholl.parquet")
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(tmp, out_dir)
+    with atomic_dir(out_dir) as tmp:
+        (tmp / "swc").mkdir()
+        for _, cell in tqdm(cells.iterrows(), total=len(cells), desc=f"morphology batch {batch}", unit="cell"):
+            cid = int(cell["cell_id"])
+            row = {"cell_id": cid, "z_um": cell["z_um"], "y_um": cell["y_um"], "x_um": cell["x_um"]}
+            metrics, swc, sholl = measure_cell(labels, cell, Box.from_row(index.loc[cid], "box"), spacing)
+            if swc is None:
+                reason = index.loc[cid, "status"]
+                rows.append({**row, **dict.fromkeys(METRIC_COLUMNS, 0), "status": reason if reason != "ok" else "lost to neighbours in stitching"})
+                continue
+            write_swc(swc, tmp / "swc" / f"{cid}.swc", cid)
+            rows.append({**row, **metrics, "status": "ok"})
+            profiles.append(sholl)
+        table = conform(pd.DataFrame(rows), MORPHOLOGY)
+        write_table(table, tmp / "morphology.parquet")
+        write_table(_concat(profiles, SHOLL), tmp / "sholl.parquet")
     return table
 
 
@@ -293,18 +286,13 @@ def gather(batch_dirs: Sequence[str | Path], table_path: str | Path, csv_path: s
     """Concatenate batch tables into morphology.parquet/.csv and sholl.parquet; collect SWC files into one folder."""
     table = _concat([pd.read_parquet(Path(d) / "morphology.parquet") for d in batch_dirs], MORPHOLOGY).sort_values("cell_id")
     sholl = _concat([pd.read_parquet(Path(d) / "sholl.parquet") for d in batch_dirs], SHOLL)
-    swc_dir = Path(swc_dir)
-    tmp = swc_dir.with_name(f".{swc_dir.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for d in batch_dirs:
-        for f in sorted((Path(d) / "swc").glob("*.swc")):
-            try:
-                os.link(f, tmp / f.name)
-            except OSError:
-                shutil.copy2(f, tmp / f.name)
-    shutil.rmtree(swc_dir, ignore_errors=True)
-    os.replace(tmp, swc_dir)
+    with atomic_dir(swc_dir) as tmp:
+        for d in batch_dirs:
+            for f in sorted((Path(d) / "swc").glob("*.swc")):
+                try:
+                    os.link(f, tmp / f.name)
+                except OSError:
+                    shutil.copy2(f, tmp / f.name)
     write_table(table, table_path)
     write_table(table, csv_path)
     write_table(sholl, sholl_path)

@@ -6,9 +6,7 @@ import base64
 import html
 import importlib.metadata
 import platform
-import shutil
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
@@ -21,7 +19,7 @@ import zarr  # noqa: E402
 from traice import __version__  # noqa: E402
 from traice.geometry import Box  # noqa: E402
 from traice.io.ome import open_image, read_overview  # noqa: E402
-from traice.io.tables import read_json, write_json  # noqa: E402
+from traice.io.tables import atomic_dir, atomic_path, read_json, write_json  # noqa: E402
 
 OVERVIEW_MAX_VOXELS = 16_000_000
 PACKAGES = ["numpy", "scipy", "scikit-image", "skan", "zarr", "ome-zarr", "dask", "pandas", "torch", "snakemake"]
@@ -174,16 +172,12 @@ def write_report(plan_path, cells_path, morphology_path, regions_path, labels_pa
     regions = pd.read_parquet(regions_path)
     timings = benchmark_summary(benchmarks)
     qc = Path(qc_dir)
-    tmp = qc.with_name(f".{qc.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    overview_figure(plan, cells, str(labels_path), tmp / "overview.png")
-    gallery_figure(plan, cells, morphology, str(labels_path), tmp / "gallery.png", gallery)
-    histogram_figure(morphology, tmp / "histograms.png")
-    density_figure(plan, cells, tmp / "density.png")
-    resources_figure(timings, tmp / "resources.png")
-    shutil.rmtree(qc, ignore_errors=True)
-    tmp.rename(qc)
+    with atomic_dir(qc) as tmp:
+        overview_figure(plan, cells, str(labels_path), tmp / "overview.png")
+        gallery_figure(plan, cells, morphology, str(labels_path), tmp / "gallery.png", gallery)
+        histogram_figure(morphology, tmp / "histograms.png")
+        density_figure(plan, cells, tmp / "density.png")
+        resources_figure(timings, tmp / "resources.png")
     summary = summary_counts(plan, cells, morphology)
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>traice report</title>",
@@ -201,9 +195,8 @@ def write_report(plan_path, cells_path, morphology_path, regions_path, labels_pa
     timing_rows = pd.DataFrame([{"rule": r, **v} for r, v in timings.items()])
     parts.append("<h2>Time and memory per rule</h2>" + (_html_table(timing_rows) if len(timing_rows) else "<p>none</p>"))
     parts.append("</body></html>")
-    tmp_html = Path(html_path).with_name(f".{Path(html_path).name}.tmp")
-    tmp_html.write_text("\n".join(parts))
-    tmp_html.replace(html_path)
+    with atomic_path(html_path) as tmp_html:
+        tmp_html.write_text("\n".join(parts))
 
 
 def summary_counts(plan: dict, cells: pd.DataFrame, morphology: pd.DataFrame) -> dict:

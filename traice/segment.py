@@ -13,8 +13,6 @@ the soma so a touching neighbour's own voxels go to the neighbour.
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +25,7 @@ from tqdm import tqdm
 from traice.detect import normalise
 from traice.geometry import Box, um_to_voxels
 from traice.io.ome import open_image
-from traice.io.tables import write_table
+from traice.io.tables import atomic_dir, write_table
 from traice.merge import cell_batch
 from traice.plan import load_plan
 
@@ -99,19 +97,15 @@ def write_masks(masks: list[CellMask], path: str | Path) -> pd.DataFrame:
 
     Written to a temporary folder and renamed, so a killed job leaves nothing half-written.
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
-    rows = []
-    for m in masks:
-        arr = group.create_array(str(m.cell_id), shape=m.claim.shape, chunks=m.claim.shape, dtype=np.uint8, fill_value=0)
-        arr[...] = m.claim
-        rows.append({"cell_id": m.cell_id, "voxels": int(np.count_nonzero(m.claim)), "status": m.status, **m.box.as_row("box")})
-    index = pd.DataFrame(rows, columns=INDEX_COLUMNS)
-    write_table(index, tmp / "index.parquet")
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(tmp, path)
+    with atomic_dir(path) as tmp:
+        group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        rows = []
+        for m in masks:
+            arr = group.create_array(str(m.cell_id), shape=m.claim.shape, chunks=m.claim.shape, dtype=np.uint8, fill_value=0)
+            arr[...] = m.claim
+            rows.append({"cell_id": m.cell_id, "voxels": int(np.count_nonzero(m.claim)), "status": m.status, **m.box.as_row("box")})
+        index = pd.DataFrame(rows, columns=INDEX_COLUMNS)
+        write_table(index, tmp / "index.parquet")
     return index
 
 

@@ -315,7 +315,7 @@ def write_multiscale(
     name: str | None = None,
 ) -> None:
     """Write a whole in-memory (z, y, x) volume as an NGFF 0.5 multiscale image or label image."""
-    factors = create_multiscale(path, data.shape, spacing, data.dtype, footprint, label=label, name=name)
+    create_multiscale(path, data.shape, spacing, data.dtype, footprint, label=label, name=name)
     for box in grid(Box.from_shape(data.shape), footprint):
         write_block(path, box, data[box.slices], label=label)
 
