@@ -5,4 +5,4 @@ from traice.report import write_run_summary
 
 sys.stderr = open(snakemake.log[0], "w")
 i = snakemake.input
-write_run_summary(i.plan, i.cells, i.morphology, i.index, snakemake.params.benchmarks, snakemake.params.config, snakemake.output[0])
+write_run_summary(i.plan, i.cells, i.morphology, snakemake.params.benchmarks, snakemake.params.config, snakemake.output[0])

@@ -21,8 +21,8 @@ from tqdm import tqdm
 
 from traice.geometry import Box
 from traice.io.ome import open_image
-from traice.io.tables import write_table
-from traice.plan import load_plan, tiles_of_batch
+from traice.io.tables import read_json, write_table
+from traice.plan import tiles_of_batch
 
 COLUMNS = ["z", "y", "x", "score", "volume_um3", "tile"]
 
@@ -116,7 +116,7 @@ def detect_tile(image, core: Box, read: Box, stats: dict, params: DetectParams) 
 
 def detect_batch(plan_dir: str | Path, batch: int, out_path: str | Path, params: DetectParams) -> pd.DataFrame:
     """Detect somas in every tile of one tile batch; write one table (level-0 voxels)."""
-    plan = load_plan(Path(plan_dir) / "plan.json")
+    plan = read_json(Path(plan_dir) / "plan.json")
     tiles = pd.read_parquet(Path(plan_dir) / "tiles.parquet")
     image = open_image(plan["image"], plan["channel"])
     parts = []

@@ -16,7 +16,7 @@ import pandas as pd
 
 from traice.geometry import Box, batches, grid, tile_grid, um_to_voxels
 from traice.io.ome import OmeImage, open_image
-from traice.io.tables import read_json, write_json, write_table
+from traice.io.tables import write_json, write_table
 from traice.tissue import box_has_tissue, tissue_mask
 
 
@@ -105,10 +105,6 @@ def write_plan(image_path: str | Path, channel: int | None, out_dir: str | Path,
 def stitch_blocks(plan: dict) -> list[Box]:
     """The stitch blocks of a plan: disjoint boxes of whole label chunks covering the image."""
     return list(grid(Box.from_shape(plan["shape"]), plan["stitch_block"]))
-
-
-def load_plan(path: str | Path) -> dict:
-    return read_json(path)
 
 
 def tiles_of_batch(tiles: pd.DataFrame, batch: int) -> list[tuple[int, Box, Box]]:

@@ -199,16 +199,32 @@ def write_report(plan_path, cells_path, morphology_path, regions_path, labels_pa
         tmp_html.write_text("\n".join(parts))
 
 
-def summary_counts(plan: dict, cells: pd.DataFrame, morphology: pd.DataFrame) -> dict:
+def run_counts(plan: dict, cells: pd.DataFrame, morphology: pd.DataFrame) -> dict:
+    """What was processed and found, so that nothing is dropped silently (run.json ``counts``)."""
     empty = morphology[morphology["status"] != "ok"]
+    return {
+        "tiles": plan["tiles"],
+        "tiles_without_tissue": plan["tiles_without_tissue"],
+        "tile_batches": plan["tile_batches"],
+        "stitch_blocks": plan["stitch_blocks"],
+        "cells_detected": len(cells),
+        "cells_segmented": len(morphology) - len(empty),
+        "cells_empty": len(empty),
+        "empty_reasons": empty["status"].value_counts().to_dict(),
+    }
+
+
+def summary_counts(plan: dict, cells: pd.DataFrame, morphology: pd.DataFrame) -> dict:
+    """The report's summary table: image geometry and :func:`run_counts`, in words."""
+    counts = run_counts(plan, cells, morphology)
     shape_um = np.asarray(plan["shape"]) * np.asarray(plan["spacing_um"])
     return {
         "image shape (z, y, x voxels)": tuple(plan["shape"]),
         "voxel size (µm)": tuple(plan["spacing_um"]),
-        "tiles (processed / without tissue, skipped)": f"{plan['tiles']} / {plan['tiles_without_tissue']}",
-        "cells detected": len(cells),
-        "cells segmented": int((morphology["status"] == "ok").sum()),
-        "cells with empty masks": len(empty),
+        "tiles (processed / without tissue, skipped)": f"{counts['tiles']} / {counts['tiles_without_tissue']}",
+        "cells detected": counts["cells_detected"],
+        "cells segmented": counts["cells_segmented"],
+        "cells with empty masks": counts["cells_empty"],
         "density (cells / mm³)": round(len(cells) / float(np.prod(shape_um) * 1e-9), 1),
     }
 
@@ -227,11 +243,8 @@ def benchmark_summary(folder: str | Path) -> dict:
     return out
 
 
-def write_run_summary(plan_path, cells_path, morphology_path, index_path, benchmarks: str, config: dict, out: str | Path) -> None:
+def write_run_summary(plan_path, cells_path, morphology_path, benchmarks: str, config: dict, out: str | Path) -> None:
     plan = read_json(plan_path)
-    cells = pd.read_parquet(cells_path)
-    morphology = pd.read_parquet(morphology_path)
-    empty = morphology[morphology["status"] != "ok"]
     versions = {"traice": __version__, "python": platform.python_version()}
     for pkg in PACKAGES:
         try:
@@ -240,16 +253,7 @@ def write_run_summary(plan_path, cells_path, morphology_path, index_path, benchm
             versions[pkg] = None
     write_json({
         "image": plan["image"],
-        "counts": {
-            "tiles": plan["tiles"],
-            "tiles_without_tissue": plan["tiles_without_tissue"],
-            "tile_batches": plan["tile_batches"],
-            "stitch_blocks": plan["stitch_blocks"],
-            "cells_detected": len(cells),
-            "cells_segmented": int((morphology["status"] == "ok").sum()),
-            "cells_empty": len(empty),
-            "empty_reasons": empty["status"].value_counts().to_dict(),
-        },
+        "counts": run_counts(plan, pd.read_parquet(cells_path), pd.read_parquet(morphology_path)),
         "versions": versions,
         "config": config,
         "timings": benchmark_summary(benchmarks),

@@ -25,9 +25,8 @@ from tqdm import tqdm
 from traice.detect import normalise
 from traice.geometry import Box, um_to_voxels
 from traice.io.ome import open_image
-from traice.io.tables import atomic_dir, write_table
+from traice.io.tables import atomic_dir, read_json, write_table
 from traice.merge import cell_batch
-from traice.plan import load_plan
 
 INDEX_COLUMNS = ["cell_id", "voxels", "status", "box_z0", "box_z1", "box_y0", "box_y1", "box_x0", "box_x1"]
 
@@ -115,7 +114,7 @@ def read_claim(masks_path: str | Path, cell_id: int) -> np.ndarray:
 
 def segment_batch(plan_dir: str | Path, cells_path: str | Path, batch: int, out_path: str | Path, params: SegmentParams) -> pd.DataFrame:
     """Segment every cell of one cell batch and store their claims at ``out_path``."""
-    plan = load_plan(Path(plan_dir) / "plan.json")
+    plan = read_json(Path(plan_dir) / "plan.json")
     image = open_image(plan["image"], plan["channel"])
     cells = cell_batch(pd.read_parquet(cells_path), batch, params.cells_per_job)
     rows = tqdm(cells.iterrows(), total=len(cells), desc=f"segment batch {batch}", unit="cell")

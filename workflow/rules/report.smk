@@ -53,7 +53,6 @@ rule run_summary:
         plan=work("plan/plan.json"),
         cells=out("cells.parquet"),
         morphology=out("morphology.parquet"),
-        index=work("masks/index.parquet"),
         stitched=stitch_flags,
         regions=out("regions.parquet"),
         report=out("report.html"),
