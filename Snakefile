@@ -12,6 +12,7 @@ include: "workflow/rules/segment.smk"
 include: "workflow/rules/stitch.smk"
 include: "workflow/rules/morphology.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/train.smk"
 
 
 # light aggregation steps run on the submitting host, not as cluster jobs

@@ -1,9 +1,14 @@
 """Snakemake script: merge tile detections into cells.parquet."""
 import sys
 
+from pathlib import Path
+
 from traice.io.tables import read_json
 from traice.merge import merge_files
+from traice.region import base_dir
 
 sys.stderr = open(snakemake.log[0], "w")
-spacing = read_json(snakemake.input.plan)["spacing_um"]
-merge_files(snakemake.input.somas, spacing, snakemake.params.dedupe_um, snakemake.output.cells)
+plan = read_json(snakemake.input.plan)
+cells = Path(snakemake.output.cells)
+previous = base_dir(cells.parent) / cells.name if plan["update"] else None
+merge_files(snakemake.input.somas, plan, snakemake.params.dedupe_um, cells, previous)

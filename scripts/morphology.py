@@ -1,8 +1,17 @@
-"""Snakemake script: gather morphology tables and SWC files."""
+"""Snakemake script: gather morphology tables and SWC files (over the previous result's kept cells in a region update)."""
 import sys
+from pathlib import Path
 
+import pandas as pd
+
+from traice.io.tables import read_json
 from traice.morphology import gather
+from traice.region import base_dir, cells_inside
 
 sys.stderr = open(snakemake.log[0], "w")
+plan = read_json(snakemake.input.plan)
+cells = pd.read_parquet(snakemake.input.cells)
 o = snakemake.output
-gather(snakemake.input, o.table, o.csv, o.sholl, o.swc)
+base = base_dir(Path(o.table).parent) if plan["update"] else None
+keep = cells["cell_id"].to_numpy()[~cells_inside(cells, plan)]
+gather(snakemake.input.batches, o.table, o.csv, o.sholl, o.swc, base, keep)

@@ -5,8 +5,7 @@ from traice.io.tables import read_json
 from traice.morphology import morphology_batch
 
 sys.stderr = open(snakemake.log[0], "w")
-spacing = read_json(snakemake.input.plan)["spacing_um"]
 morphology_batch(
-    snakemake.input.labels, snakemake.input.cells, snakemake.input.index, spacing,
+    snakemake.input.labels, snakemake.input.cells, snakemake.input.index, read_json(snakemake.input.plan),
     int(snakemake.wildcards.b), snakemake.params.cells_per_job, snakemake.output[0],
 )

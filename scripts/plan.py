@@ -7,5 +7,7 @@ from traice.plan import PlanParams, write_plan
 
 sys.stderr = open(snakemake.log[0], "w")
 stitch = snakemake.params.stitch
-params = from_config(PlanParams, snakemake.params.plan, stitch_chunk=stitch["chunk"], stitch_chunks_per_job=stitch["chunks_per_job"])
-write_plan(snakemake.input.image, snakemake.params.channel, Path(snakemake.output.plan).parent, params, snakemake.params.roi)
+params = from_config(PlanParams, snakemake.params.plan, stitch_chunk=stitch["chunk"],
+                     stitch_chunks_per_job=stitch["chunks_per_job"], margin_um=snakemake.params.margin_um)
+plan_dir = Path(snakemake.output.plan).parent
+write_plan(snakemake.input.image, snakemake.params.channel, plan_dir, params, snakemake.params.roi, sample_dir=plan_dir.parents[1])

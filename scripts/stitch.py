@@ -5,9 +5,13 @@ import pandas as pd
 
 from traice.io.tables import read_json, write_json
 from traice.plan import stitch_blocks
+from traice.region import cells_inside, plan_boxes
 from traice.stitch import stitch_block
 
 sys.stderr = open(snakemake.log[0], "w")
-block = stitch_blocks(read_json(snakemake.input.plan))[int(snakemake.wildcards.k)]
-voxels = stitch_block(snakemake.input.labels, block, pd.read_parquet(snakemake.input.index))
+plan = read_json(snakemake.input.plan)
+block = stitch_blocks(plan)[int(snakemake.wildcards.k)]
+cells = pd.read_parquet(snakemake.input.cells)
+keep = cells["cell_id"].to_numpy()[~cells_inside(cells, plan)]
+voxels = stitch_block(snakemake.input.labels, block, pd.read_parquet(snakemake.input.index), plan_boxes(plan, "affected_boxes"), keep)
 write_json({"block": block.as_row("block"), "labelled_voxels": voxels}, snakemake.output[0])

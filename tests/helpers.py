@@ -31,11 +31,16 @@ def run_workflow(config: dict, tmp: Path, cores: int = 2) -> None:
 
 
 def small_config(tmp: Path, **extra) -> dict:
-    """A synthetic sample small enough for tests (24 x 384 x 384 voxels, 10 cells), several jobs per stage."""
+    """A synthetic sample small enough for tests (24 x 384 x 384 voxels, 10 cells), several jobs per stage.
+
+    Orchestration tests detect with the fast classical baseline; the stage-1
+    model is tested on its own (tests/test_detect_traice.py) and in one workflow run.
+    """
     cfg = {
         "samples": {"small": {"synthetic": {"seed": 3, "shape": [24, 384, 384], "cells": 10}}},
         "results": str(tmp / "results"),
         "plan": {"tile_shape": [64, 256, 256], "tiles_per_job": 2},
+        "detect": {"method": "classical"},
         "segment": {"cells_per_job": 6},
         "stitch": {"chunk": [32, 128, 128], "chunks_per_job": [1, 2, 2]},
     }

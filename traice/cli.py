@@ -5,6 +5,7 @@
     traice inspect IMAGE [--channel C]
     traice evaluate RESULTS_DIR
     traice run IMAGE RESULTS_DIR [--channel C] [--cores N]   (the Snakemake workflow on one image)
+    traice train soma OUT_DIR [--traces DIR] [--synthetic N] [--steps N] [--window Z Y X] [--size S|L] ...
 """
 
 from __future__ import annotations
@@ -72,6 +73,21 @@ def _run(args) -> None:
     raise SystemExit(code)
 
 
+def _train(args) -> None:
+    from traice.train import TrainConfig, train, training_sources
+
+    if args.traces is None and args.synthetic == 0:
+        raise InputError("nothing to train on: give --traces DIR (SWC fields) and/or --synthetic N")
+    if args.traces is not None and not Path(args.traces).is_dir():
+        raise InputError(f"--traces {args.traces}: no such folder")
+    cfg = TrainConfig(task=args.task, size=args.size, window=tuple(args.window), batch_size=args.batch, steps=args.steps,
+                      lr=args.lr, seed=args.seed, device=args.device, threads=args.threads, embed_dim=args.embed_dim,
+                      eval_every=args.eval_every, val_windows=args.val_windows)
+    sources = training_sources(args.traces, args.synthetic, args.seeds_per_field, folds=args.folds, fold=args.fold)
+    summary = train(cfg, sources, args.out, args.cache)
+    print(json.dumps({k: summary[k] for k in ("steps", "best_val_dice", "train_seconds", "device_name")}, indent=2))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="traice", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -104,6 +120,28 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--channel", type=int)
     p.add_argument("--cores", type=int, default=2)
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("train", help="train a model (resumes from OUT_DIR/checkpoint.pt)")
+    p.add_argument("task", choices=["soma"])
+    p.add_argument("out", help="checkpoint, metrics.csv, best.pt, model.pt, training.json go here")
+    p.add_argument("--traces", help="folder of SWC fields of view (one subfolder each), rendered for training")
+    p.add_argument("--seeds-per-field", type=int, default=2, help="renderings of each traced field")
+    p.add_argument("--synthetic", type=int, default=0, help="synthetic generator fields to add")
+    p.add_argument("--size", default="S", choices=["S", "L"])
+    p.add_argument("--embed-dim", type=int, help="override the size's width")
+    p.add_argument("--window", type=int, nargs=3, default=[16, 256, 256], metavar=("Z", "Y", "X"))
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--eval-every", type=int, default=200)
+    p.add_argument("--val-windows", type=int, default=16)
+    p.add_argument("--folds", type=int, default=1, help="k-fold cross-validation over the training fields")
+    p.add_argument("--fold", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda")
+    p.add_argument("--threads", type=int, help="CPU threads")
+    p.add_argument("--cache", help="where rendered training volumes are kept (default OUT_DIR/cache)")
+    p.set_defaults(func=_train)
 
     args = parser.parse_args(argv)
     try:

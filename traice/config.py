@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from traice.io.ome import InputError, open_image
+from traice.region import roi_boxes
 
 T = TypeVar("T")
 
@@ -32,12 +33,13 @@ def sample_image(sample: str, spec: Any, results: str) -> str:
     return str(spec)
 
 
-def check_inputs(samples: dict[str, Any], channel: int | None) -> None:
-    """Open every real input image once, before any job; raise InputError naming the sample."""
+def check_inputs(samples: dict[str, Any], channel: int | None, roi: dict | None = None) -> None:
+    """Open every real input image once, before any job, and check the ROI lies in it; raise InputError naming the sample."""
     for name, spec in samples.items():
         if is_synthetic(spec):
             continue
         try:
-            open_image(spec, channel)
+            image = open_image(spec, channel)
+            roi_boxes(roi, image.bounds, image.spacing)
         except InputError as err:
             raise InputError(f"sample '{name}': {err}") from None

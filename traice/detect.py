@@ -1,5 +1,12 @@
 """Soma detection per tile, with the owner rule.
 
+``traice`` (default) is stage 1 of trAIce3D: the transformer U-Net's soma
+probability over the tile's read box in Gaussian-blended sliding windows
+(:func:`traice.infer.sliding_window_probabilities`, input normalised with the
+plan's statistics of the whole image, so tiles have no seams), thresholded;
+touching somas are split by a marker watershed on the smoothed probability,
+and each soma's centroid is probability-weighted.
+
 ``classical`` is the named baseline: background-noise normalisation (shared
 statistics from the plan), Gaussian smoothing, a grey opening that erases
 structures thinner than a soma (processes, small puncta), local background
@@ -29,12 +36,19 @@ COLUMNS = ["z", "y", "x", "score", "volume_um3", "tile"]
 
 @dataclass(frozen=True)
 class DetectParams:
-    method: str = "classical"
+    method: str = "classical"      # traice (stage-1 model) | classical (baseline)
     soma_radius_um: tuple[float, float] = (3.0, 6.0)
+    # classical
     smooth_um: float = 1.0
     opening_um: float = 4.0        # box width of the grey opening (erases thinner structures)
     background_um: float = 20.0    # Gaussian sigma of the local background
     threshold: float = 3.0         # in units of the image's background noise sigma
+    # traice
+    model: str | None = None       # weights file; None = the shipped stage-1 S weights
+    probability: float = 0.5       # soma probability threshold
+    overlap: float = 0.25          # sliding-window overlap
+    batch_size: int = 2            # windows per forward pass
+    device: str = "auto"           # auto (cuda when present) | cpu | cuda
 
 
 def ellipsoid_footprint(radius_um: float, spacing) -> np.ndarray:
@@ -75,12 +89,21 @@ def detect_classical(block: np.ndarray, spacing, stats: dict, params: DetectPara
     background = smooth_background(opened, params.background_um / spacing)
     contrast = opened - background
     fg = contrast > params.threshold
+    blob = ndimage.gaussian_filter(contrast, sigma=(params.soma_radius_um[0] / 2) / spacing)
+    return split_somas(fg, blob, np.clip(contrast, 0, None), contrast, spacing, params.soma_radius_um)
+
+
+def split_somas(fg: np.ndarray, blob: np.ndarray, weights: np.ndarray, score: np.ndarray, spacing,
+                soma_radius_um: tuple[float, float]) -> pd.DataFrame:
+    """Somas of a foreground mask: one marker per maximum of ``blob`` (at most one per soma-sized
+    neighbourhood), watershed of ``-blob`` inside ``fg``, ``weights``-weighted centroids, the maximum of
+    ``score`` per soma, and a size filter on the equivalent radius. All inputs (Z, Y, X).
+    """
+    spacing = np.asarray(spacing, dtype=float)
     if not fg.any():
         return pd.DataFrame(columns=COLUMNS[:-1])
-    r_min, r_max = params.soma_radius_um
+    r_min, r_max = soma_radius_um
     comp, _ = ndimage.label(fg)
-    # one marker per blob: maxima of the opened image smoothed at soma scale
-    blob = ndimage.gaussian_filter(contrast, sigma=(r_min / 2) / spacing)
     peaks = peak_local_max(
         blob, footprint=ellipsoid_footprint(1.3 * r_min, spacing), labels=comp, exclude_border=False,
     )
@@ -88,26 +111,55 @@ def detect_classical(block: np.ndarray, spacing, stats: dict, params: DetectPara
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     regions = watershed(-blob, markers, mask=fg)
     idx = np.arange(1, len(peaks) + 1)
-    weights = np.clip(contrast, 0, None)
     voxels = ndimage.sum_labels(np.ones_like(regions, dtype=np.float32), regions, idx)
     volume = voxels * float(np.prod(spacing))
     mass = ndimage.sum_labels(weights, regions, idx)
     coords = np.indices(fg.shape, dtype=np.float32)
     centroid = np.stack([ndimage.sum_labels(weights * c, regions, idx) for c in coords], axis=1) / np.maximum(mass, 1e-9)[:, None]
-    score = ndimage.maximum(contrast, regions, idx)
+    best = ndimage.maximum(score, regions, idx)
     radius = np.cbrt(3 * volume / (4 * np.pi))
     keep = (radius >= 0.5 * r_min) & (radius <= 1.6 * r_max)
     return pd.DataFrame(
         {"z": centroid[keep, 0], "y": centroid[keep, 1], "x": centroid[keep, 2],
-         "score": np.asarray(score)[keep], "volume_um3": volume[keep]}
+         "score": np.asarray(best)[keep], "volume_um3": volume[keep]}
     )
 
 
-def detect_tile(image, core: Box, read: Box, stats: dict, params: DetectParams) -> pd.DataFrame:
-    """Detections of one tile in level-0 voxels, keeping only those its core owns."""
-    if params.method != "classical":
+def detect_traice(block: np.ndarray, spacing, stats: dict, params: DetectParams, model) -> pd.DataFrame:
+    """Somas in one raw (z, y, x) block from the stage-1 model; columns as :func:`detect_classical`,
+    ``score`` = the soma's peak probability."""
+    from traice.infer import model_input, sliding_window_probabilities
+
+    spacing = np.asarray(spacing, dtype=float)
+    prob = sliding_window_probabilities(model, model_input(block, stats), model.window, params.overlap,
+                                        params.batch_size, params.device)
+    blob = ndimage.gaussian_filter(prob, sigma=(params.soma_radius_um[0] / 2) / spacing)
+    return split_somas(prob > params.probability, blob, prob, prob, spacing, params.soma_radius_um)
+
+
+def load_detector(params: DetectParams):
+    """The stage-1 model of ``params`` (None for the classical method)."""
+    if params.method == "classical":
+        return None
+    if params.method != "traice":
         raise ValueError(f"unknown detect method {params.method!r}")
-    found = detect_classical(image.read(read), image.spacing, stats, params)
+    from traice.infer import load_model
+    from traice.weights import shipped_weights
+
+    return load_model(params.model or shipped_weights("soma"))
+
+
+def detect_tile(image, core: Box, read: Box, stats: dict, params: DetectParams, model=None) -> pd.DataFrame:
+    """Detections of one tile in level-0 voxels, keeping only those its core owns.
+
+    ``model`` is :func:`load_detector`'s (loaded once per batch of tiles).
+    """
+    if params.method == "classical":
+        found = detect_classical(image.read(read), image.spacing, stats, params)
+    elif params.method == "traice":
+        found = detect_traice(image.read(read), image.spacing, stats, params, model)
+    else:
+        raise ValueError(f"unknown detect method {params.method!r}")
     if found.empty:
         return found
     found[["z", "y", "x"]] += np.asarray(read.start, dtype=float)
@@ -119,9 +171,10 @@ def detect_batch(plan_dir: str | Path, batch: int, out_path: str | Path, params:
     plan = read_json(Path(plan_dir) / "plan.json")
     tiles = pd.read_parquet(Path(plan_dir) / "tiles.parquet")
     image = open_image(plan["image"], plan["channel"])
+    model = load_detector(params)
     parts = []
     for tile, core, read in tqdm(tiles_of_batch(tiles, batch), desc=f"detect batch {batch}", unit="tile"):
-        found = detect_tile(image, core, read, plan["stats"], params)
+        found = detect_tile(image, core, read, plan["stats"], params, model)
         parts.append(found.assign(tile=tile))
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
     table = table.reindex(columns=COLUMNS).astype({"tile": "int64"})

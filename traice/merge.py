@@ -14,7 +14,9 @@ import pandas as pd
 from scipy.spatial import cKDTree
 
 from traice.io.tables import write_table
+from traice.region import cells_inside
 from traice.schema import CELLS, conform
+
 
 def dedupe(points_um: np.ndarray, scores: np.ndarray, radius_um: float) -> np.ndarray:
     """Indices to keep: greedily, the highest score wins within ``radius_um`` (ties: lowest index)."""
@@ -52,16 +54,58 @@ def merge_detections(tables: Sequence[pd.DataFrame], spacing: Sequence[float], d
     }), CELLS)
 
 
-def merge_files(paths: Sequence[str | Path], spacing: Sequence[float], dedupe_um: float, out_path: str | Path) -> pd.DataFrame:
-    cells = merge_detections([pd.read_parquet(p) for p in paths], spacing, dedupe_um)
+def update_cells(found: pd.DataFrame, previous: pd.DataFrame, plan: dict, dedupe_um: float) -> pd.DataFrame:
+    """The cell table of a run over ``plan``'s ROI: ``previous`` cells outside it kept, ``found`` ones inside.
+
+    ``found`` is :func:`merge_detections`' table; its cells outside the ROI (tiles
+    reach past it) and those within ``dedupe_um`` of a kept cell are dropped. A
+    found cell matched (within ``dedupe_um``) to a replaced previous cell inherits
+    its ``cell_id``; the others get new ids after the largest previous one, in
+    position order. With no previous cells this is ``found`` with ids 1..N.
+    """
+    outside = ~cells_inside(previous, plan)
+    kept, replaced = previous[outside], previous[~outside]
+    found = found[cells_inside(found, plan)]
+    um = found[["z_um", "y_um", "x_um"]].to_numpy(dtype=float).reshape(-1, 3)
+    if len(kept) and len(found):
+        near = cKDTree(kept[["z_um", "y_um", "x_um"]].to_numpy(dtype=float)).query(um)[0] <= dedupe_um
+        found, um = found[~near], um[~near]
+    ids = inherited_ids(um, replaced[["z_um", "y_um", "x_um"]].to_numpy(dtype=float), replaced["cell_id"].to_numpy(), dedupe_um)
+    fresh = ids == 0
+    start = int(previous["cell_id"].max()) + 1 if len(previous) else 1
+    ids[fresh] = np.arange(start, start + int(fresh.sum()))
+    cells = pd.concat([kept, found.assign(cell_id=ids)], ignore_index=True) if len(kept) else found.assign(cell_id=ids)
+    return conform(cells.sort_values("cell_id", kind="stable").reset_index(drop=True), CELLS)
+
+
+def inherited_ids(points_um: np.ndarray, old_um: np.ndarray, old_ids: np.ndarray, radius_um: float) -> np.ndarray:
+    """For each of N points, the id of the old point it replaces (0 = none): closest pairs within ``radius_um`` first, one to one."""
+    ids = np.zeros(len(points_um), np.int64)
+    if len(points_um) == 0 or len(old_um) == 0:
+        return ids
+    pairs = cKDTree(points_um).sparse_distance_matrix(cKDTree(old_um), radius_um, output_type="ndarray")
+    taken = set()
+    for i, j, _ in sorted(pairs.tolist(), key=lambda p: (p[2], p[0], p[1])):
+        if ids[int(i)] == 0 and int(j) not in taken:
+            ids[int(i)] = old_ids[int(j)]
+            taken.add(int(j))
+    return ids
+
+
+def merge_files(paths: Sequence[str | Path], plan: dict, dedupe_um: float, out_path: str | Path,
+                previous_path: str | Path | None = None) -> pd.DataFrame:
+    """Merge detection files into ``out_path``; over ``previous_path``'s cells for a region update."""
+    found = merge_detections([pd.read_parquet(p) for p in paths], plan["spacing_um"], dedupe_um)
+    previous = pd.read_parquet(previous_path) if previous_path is not None else found.iloc[:0]
+    cells = update_cells(found, previous, plan, dedupe_um)
     write_table(cells, out_path)
     return cells
 
 
 def cell_batch(cells: pd.DataFrame, batch: int, cells_per_job: int) -> pd.DataFrame:
-    """The cells of one batch: consecutive ``cell_id``s."""
-    lo = batch * cells_per_job + 1
-    return cells[(cells["cell_id"] >= lo) & (cells["cell_id"] < lo + cells_per_job)]
+    """The cells of one batch: the ``batch``-th run of ``cells_per_job`` rows in ``cell_id`` order."""
+    cells = cells.sort_values("cell_id", kind="stable")
+    return cells.iloc[batch * cells_per_job:(batch + 1) * cells_per_job]
 
 
 def n_cell_batches(n_cells: int, cells_per_job: int) -> int:

@@ -29,6 +29,7 @@ from traice.detect import ellipsoid_footprint
 from traice.geometry import Box
 from traice.io.tables import atomic_dir, atomic_path, write_table
 from traice.merge import cell_batch
+from traice.region import cells_to_process
 from traice.schema import MORPHOLOGY, SHOLL, conform
 
 METRIC_COLUMNS = [c for c in MORPHOLOGY if c not in ("cell_id", "z_um", "y_um", "x_um", "status")]
@@ -248,14 +249,15 @@ def morphology_batch(
     labels_path: str | Path,
     cells_path: str | Path,
     index_path: str | Path,
-    spacing: Sequence[float],
+    plan: dict,
     batch: int,
     cells_per_job: int,
     out_dir: str | Path,
 ) -> pd.DataFrame:
-    """Measure every cell of one batch; write morphology and Sholl tables and SWC files to ``out_dir``."""
+    """Measure every cell of one batch of the cells to process; write morphology and Sholl tables and SWC files to ``out_dir``."""
     labels = zarr.open_array(str(Path(labels_path) / "0"), mode="r")
-    cells = cell_batch(pd.read_parquet(cells_path), batch, cells_per_job)
+    spacing = plan["spacing_um"]
+    cells = cell_batch(cells_to_process(pd.read_parquet(cells_path), plan), batch, cells_per_job)
     index = pd.read_parquet(index_path).set_index("cell_id")
     rows, profiles = [], []
     with atomic_dir(out_dir) as tmp:
@@ -282,18 +284,34 @@ def _concat(parts: Sequence[pd.DataFrame], schema: dict) -> pd.DataFrame:
     return conform(pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(), schema)
 
 
-def gather(batch_dirs: Sequence[str | Path], table_path: str | Path, csv_path: str | Path, sholl_path: str | Path, swc_dir: str | Path) -> pd.DataFrame:
-    """Concatenate batch tables into morphology.parquet/.csv and sholl.parquet; collect SWC files into one folder."""
-    table = _concat([pd.read_parquet(Path(d) / "morphology.parquet") for d in batch_dirs], MORPHOLOGY).sort_values("cell_id")
-    sholl = _concat([pd.read_parquet(Path(d) / "sholl.parquet") for d in batch_dirs], SHOLL)
+def gather(batch_dirs: Sequence[str | Path], table_path: str | Path, csv_path: str | Path, sholl_path: str | Path,
+           swc_dir: str | Path, base: str | Path | None = None, keep_ids: Sequence[int] = ()) -> pd.DataFrame:
+    """Concatenate batch tables into morphology.parquet/.csv and sholl.parquet; collect SWC files into one folder.
+
+    For a region update, the rows and SWC files of ``keep_ids`` (cells outside the
+    ROI, whose labels did not change) are carried over unchanged from ``base``.
+    """
+    tables = [pd.read_parquet(Path(d) / "morphology.parquet") for d in batch_dirs]
+    profiles = [pd.read_parquet(Path(d) / "sholl.parquet") for d in batch_dirs]
+    swc_files = [f for d in batch_dirs for f in sorted((Path(d) / "swc").glob("*.swc"))]
+    if base is not None:
+        base, keep = Path(base), np.asarray(keep_ids, dtype=np.int64)
+        tables.insert(0, _rows_of(pd.read_parquet(base / "morphology.parquet"), keep))
+        profiles.insert(0, _rows_of(pd.read_parquet(base / "sholl.parquet"), keep))
+        swc_files = [f for f in (base / "swc" / f"{c}.swc" for c in keep) if f.exists()] + swc_files
+    table = _concat(tables, MORPHOLOGY).sort_values("cell_id", kind="stable")
+    sholl = _concat(profiles, SHOLL).sort_values("cell_id", kind="stable")
     with atomic_dir(swc_dir) as tmp:
-        for d in batch_dirs:
-            for f in sorted((Path(d) / "swc").glob("*.swc")):
-                try:
-                    os.link(f, tmp / f.name)
-                except OSError:
-                    shutil.copy2(f, tmp / f.name)
+        for f in swc_files:
+            try:
+                os.link(f, tmp / f.name)
+            except OSError:
+                shutil.copy2(f, tmp / f.name)
     write_table(table, table_path)
     write_table(table, csv_path)
     write_table(sholl, sholl_path)
     return table
+
+
+def _rows_of(table: pd.DataFrame, cell_ids: np.ndarray) -> pd.DataFrame:
+    return table[table["cell_id"].isin(cell_ids)]

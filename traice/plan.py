@@ -17,6 +17,7 @@ import pandas as pd
 from traice.geometry import Box, batches, grid, tile_grid, um_to_voxels
 from traice.io.ome import OmeImage, open_image
 from traice.io.tables import write_json, write_table
+from traice.region import named_boxes_um, prepare_base, roi_boxes
 from traice.tissue import box_has_tissue, tissue_mask
 
 
@@ -27,6 +28,7 @@ class PlanParams:
     tiles_per_job: int = 2
     stitch_chunk: tuple[int, int, int] = (32, 256, 256)  # label chunk footprint, level-0 voxels
     stitch_chunks_per_job: tuple[int, int, int] = (1, 2, 2)
+    margin_um: float = 40.0                             # how far a cell's mask reaches from its soma (segment radius)
     stats_max_voxels: int = 8_000_000
 
 
@@ -41,7 +43,12 @@ def intensity_stats(image: OmeImage, max_voxels: int = 16_000_000, block: Sequen
     per_block = int(np.prod([min(b, n) for b, n in zip(block, image.shape)]))
     take = max(1, min(len(blocks), max_voxels // max(per_block, 1)))
     chosen = [blocks[int(i)] for i in np.linspace(0, len(blocks) - 1, take).round()]
-    data = np.concatenate([image.read(b).ravel() for b in dict.fromkeys(chosen)])
+    return robust_stats(np.concatenate([image.read(b).ravel() for b in dict.fromkeys(chosen)]))
+
+
+def robust_stats(data: np.ndarray) -> dict[str, float]:
+    """Median (background level), MAD-based noise sigma and percentiles of raw voxel values."""
+    data = np.asarray(data).ravel()
     median = float(np.median(data))
     below = data[data <= median]
     mad = float(np.median(median - below)) if below.size else 0.0
@@ -50,23 +57,21 @@ def intensity_stats(image: OmeImage, max_voxels: int = 16_000_000, block: Sequen
     return {"median": median, "sigma": sigma, "p1": p1, "p99": p99, "p99_9": p999}
 
 
-def roi_box(roi: dict | None, image: OmeImage) -> Box:
-    """The region to process, as a voxel box inside the image (whole image when ``roi`` is None)."""
-    if not roi:
-        return image.bounds
-    box = Box.from_um(roi["start_um"], roi["stop_um"], image.spacing).intersect(image.bounds)
-    if box.empty:
-        raise ValueError(f"roi {roi} does not overlap the image ({image.shape} voxels at {image.spacing} µm)")
-    return box
+def make_plan(image: OmeImage, params: PlanParams, roi: dict | None = None, update: bool = False) -> tuple[dict, pd.DataFrame]:
+    """The plan dictionary and the tile table (one row per tile with core/read boxes and batch).
 
-
-def make_plan(image: OmeImage, params: PlanParams, roi: dict | None = None) -> tuple[dict, pd.DataFrame]:
-    """The plan dictionary and the tile table (one row per tile with core/read boxes and batch)."""
+    Tiles come from the one grid over the whole image, so a region run reads
+    exactly the tiles a whole-image run would; those touching the ROI and holding
+    tissue are kept. Stitch blocks are those touching the ROI grown by the margin.
+    """
     halo = um_to_voxels(params.halo_um, image.spacing)
-    region = roi_box(roi, image)
+    margin = um_to_voxels(params.margin_um, image.spacing)
+    boxes = roi_boxes(roi, image.bounds, image.spacing)
+    affected = {name: box.grow(margin).intersect(image.bounds) for name, box in boxes.items()}
     tissue, tissue_spacing = tissue_mask(image)
-    all_tiles = tile_grid(region, image.bounds, params.tile_shape, halo)
-    tiles = [t for t in all_tiles if box_has_tissue(t.read, tissue, tissue_spacing, image.spacing)]
+    touching = [t for t in tile_grid(image.bounds, image.bounds, params.tile_shape, halo)
+                if any(t.core.intersects(b) for b in boxes.values())]
+    tiles = [t for t in touching if box_has_tissue(t.read, tissue, tissue_spacing, image.spacing)]
     rows = []
     for batch, members in enumerate(batches(len(tiles), params.tiles_per_job)):
         for i in members:
@@ -74,36 +79,47 @@ def make_plan(image: OmeImage, params: PlanParams, roi: dict | None = None) -> t
             rows.append({"tile": t.index, "batch": batch, **t.core.as_row("core"), **t.read.as_row("read")})
     table = pd.DataFrame(rows, columns=["tile", "batch", *Box.from_shape((1, 1, 1)).as_row("core"), *Box.from_shape((1, 1, 1)).as_row("read")])
     block = tuple(c * n for c, n in zip(params.stitch_chunk, params.stitch_chunks_per_job))
+    block_ids = [k for k, b in enumerate(grid(image.bounds, block)) if any(b.intersects(a) for a in affected.values())]
     plan = {
         "image": image.path,
         "channel": image.channel,
         "shape": list(image.shape),
         "spacing_um": list(image.spacing),
-        "roi": region.as_row("roi"),
-        "roi_um": roi,
+        "roi_um": named_boxes_um(roi),
+        "roi_boxes": {name: box.as_row("box") for name, box in boxes.items()},
+        "affected_boxes": {name: box.as_row("box") for name, box in affected.items()},
+        "update": update,
         "stats": intensity_stats(image, params.stats_max_voxels),
         "halo_voxels": list(halo),
         "tiles": len(tiles),
-        "tiles_without_tissue": len(all_tiles) - len(tiles),
+        "tiles_without_tissue": len(touching) - len(tiles),
         "tile_batches": int(table["batch"].max() + 1) if len(table) else 0,
         "stitch_chunk": list(params.stitch_chunk),
         "stitch_block": list(block),
-        "stitch_blocks": len(list(grid(image.bounds, block))),
+        "stitch_blocks": len(block_ids),
+        "stitch_block_ids": block_ids,
     }
     return plan, table
 
 
-def write_plan(image_path: str | Path, channel: int | None, out_dir: str | Path, params: PlanParams, roi: dict | None = None) -> dict:
-    """Plan ``image_path`` and write ``plan.json`` and ``tiles.parquet`` into ``out_dir``."""
+def write_plan(image_path: str | Path, channel: int | None, out_dir: str | Path, params: PlanParams,
+               roi: dict | None = None, sample_dir: str | Path | None = None) -> dict:
+    """Plan ``image_path`` and write ``plan.json`` and ``tiles.parquet`` into ``out_dir``.
+
+    With ``sample_dir``, a previous result there is set aside for a region update
+    first (see :func:`traice.region.prepare_base`).
+    """
     image = open_image(image_path, channel)
-    plan, table = make_plan(image, params, roi)
+    roi_boxes(roi, image.bounds, image.spacing)  # a bad roi fails before anything is moved
+    update = prepare_base(sample_dir, roi) if sample_dir is not None else False
+    plan, table = make_plan(image, params, roi, update)
     write_table(table, Path(out_dir) / "tiles.parquet")
     write_json(plan, Path(out_dir) / "plan.json")
     return plan
 
 
 def stitch_blocks(plan: dict) -> list[Box]:
-    """The stitch blocks of a plan: disjoint boxes of whole label chunks covering the image."""
+    """All stitch blocks of an image: disjoint boxes of whole label chunks covering it (``stitch_block_ids`` index them)."""
     return list(grid(Box.from_shape(plan["shape"]), plan["stitch_block"]))
 
 

@@ -27,6 +27,7 @@ from traice.geometry import Box, um_to_voxels
 from traice.io.ome import open_image
 from traice.io.tables import atomic_dir, read_json, write_table
 from traice.merge import cell_batch
+from traice.region import cells_to_process
 
 INDEX_COLUMNS = ["cell_id", "voxels", "status", "box_z0", "box_z1", "box_y0", "box_y1", "box_x0", "box_x1"]
 
@@ -113,10 +114,10 @@ def read_claim(masks_path: str | Path, cell_id: int) -> np.ndarray:
 
 
 def segment_batch(plan_dir: str | Path, cells_path: str | Path, batch: int, out_path: str | Path, params: SegmentParams) -> pd.DataFrame:
-    """Segment every cell of one cell batch and store their claims at ``out_path``."""
+    """Segment every cell of one batch of the cells to process and store their claims at ``out_path``."""
     plan = read_json(Path(plan_dir) / "plan.json")
     image = open_image(plan["image"], plan["channel"])
-    cells = cell_batch(pd.read_parquet(cells_path), batch, params.cells_per_job)
+    cells = cell_batch(cells_to_process(pd.read_parquet(cells_path), plan), batch, params.cells_per_job)
     rows = tqdm(cells.iterrows(), total=len(cells), desc=f"segment batch {batch}", unit="cell")
     masks = [segment_cell(image, row, plan["stats"], params) for _, row in rows]
     return write_masks(masks, out_path)

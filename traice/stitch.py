@@ -3,7 +3,8 @@
 Each stitch job owns a disjoint block of whole label chunks (at every pyramid
 level), so parallel jobs never write the same chunk. Inside a block every voxel
 goes to the cell with the highest claim; ties go to the lowest ``cell_id``.
-The result is the same whatever the block size or job order.
+The result is the same whatever the block size or job order. A region update
+recomposes only the affected boxes and never touches the voxels of kept cells.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import zarr
 
 from traice.geometry import Box
 from traice.io.ome import create_multiscale, write_block
@@ -54,8 +56,23 @@ def compose(block: Box, index: pd.DataFrame) -> np.ndarray:
     return labels
 
 
-def stitch_block(label_path: str | Path, block: Box, index: pd.DataFrame) -> int:
-    """Compose one block and write it into every level; returns the labelled voxel count."""
-    labels = compose(block, index)
+def stitch_block(label_path: str | Path, block: Box, index: pd.DataFrame,
+                 affected: Sequence[Box] | None = None, keep_ids: Sequence[int] = ()) -> int:
+    """Compose one block and write it into every level; returns the labelled voxel count.
+
+    Only voxels inside ``affected`` (default: everywhere) that do not belong to a
+    cell of ``keep_ids`` are composed again; the others keep their current label.
+    That is how a region update patches a previous label image, and why a killed
+    stitch redone writes the same block.
+    """
+    current = np.asarray(zarr.open_array(str(Path(label_path) / "0"), mode="r")[block.slices])
+    free = np.zeros(block.shape, bool)
+    for box in affected if affected is not None else [block]:
+        overlap = box.intersect(block)
+        if not overlap.empty:
+            free[overlap.relative_to(block).slices] = True
+    if len(keep_ids):
+        free &= ~np.isin(current, np.asarray(keep_ids, dtype=LABEL_DTYPE))
+    labels = np.where(free, compose(block, index), current)
     write_block(label_path, block, labels, label=True)
     return int(np.count_nonzero(labels))

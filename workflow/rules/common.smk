@@ -15,6 +15,7 @@ from traice.config import check_inputs, is_synthetic, sample_image
 from traice.io.ome import InputError
 from traice.io.tables import read_json
 from traice.merge import n_cell_batches
+from traice.region import cells_to_process
 
 # Snakemake merges a user's --configfile into the default key by key; a user
 # who names samples gets exactly those, never the demo sample as well.
@@ -25,7 +26,7 @@ if _user_samples:
 validate(config, workflow.source_path("../schemas/config.schema.yaml"))
 
 try:
-    check_inputs(config["samples"], config["channel"])
+    check_inputs(config["samples"], config["channel"], config["roi"])
 except InputError as err:
     raise WorkflowError(str(err)) from None
 
@@ -63,9 +64,11 @@ def detect_batches(wildcards):
 
 
 def n_cells(wildcards):
-    import pyarrow.parquet as pq
+    """How many cells this run segments and measures: those in the ROI (all of them without one)."""
+    import pandas as pd
 
-    return pq.ParquetFile(checkpoints.merge.get(sample=wildcards.sample).output.cells).metadata.num_rows
+    cells = pd.read_parquet(checkpoints.merge.get(sample=wildcards.sample).output.cells, columns=["cell_id", "z_um", "y_um", "x_um"])
+    return len(cells_to_process(cells, plan_of(wildcards)))
 
 
 def segment_batches(wildcards):
@@ -74,8 +77,8 @@ def segment_batches(wildcards):
 
 
 def stitch_flags(wildcards):
-    n = plan_of(wildcards)["stitch_blocks"]
-    return expand(work("stitch/block_{k}.done"), sample=wildcards.sample, k=range(n))
+    ids = plan_of(wildcards)["stitch_block_ids"]
+    return expand(work("stitch/block_{k}.done"), sample=wildcards.sample, k=ids)
 
 
 def morphology_batches(wildcards):

@@ -24,7 +24,9 @@ rule morphology_batch:
 
 rule morphology:
     input:
-        morphology_batches,
+        plan=work("plan/plan.json"),
+        cells=out("cells.parquet"),
+        batches=morphology_batches,
     output:
         table=out("morphology.parquet"),
         csv=out("morphology.csv"),

@@ -1,4 +1,5 @@
 # Plan: intensity statistics, tile grid and batches (a checkpoint: batch counts follow from it).
+# With `roi` over a finished result, the plan first sets that result aside in work/base (traice.region).
 
 
 checkpoint plan:
@@ -11,6 +12,7 @@ checkpoint plan:
         plan=lambda wc: config["plan"],
         stitch=lambda wc: config["stitch"],
         roi=lambda wc: config["roi"],
+        margin_um=config["segment"]["radius_um"],
         channel=config["channel"],
     log:
         work("logs/plan.log"),

@@ -18,6 +18,7 @@ rule stitch:
     input:
         plan=work("plan/plan.json"),
         labels=out("segmentation.ome.zarr"),
+        cells=out("cells.parquet"),
         index=work("masks/index.parquet"),
     output:
         work("stitch/block_{k}.done"),

@@ -1,0 +1,251 @@
+"""Train the models: stage 1 (``soma``: soma probability) on rendered traces and synthetic fields.
+
+One loop for every task: random windows biased towards cells with augmentation
+(:mod:`traice.trainset`), AdamW with warm-up and cosine decay, mixed precision
+(bf16) and cuda when available, a checkpoint every few steps that a killed run
+resumes from (model, optimiser, schedule, step and random state), a progress
+bar and a metrics log (``metrics.csv``). Validation windows are drawn once from
+volumes training never sees; the best model by validation Dice is kept as
+``best.pt`` and the last as ``model.pt`` (:func:`traice.infer.save_model`).
+
+The fields of view are split once (:func:`traice.synth.traces.field_split`):
+train, validation, test. With ``folds > 1`` the training fields are split into
+folds for cross-validation instead, fold ``fold`` validating; the test fields
+are never used.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from traice.infer import autocast, pick_device, save_model
+from traice.losses import SegmentationLoss
+from traice.models import MODEL_SIZES, TransformerUNet3d
+from traice.synth.traces import field_split, trace_fields
+from traice.trainset import NO_AUGMENT, Augment, Volume, load_volumes, soma_window
+
+TASKS = ("soma",)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    task: str = "soma"
+    size: str = "S"                                  # model size (traice.models.MODEL_SIZES)
+    embed_dim: int | None = None                     # override the size's width (tests use tiny models)
+    depths: tuple[int, ...] | None = None
+    window: tuple[int, int, int] = (16, 256, 256)    # training window = the model's window
+    batch_size: int = 2
+    steps: int = 2000
+    lr: float = 5e-4
+    weight_decay: float = 0.05
+    warmup: int = 100
+    cell_bias: float = 0.7                           # share of windows placed on a cell
+    loss_weights: tuple[float, float, float] = (1.0, 1.0, 0.0)  # Dice, Focal, clDice (clDice is for arbors)
+    val_windows: int = 16
+    eval_every: int = 200
+    checkpoint_every: int = 50
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None                       # CPU threads (None: torch's default)
+
+
+def training_sources(traces: str | Path | None, synthetic: int = 0, seeds_per_field: int = 1,
+                     synthetic_shape: Sequence[int] = (32, 512, 512), folds: int = 1, fold: int = 0) -> dict[str, list]:
+    """Sources for :func:`traice.trainset.load_volumes`: ``{"train": [...], "val": [...]}``.
+
+    Each traced field is rendered ``seeds_per_field`` times (different brightness,
+    soma orientation, distractors); ``synthetic`` generator fields are added, a
+    fifth of them (at least one) for validation.
+    """
+    train: list = []
+    val: list = []
+    if traces is not None:
+        split = field_split(trace_fields(traces))
+        if not split["train"]:
+            raise ValueError(f"no SWC fields of view under {traces}")
+        if folds > 1:
+            if not 0 <= fold < folds:
+                raise ValueError(f"fold {fold} is not in 0..{folds - 1}")
+            fit = [f for i, f in enumerate(split["train"]) if i % folds != fold]
+            held = [f for i, f in enumerate(split["train"]) if i % folds == fold]
+        else:
+            fit, held = split["train"], split["val"]
+        train += [("traces", {"folder": str(f), "seed": s}) for f in fit for s in range(seeds_per_field)]
+        val += [("traces", {"folder": str(f), "seed": 0}) for f in held]
+    n_val = max(1, synthetic // 5) if synthetic else 0
+    for i in range(synthetic):
+        spec = {"seed": 1000 + i, "shape": list(synthetic_shape), "cells": int(np.prod(synthetic_shape) // 250_000)}
+        (val if i < n_val else train).append(("synthetic", spec))
+    return {"train": train, "val": val}
+
+
+def _lr_factor(step: int, warmup: int, total: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _batch(volumes: Sequence[Volume], cfg: TrainConfig, rng: np.random.Generator, augment: Augment) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B, 1, Z, Y, X)`` images and targets."""
+    pairs = [soma_window(volumes[rng.integers(len(volumes))], cfg.window, rng, augment, cfg.cell_bias)
+             for _ in range(cfg.batch_size)]
+    image = torch.from_numpy(np.stack([p[0] for p in pairs])[:, None])
+    target = torch.from_numpy(np.stack([p[1] for p in pairs])[:, None])
+    return image, target
+
+
+def validation_set(volumes: Sequence[Volume], cfg: TrainConfig) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Fixed validation windows (no augmentation), drawn once from the validation volumes."""
+    rng = np.random.default_rng(cfg.seed + 7919)
+    one = dataclasses.replace(cfg, batch_size=1)
+    return [_batch(volumes, one, rng, NO_AUGMENT) for _ in range(cfg.val_windows)] if volumes else []
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, windows, loss_fn: SegmentationLoss, device: torch.device) -> dict[str, float]:
+    """Mean loss and the Dice of the thresholded prediction (0.5) pooled over the validation windows."""
+    model.eval()
+    losses, inter, total = [], 0.0, 0.0
+    for image, target in windows:
+        image, target = image.to(device), target.to(device)
+        with autocast(device):
+            logits = model(image)
+        losses.append(float(loss_fn(logits.float(), target)))
+        pred = (logits.float() > 0).float()
+        inter += float((pred * target).sum())
+        total += float(pred.sum() + target.sum())
+    model.train()
+    return {"val_loss": float(np.mean(losses)) if losses else float("nan"),
+            "val_dice": 2 * inter / total if total else float("nan")}
+
+
+def model_config(cfg: TrainConfig) -> dict:
+    """Constructor arguments of the model a config trains (stored with the weights)."""
+    config = {**MODEL_SIZES[cfg.size], "window": list(cfg.window)}
+    if cfg.embed_dim is not None:
+        config["embed_dim"] = cfg.embed_dim
+        config["heads"] = [max(1, cfg.embed_dim * 2**i // 32) for i in range(len(cfg.depths or (1, 1, 1, 3)))]
+    if cfg.depths is not None:
+        config["depths"] = list(cfg.depths)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
+
+
+def train(cfg: TrainConfig, sources: dict[str, list], out_dir: str | Path, cache: str | Path | None = None,
+          progress: bool = True) -> dict:
+    """Train (or resume) into ``out_dir``; returns a summary (also written to ``training.json``)."""
+    if cfg.task not in TASKS:
+        raise ValueError(f"unknown task {cfg.task!r}; choose from {TASKS}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    started = time.time()
+    train_volumes = load_volumes(sources["train"], cache or out / "cache")
+    val_volumes = load_volumes(sources["val"], cache or out / "cache")
+    if not train_volumes:
+        raise ValueError("no training volumes")
+    data_seconds = time.time() - started
+
+    config = model_config(cfg)
+    model = TransformerUNet3d(**config).to(device)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: _lr_factor(s, cfg.warmup, cfg.steps))
+    w_dice, w_focal, w_cldice = cfg.loss_weights
+    loss_fn = SegmentationLoss(dice_weight=w_dice, focal_weight=w_focal, cldice_weight=w_cldice)
+    rng = np.random.default_rng(cfg.seed)
+    step, best, elapsed = 0, -1.0, 0.0
+    checkpoint = out / "checkpoint.pt"
+    if checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        schedule.load_state_dict(state["schedule"])
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        step, best, elapsed = state["step"], state["best"], state["elapsed"]
+    val = validation_set(val_volumes, cfg)
+    log_path = out / "metrics.csv"
+    fields = ["step", "loss", "dice", "focal", "cldice", "lr", "val_loss", "val_dice", "seconds"]
+    if not log_path.exists():
+        with open(log_path, "w", newline="") as f:
+            csv.writer(f).writerow(fields)
+
+    model.train()
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.task} {cfg.size}", unit="step", disable=not progress)
+    t0 = time.time() - elapsed
+    running: list[dict[str, float]] = []
+    while step < cfg.steps:
+        image, target = _batch(train_volumes, cfg, rng, Augment())
+        image, target = image.to(device, non_blocking=True), target.to(device, non_blocking=True)
+        with autocast(device):
+            logits = model(image)
+        terms = loss_fn.terms(logits.float(), target)
+        loss = w_dice * terms["dice"] + w_focal * terms["focal"] + (w_cldice * terms["cldice"] if w_cldice else 0.0)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+        schedule.step()
+        step += 1
+        running.append({"loss": loss.item(), **{k: v.item() for k, v in terms.items()}})
+        bar.update(1)
+        bar.set_postfix(loss=f"{running[-1]['loss']:.3f}")
+        last = step == cfg.steps
+        if step % cfg.eval_every == 0 or last:
+            metrics = evaluate(model, val, loss_fn, device) if val else {"val_loss": float("nan"), "val_dice": float("nan")}
+            mean = {k: float(np.mean([r[k] for r in running])) for k in running[0]}
+            running = []
+            row = {"step": step, **mean, "lr": schedule.get_last_lr()[0], **metrics, "seconds": time.time() - t0}
+            with open(log_path, "a", newline="") as f:
+                csv.writer(f).writerow([row.get(k, "") for k in fields])
+            score = metrics["val_dice"] if not math.isnan(metrics["val_dice"]) else -mean["loss"]
+            if score > best:
+                best = score
+                save_model(model, config, out / "best.pt", _meta(cfg, sources, step, row))
+        if step % cfg.checkpoint_every == 0 or last:
+            _save_checkpoint(checkpoint, model, optimiser, schedule, rng, step, best, time.time() - t0)
+    bar.close()
+    seconds = time.time() - t0
+    summary = {"task": cfg.task, "steps": step, "best_val_dice": best, "train_seconds": seconds,
+               "data_seconds": data_seconds, "device": str(device), "device_name": _device_name(device),
+               "train_volumes": [v.name for v in train_volumes], "val_volumes": [v.name for v in val_volumes],
+               "config": dataclasses.asdict(cfg), "model": config}
+    save_model(model, config, out / "model.pt", _meta(cfg, sources, step, summary))
+    (out / "training.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary
+
+
+def _meta(cfg: TrainConfig, sources: dict, step: int, metrics: dict) -> dict:
+    return json.loads(json.dumps({"task": cfg.task, "step": step, "config": dataclasses.asdict(cfg),
+                                  "train_sources": sources["train"], "val_sources": sources["val"],
+                                  "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}},
+                                 default=str))
+
+
+def _save_checkpoint(path: Path, model, optimiser, schedule, rng, step: int, best: float, elapsed: float) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(),
+                "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "step": step, "best": best,
+                "elapsed": elapsed}, tmp)
+    os.replace(tmp, path)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({torch.get_num_threads()} threads)"

@@ -1,0 +1,182 @@
+"""Training volumes and random training windows for the models.
+
+A training volume is an image already turned into model input (the same
+normalisation as inference, :func:`traice.infer.model_input`, with statistics
+of the whole volume) plus its labels: the soma mask, the cell labels and the
+soma centres. Volumes come from traced cells (SWC fields rendered by
+:mod:`traice.synth.traces`, as users have them) and from the synthetic
+generator; both are cached as ``.npz`` so a resumed or repeated training run
+does not render them again.
+
+Windows are random crops biased towards cells, with augmentation: flips,
+quarter turns in the (y, x) plane (square voxels there), a small in-plane
+rotation and scaling, intensity scale/offset/gamma and added noise.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from traice.infer import model_input
+from traice.plan import robust_stats
+from traice.synth import SynthParams, synthesize
+from traice.synth.brain import SyntheticBrain
+from traice.synth.traces import read_field, render_traces
+
+
+@dataclass
+class Volume:
+    """One training volume: ``image`` (Z, Y, X) model input, stored as float16 to halve memory;
+    ``cells`` (Z, Y, X) integer labels (0 = background, i = cell i); ``somas`` (Z, Y, X) soma labels;
+    ``centres`` (N, 3) soma centres in voxels (row i-1 is cell i); ``name`` where it came from."""
+
+    image: np.ndarray
+    cells: np.ndarray
+    somas: np.ndarray
+    centres: np.ndarray
+    name: str
+
+
+def from_brain(brain: SyntheticBrain, name: str) -> Volume:
+    """A rendered or synthetic field as a training volume (statistics of the whole field)."""
+    stats = robust_stats(brain.image[:, ::2, ::2])
+    centres = np.zeros((int(brain.cells.max(initial=0)), 3), np.float32)
+    if len(brain.truth):
+        centres[brain.truth["cell_id"].to_numpy() - 1] = brain.truth[["z", "y", "x"]].to_numpy(np.float32)
+    labels = np.uint16 if brain.cells.max(initial=0) < 2**16 else np.uint32
+    return Volume(model_input(brain.image, stats).astype(np.float16), brain.cells.astype(labels),
+                  brain.somas.astype(labels), centres, name)
+
+
+def load_volumes(sources: Sequence[tuple[str, dict]], cache: str | Path) -> list[Volume]:
+    """Build (or read from ``cache``) each source: ``("traces", {"folder", "seed"})`` or ``("synthetic", {SynthParams fields})``."""
+    cache = Path(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    volumes = []
+    for kind, spec in sources:
+        name = _source_name(kind, spec)
+        path = cache / f"{name}.npz"
+        if path.exists():
+            with np.load(path) as f:
+                volumes.append(Volume(f["image"], f["cells"], f["somas"], f["centres"], name))
+            continue
+        if kind == "traces":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # malformed SWC files are skipped with a warning
+                brain = render_traces(read_field(spec["folder"]), SynthParams(seed=int(spec["seed"])))
+        elif kind == "synthetic":
+            brain = synthesize(SynthParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}))
+        else:
+            raise ValueError(f"unknown training source {kind!r}")
+        volume = from_brain(brain, name)
+        tmp = path.with_name(f".{path.name}.tmp.npz")
+        np.savez(tmp, image=volume.image, cells=volume.cells, somas=volume.somas, centres=volume.centres)
+        tmp.replace(path)
+        volumes.append(volume)
+    return volumes
+
+
+def _source_name(kind: str, spec: dict) -> str:
+    if kind == "traces":
+        return f"traces-{Path(spec['folder']).name}-seed{spec['seed']}"
+    return "synthetic-" + "-".join(f"{k}{'x'.join(map(str, v)) if isinstance(v, (list, tuple)) else v}" for k, v in sorted(spec.items()))
+
+
+@dataclass(frozen=True)
+class Augment:
+    flips: bool = True
+    quarter_turns: bool = True
+    rotate_deg: float = 15.0              # in-plane (y, x) rotation, uniform in +-rotate_deg
+    scale: tuple[float, float] = (0.9, 1.1)
+    intensity_scale: tuple[float, float] = (0.7, 1.3)
+    intensity_shift: float = 0.2
+    gamma: tuple[float, float] = (0.8, 1.25)
+    noise: float = 0.1                    # std of added Gaussian noise, model-input units
+    affine_p: float = 0.5                 # probability of the rotation/scaling
+
+
+NO_AUGMENT = Augment(flips=False, quarter_turns=False, rotate_deg=0.0, scale=(1.0, 1.0), intensity_scale=(1.0, 1.0),
+                     intensity_shift=0.0, gamma=(1.0, 1.0), noise=0.0, affine_p=0.0)
+
+
+def crop_box(volume: Volume, window: Sequence[int], rng: np.random.Generator, cell_bias: float = 0.7,
+             extra: Sequence[int] = (0, 0, 0)) -> tuple[np.ndarray, np.ndarray]:
+    """Start and stop (voxels, may reach outside the volume) of a window of ``window + 2*extra``.
+
+    With probability ``cell_bias`` the window contains a random soma (placed
+    anywhere but its outer eighth), otherwise it is uniform over the volume.
+    """
+    shape = np.asarray(volume.image.shape)
+    size = np.asarray(window) + 2 * np.asarray(extra)
+    if len(volume.centres) and rng.random() < cell_bias:
+        centre = volume.centres[rng.integers(len(volume.centres))]
+        jitter = rng.uniform(-0.375, 0.375, size=3) * np.asarray(window)
+        start = np.rint(centre + jitter - size / 2).astype(int)
+    else:
+        start = np.array([rng.integers(0, max(n - s, 0) + 1) for n, s in zip(shape, size)])
+    return start, start + size
+
+
+def read_padded(array: np.ndarray, start: np.ndarray, stop: np.ndarray, fill=0) -> np.ndarray:
+    """``array[start:stop]`` with the part outside the array filled with ``fill``."""
+    out = np.full(tuple(stop - start), fill, dtype=array.dtype)
+    lo = np.maximum(start, 0)
+    hi = np.minimum(stop, array.shape)
+    if np.all(hi > lo):
+        out[tuple(slice(a - s, b - s) for a, b, s in zip(lo, hi, start))] = array[tuple(slice(a, b) for a, b in zip(lo, hi))]
+    return out
+
+
+def soma_window(volume: Volume, window: Sequence[int], rng: np.random.Generator, augment: Augment = Augment(),
+                cell_bias: float = 0.7) -> tuple[np.ndarray, np.ndarray]:
+    """A random window for soma detection: image (Z, Y, X) float32 and soma target (Z, Y, X) float32 in {0, 1}."""
+    window = np.asarray(window)
+    rotate = augment.affine_p > 0 and rng.random() < augment.affine_p
+    extra = np.array([0, window[1] // 4, window[2] // 4]) if rotate else np.zeros(3, int)
+    start, stop = crop_box(volume, window, rng, cell_bias, extra)
+    image = read_padded(volume.image, start, stop, 0.0).astype(np.float32)  # outside: background level, as inference pads
+    target = read_padded(volume.somas, start, stop, 0) > 0
+    if rotate:
+        image, target = _rotate_scale(image, target, rng, augment, window)
+    return augment_pair(image, target.astype(np.float32), rng, augment)
+
+
+def _rotate_scale(image: np.ndarray, target: np.ndarray, rng: np.random.Generator, augment: Augment,
+                  window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rotate and scale in the (y, x) plane about the centre, cropping the margin back to ``window``."""
+    angle = np.deg2rad(rng.uniform(-augment.rotate_deg, augment.rotate_deg))
+    scale = rng.uniform(*augment.scale)
+    c, s = np.cos(angle) / scale, np.sin(angle) / scale
+    matrix = np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+    centre_in = (np.asarray(image.shape) - 1) / 2
+    centre_out = (window - 1) / 2
+    offset = centre_in - matrix @ centre_out
+    image = ndimage.affine_transform(image, matrix, offset, output_shape=tuple(window), order=1, mode="nearest")
+    target = ndimage.affine_transform(target.astype(np.float32), matrix, offset, output_shape=tuple(window), order=1) > 0.5
+    return image, target
+
+
+def augment_pair(image: np.ndarray, target: np.ndarray, rng: np.random.Generator,
+                 augment: Augment) -> tuple[np.ndarray, np.ndarray]:
+    """Flips, quarter turns in (y, x), intensity scale/shift/gamma and noise; the same geometry for the target."""
+    if augment.flips:
+        for axis in range(3):
+            if rng.random() < 0.5:
+                image, target = np.flip(image, axis), np.flip(target, axis)
+    if augment.quarter_turns:
+        k = int(rng.integers(4))
+        image, target = np.rot90(image, k, axes=(1, 2)), np.rot90(target, k, axes=(1, 2))
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    gamma = rng.uniform(*augment.gamma)
+    if gamma != 1.0:
+        image = np.sign(image) * np.abs(image) ** gamma
+    image = image * rng.uniform(*augment.intensity_scale) + rng.uniform(-augment.intensity_shift, augment.intensity_shift)
+    if augment.noise:
+        image = image + rng.normal(0.0, augment.noise * rng.random(), size=image.shape).astype(np.float32)
+    return image.astype(np.float32), np.ascontiguousarray(target, dtype=np.float32)

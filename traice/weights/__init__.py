@@ -1,0 +1,18 @@
+"""Model weights shipped with traice (trained by ``traice train``; how: ``README.md`` beside them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SHIPPED = {"soma": HERE / "soma_S.pt"}
+
+
+def shipped_weights(task: str) -> Path:
+    """The weights file traice uses for ``task`` when the config names none."""
+    if task not in SHIPPED:
+        raise ValueError(f"no shipped weights for {task!r}; tasks with weights: {sorted(SHIPPED)}")
+    path = SHIPPED[task]
+    if not path.exists():
+        raise FileNotFoundError(f"the shipped {task} weights are missing from the installation: {path}")
+    return path
