@@ -1,4 +1,4 @@
-"""Soma F1 and per-cell branch Dice of a finished run against the synthetic ground truth.
+"""Soma F1 and per-cell branch Dice of a finished run against the synthetic ground truth (methods from its run.json).
 
 Usage:
     python bench/baseline.py [RESULTS_DIR]      # default: results/demo (runs `make demo` first if missing)
@@ -10,6 +10,7 @@ cell, Dice of the matched predicted cell's mask with the true cell's mask (soma
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -29,9 +30,11 @@ def main() -> None:
         subprocess.run(["make", "demo"], cwd=ROOT, check=True)
         print(f"(ran make demo in {time.time() - t:.0f} s)")
     scores = evaluate_run(results)
+    config = json.loads((results / "run.json").read_text())["config"]
+    methods = f"detect {config['detect']['method']}, segment {config['segment']['method']}"
     width = max(len(k) for k in scores)
-    print(f"{'metric':<{width}}  classical baseline")
-    print(f"{'-' * width}  ------------------")
+    print(f"{'metric':<{width}}  {methods}")
+    print(f"{'-' * width}  {'-' * len(methods)}")
     for k, v in scores.items():
         print(f"{k:<{width}}  {v:.3f}" if isinstance(v, float) else f"{k:<{width}}  {v}")
 

@@ -192,3 +192,11 @@ def test_lint_is_clean():
     out = cli(["--lint", "--cores", "1"])
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Lints for" not in out.stdout + out.stderr
+
+
+def test_train_soma_rule_resolves(tmp_path):
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text(yaml.safe_dump({"results": str(tmp_path / "results"), "train": {"synthetic": 2, "steps": 3}}))
+    out = cli(["-n", "train_soma", "--cores", "1", "--configfile", str(cfg)])
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "train_soma" in out.stdout and str(tmp_path / "results" / "models" / "soma" / "model.pt") in out.stdout

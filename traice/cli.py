@@ -30,10 +30,9 @@ def _synth(args) -> None:
 
 
 def _render_swc(args) -> None:
-    from traice.synth import SynthParams, write_synthetic
-    from traice.synth.traces import read_field, render_traces
+    from traice.synth import SynthParams, render_swc, write_synthetic
 
-    brain = render_traces(read_field(args.folder), SynthParams(seed=args.seed))
+    brain = render_swc(args.folder, SynthParams(seed=args.seed))
     write_synthetic(brain, args.out)
     print(f"wrote {args.out}: {len(brain.truth)} traced cells, shape {brain.image.shape}")
 

@@ -36,7 +36,7 @@ COLUMNS = ["z", "y", "x", "score", "volume_um3", "tile"]
 
 @dataclass(frozen=True)
 class DetectParams:
-    method: str = "classical"      # traice (stage-1 model) | classical (baseline)
+    method: str = "traice"         # traice (stage-1 model) | classical (baseline)
     soma_radius_um: tuple[float, float] = (3.0, 6.0)
     # classical
     smooth_um: float = 1.0

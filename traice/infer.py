@@ -34,6 +34,7 @@ from torch import nn
 from tqdm import tqdm
 
 from traice.detect import normalise
+from traice.io.tables import atomic_path
 from traice.models.blocks import as_triple
 from traice.models.unet import TransformerUNet3d
 
@@ -283,9 +284,8 @@ def save_model(model: nn.Module, config: dict, path: str | Path, meta: dict | No
         probe = TransformerUNet3d(**config).state_dict()
     if {k: tuple(v.shape) for k, v in probe.items()} != {k: tuple(v.shape) for k, v in state.items()}:
         raise ValueError("config does not describe this model: TransformerUNet3d(**config) has other weights")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"version": CHECKPOINT_VERSION, "config": dict(config), "state_dict": state, "meta": meta or {}}, path)
+    with atomic_path(path) as tmp:
+        torch.save({"version": CHECKPOINT_VERSION, "config": dict(config), "state_dict": state, "meta": meta or {}}, tmp)
 
 
 def load_checkpoint(path: str | Path) -> dict:

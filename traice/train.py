@@ -20,7 +20,6 @@ import csv
 import dataclasses
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ import torch
 from tqdm import tqdm
 
 from traice.infer import autocast, pick_device, save_model
+from traice.io.tables import atomic_path
 from traice.losses import SegmentationLoss
 from traice.models import MODEL_SIZES, TransformerUNet3d
 from traice.synth.traces import field_split, trace_fields
@@ -238,11 +238,10 @@ def _meta(cfg: TrainConfig, sources: dict, step: int, metrics: dict) -> dict:
 
 
 def _save_checkpoint(path: Path, model, optimiser, schedule, rng, step: int, best: float, elapsed: float) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(),
-                "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "step": step, "best": best,
-                "elapsed": elapsed}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(),
+                    "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "step": step, "best": best,
+                    "elapsed": elapsed}, tmp)
 
 
 def _device_name(device: torch.device) -> str:

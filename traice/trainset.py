@@ -25,9 +25,8 @@ from scipy import ndimage
 
 from traice.infer import model_input
 from traice.plan import robust_stats
-from traice.synth import SynthParams, synthesize
+from traice.synth import SynthParams, render_swc, synthesize
 from traice.synth.brain import SyntheticBrain
-from traice.synth.traces import read_field, render_traces
 
 
 @dataclass
@@ -69,7 +68,7 @@ def load_volumes(sources: Sequence[tuple[str, dict]], cache: str | Path) -> list
         if kind == "traces":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # malformed SWC files are skipped with a warning
-                brain = render_traces(read_field(spec["folder"]), SynthParams(seed=int(spec["seed"])))
+                brain = render_swc(spec["folder"], SynthParams(seed=int(spec["seed"])))
         elif kind == "synthetic":
             brain = synthesize(SynthParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}))
         else:

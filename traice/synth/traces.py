@@ -106,6 +106,15 @@ def render_traces(
     return render_scene(specs, rng, p)
 
 
+def render_swc(folder: str | Path, params: SynthParams = SynthParams()) -> SyntheticBrain:
+    """Render one field of view (a folder of SWC files, µm, one shared frame, root = soma) with its labels.
+
+    Labels: soma = an ellipsoid of at least ``MIN_SOMA_RADIUS_UM`` at each root;
+    arbor = the union of tubes along the traces at their radii (see :func:`render_traces`).
+    """
+    return render_traces(read_field(folder), params)
+
+
 def field_split(fields: Sequence[str | Path]) -> dict[str, list[Path]]:
     """Fixed split of fields of view: every 6th (from the 1st) for validation, every 6th (from the 4th) for test.
 
