@@ -1,7 +1,8 @@
 import numpy as np
 import pandas as pd
+import pytest
 
-from traice.detect import DetectParams, detect_classical, detect_tile
+from traice.detect import DetectParams, detect_classical, detect_tile, load_detector
 from traice.geometry import Box, tile_grid
 from traice.io.ome import open_image
 from traice.merge import dedupe, merge_detections
@@ -38,7 +39,8 @@ def test_classical_empty_on_noise():
     assert len(detect_classical(img, SPACING, STATS, DetectParams())) == 0
 
 
-def test_soma_on_tile_border_found_once(write_image):
+@pytest.mark.parametrize("method", ["classical", "traice"])
+def test_soma_on_tile_border_found_once(write_image, method):
     shape = (24, 128, 128)
     soma = (12, 64, 64)  # exactly on the corner of four tile cores
     img = _phantom(shape, [soma])
@@ -46,7 +48,9 @@ def test_soma_on_tile_border_found_once(write_image):
     image = open_image(path)
     bounds = image.bounds
     tiles = tile_grid(bounds, bounds, (24, 64, 64), (13, 40, 40))
-    parts = [detect_tile(image, t.core, t.read, STATS, DetectParams()) for t in tiles]
+    params = DetectParams(method=method)
+    model = load_detector(params)
+    parts = [detect_tile(image, t.core, t.read, STATS, params, model) for t in tiles]
     found = pd.concat(parts)
     assert len(found) == 1
     assert np.abs(found[["z", "y", "x"]].to_numpy()[0] - soma).max() < 2.0
