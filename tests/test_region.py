@@ -132,6 +132,8 @@ def test_region_update_changes_only_the_region(reference_run, tmp_path):
 
     plan = json.loads((sample / "work" / "plan" / "plan.json").read_text())
     assert plan["update"] is True
+    counts = json.loads((sample / "run.json").read_text())["counts"]
+    assert counts["region_update"] is True and 0 < counts["cells_processed"] < counts["cells_detected"]
     ref_cells, cells = pd.read_parquet(reference_run / "cells.parquet"), pd.read_parquet(sample / "cells.parquet")
     pd.testing.assert_frame_equal(ref_cells, cells)  # same detection config: same cells, ids inherited
     inside = cells_inside(cells, plan)

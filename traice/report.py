@@ -20,6 +20,7 @@ from traice import __version__  # noqa: E402
 from traice.geometry import Box  # noqa: E402
 from traice.io.ome import open_image, read_overview  # noqa: E402
 from traice.io.tables import atomic_dir, atomic_path, read_json, write_json  # noqa: E402
+from traice.region import cells_inside  # noqa: E402
 
 OVERVIEW_MAX_VOXELS = 16_000_000
 PACKAGES = ["numpy", "scipy", "scikit-image", "skan", "zarr", "ome-zarr", "dask", "pandas", "torch", "snakemake"]
@@ -200,13 +201,19 @@ def write_report(plan_path, cells_path, morphology_path, regions_path, labels_pa
 
 
 def run_counts(plan: dict, cells: pd.DataFrame, morphology: pd.DataFrame) -> dict:
-    """What was processed and found, so that nothing is dropped silently (run.json ``counts``)."""
+    """What was processed and found, so that nothing is dropped silently (run.json ``counts``).
+
+    ``cells_detected`` and the segmentation counts cover the whole result; in a
+    region update ``cells_processed`` is the part this run detected and segmented.
+    """
     empty = morphology[morphology["status"] != "ok"]
     return {
         "tiles": plan["tiles"],
         "tiles_without_tissue": plan["tiles_without_tissue"],
         "tile_batches": plan["tile_batches"],
         "stitch_blocks": plan["stitch_blocks"],
+        "region_update": plan["update"],  # True: only the ROI's cells were (re)processed, over a previous result
+        "cells_processed": int(cells_inside(cells, plan).sum()),
         "cells_detected": len(cells),
         "cells_segmented": len(morphology) - len(empty),
         "cells_empty": len(empty),
