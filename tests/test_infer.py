@@ -131,11 +131,12 @@ def test_constant_model_gives_constant_output(shape):
     np.testing.assert_allclose(out, 1 / (1 + np.exp(-0.7)), atol=1e-6)
 
 
-def test_sliding_window_restores_training_mode(tiny):
+def test_sliding_window_restores_training_mode_and_layout(tiny):
     tiny.train()
     try:
         sliding_window_probabilities(tiny, np.zeros(WINDOW, np.float32), window=WINDOW, device="cpu")
         assert tiny.training
+        assert all(p.is_contiguous() for p in tiny.parameters())
     finally:
         tiny.eval()
 
