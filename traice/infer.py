@@ -272,7 +272,8 @@ def _check_plain(value: Any, where: str = "value") -> None:
     raise TypeError(f"{where} is a {type(value).__name__}; checkpoints hold only plain Python types")
 
 
-def save_model(model: nn.Module, config: dict, path: str | Path, meta: dict | None = None) -> None:
+def save_model(model: nn.Module, config: dict, path: str | Path, meta: dict | None = None,
+               network: type[nn.Module] = TransformerUNet3d, kind: str | None = None) -> None:
     """Write ``{"version", "config", "state_dict", "meta"}`` to ``path`` with ``torch.save``.
 
     ``config`` is the keyword arguments that rebuild the network,
@@ -281,17 +282,21 @@ def save_model(model: nn.Module, config: dict, path: str | Path, meta: dict | No
     lists, tuples, dicts with string keys) so that the file loads with
     ``weights_only=True``. The config is checked against the model's weights
     before writing (a network built from it on the meta device must have the
-    same parameter names and shapes).
+    same parameter names and shapes). ``network`` is the class ``config``
+    rebuilds; ``kind``, if given, is stored to tell checkpoint kinds apart.
     """
     _check_plain(config, "config")
     _check_plain(meta, "meta")
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     with torch.device("meta"):
-        probe = TransformerUNet3d(**config).state_dict()
+        probe = network(**config).state_dict()
     if {k: tuple(v.shape) for k, v in probe.items()} != {k: tuple(v.shape) for k, v in state.items()}:
-        raise ValueError("config does not describe this model: TransformerUNet3d(**config) has other weights")
+        raise ValueError(f"config does not describe this model: {network.__name__}(**config) has other weights")
+    checkpoint = {"version": CHECKPOINT_VERSION, "config": dict(config), "state_dict": state, "meta": meta or {}}
+    if kind is not None:
+        checkpoint["kind"] = kind
     with atomic_path(path) as tmp:
-        torch.save({"version": CHECKPOINT_VERSION, "config": dict(config), "state_dict": state, "meta": meta or {}}, tmp)
+        torch.save(checkpoint, tmp)
 
 
 def load_checkpoint(path: str | Path) -> dict:

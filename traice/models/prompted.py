@@ -254,25 +254,9 @@ def save_prompted(model: nn.Module, config: dict, path: str | Path, meta: dict |
     model's weight names and shapes (checked on the meta device before writing).
     """
     # Imported here: traice.infer sits above traice.models (it pulls in the I/O stack).
-    from traice.infer import CHECKPOINT_VERSION, _check_plain
-    from traice.io.tables import atomic_path
+    from traice.infer import save_model
 
-    _check_plain(config, "config")
-    _check_plain(meta, "meta")
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    with torch.device("meta"):
-        probe = PromptedUNet3d(**config).state_dict()
-    if {k: tuple(v.shape) for k, v in probe.items()} != {k: tuple(v.shape) for k, v in state.items()}:
-        raise ValueError("config does not describe this model: PromptedUNet3d(**config) has other weights")
-    checkpoint = {
-        "version": CHECKPOINT_VERSION,
-        "kind": CHECKPOINT_KIND,
-        "config": dict(config),
-        "state_dict": state,
-        "meta": meta or {},
-    }
-    with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
+    save_model(model, config, path, meta, network=PromptedUNet3d, kind=CHECKPOINT_KIND)
 
 
 def load_prompted(path: str | Path) -> PromptedUNet3d:
