@@ -6,12 +6,10 @@ import pandas as pd
 
 from traice.io.tables import read_json
 from traice.morphology import gather
-from traice.region import base_dir, cells_inside
+from traice.region import base_dir, kept_ids
 
 sys.stderr = open(snakemake.log[0], "w")
 plan = read_json(snakemake.input.plan)
-cells = pd.read_parquet(snakemake.input.cells)
 o = snakemake.output
 base = base_dir(Path(o.table).parent) if plan["update"] else None
-keep = cells["cell_id"].to_numpy()[~cells_inside(cells, plan)]
-gather(snakemake.input.batches, o.table, o.csv, o.sholl, o.swc, base, keep)
+gather(snakemake.input.batches, o.table, o.csv, o.sholl, o.swc, base, kept_ids(pd.read_parquet(snakemake.input.cells), plan))

@@ -161,9 +161,12 @@ class SegmentationLoss(nn.Module):
             out["cldice"] = cldice_loss(prob, target, weight, self.skeleton_iters, self.smooth)
         return out
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-        terms = self.terms(logits, target, weight)
+    def combine(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The weighted sum of :meth:`terms`' output (for callers that log the terms too)."""
         total = self.dice_weight * terms["dice"] + self.focal_weight * terms["focal"]
         if "cldice" in terms:
             total = total + self.cldice_weight * terms["cldice"]
         return total
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        return self.combine(self.terms(logits, target, weight))

@@ -77,8 +77,13 @@ def cells_inside(cells: pd.DataFrame, plan: dict) -> np.ndarray:
 
 
 def cells_to_process(cells: pd.DataFrame, plan: dict) -> pd.DataFrame:
-    """The cells this run segments and measures, by ``cell_id``."""
-    return cells[cells_inside(cells, plan)].sort_values("cell_id", kind="stable")
+    """The cells this run segments and measures (those in the ROI)."""
+    return cells[cells_inside(cells, plan)]
+
+
+def kept_ids(cells: pd.DataFrame, plan: dict) -> np.ndarray:
+    """``cell_id``s of the cells outside the ROI: a region update leaves them as they were."""
+    return cells["cell_id"].to_numpy()[~cells_inside(cells, plan)]
 
 
 def base_dir(sample_dir: str | Path) -> Path:

@@ -30,9 +30,10 @@ import torch
 from tqdm import tqdm
 
 from traice.infer import autocast, pick_device, save_model
-from traice.io.tables import atomic_path
+from traice.io.tables import atomic_path, write_json
 from traice.losses import SegmentationLoss
 from traice.models import MODEL_SIZES, TransformerUNet3d
+from traice.models.unet import default_heads
 from traice.synth.traces import field_split, trace_fields
 from traice.trainset import NO_AUGMENT, Augment, Volume, load_volumes, soma_window
 
@@ -137,7 +138,7 @@ def model_config(cfg: TrainConfig) -> dict:
     config = {**MODEL_SIZES[cfg.size], "window": list(cfg.window)}
     if cfg.embed_dim is not None:
         config["embed_dim"] = cfg.embed_dim
-        config["heads"] = [max(1, cfg.embed_dim * 2**i // 32) for i in range(len(cfg.depths or (1, 1, 1, 3)))]
+        config["heads"] = list(default_heads(cfg.embed_dim, len(cfg.depths or (1, 1, 1, 3))))
     if cfg.depths is not None:
         config["depths"] = list(cfg.depths)
     return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
@@ -165,8 +166,7 @@ def train(cfg: TrainConfig, sources: dict[str, list], out_dir: str | Path, cache
     model = TransformerUNet3d(**config).to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: _lr_factor(s, cfg.warmup, cfg.steps))
-    w_dice, w_focal, w_cldice = cfg.loss_weights
-    loss_fn = SegmentationLoss(dice_weight=w_dice, focal_weight=w_focal, cldice_weight=w_cldice)
+    loss_fn = SegmentationLoss(*cfg.loss_weights)  # Dice, Focal, clDice weights
     rng = np.random.default_rng(cfg.seed)
     step, best, elapsed = 0, -1.0, 0.0
     checkpoint = out / "checkpoint.pt"
@@ -195,7 +195,7 @@ def train(cfg: TrainConfig, sources: dict[str, list], out_dir: str | Path, cache
         with autocast(device):
             logits = model(image)
         terms = loss_fn.terms(logits.float(), target)
-        loss = w_dice * terms["dice"] + w_focal * terms["focal"] + (w_cldice * terms["cldice"] if w_cldice else 0.0)
+        loss = loss_fn.combine(terms)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -226,7 +226,7 @@ def train(cfg: TrainConfig, sources: dict[str, list], out_dir: str | Path, cache
                "train_volumes": [v.name for v in train_volumes], "val_volumes": [v.name for v in val_volumes],
                "config": dataclasses.asdict(cfg), "model": config}
     save_model(model, config, out / "model.pt", _meta(cfg, sources, step, summary))
-    (out / "training.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    write_json(summary, out / "training.json")
     return summary
 
 

@@ -59,6 +59,11 @@ MODEL_SIZES: dict[str, dict[str, Any]] = {
 """Named configurations (head dimension 32 in every stage)."""
 
 
+def default_heads(embed_dim: int, stages: int) -> tuple[int, ...]:
+    """Attention heads per stage for a head dimension of 32 (at least one head)."""
+    return tuple(max(1, embed_dim * 2**i // 32) for i in range(stages))
+
+
 def upsample_steps(patch: Sequence[int]) -> list[Triple]:
     """Split the patch into three x2 upsampling steps, coarse to fine.
 
@@ -107,7 +112,7 @@ class TransformerUNet3d(nn.Module):
         n = len(depths)
         if n < 1:
             raise ValueError("depths must name at least one stage")
-        heads = tuple(heads) if heads is not None else tuple(max(1, embed_dim * 2**i // 32) for i in range(n))
+        heads = tuple(heads) if heads is not None else default_heads(embed_dim, n)
         if len(heads) != n:
             raise ValueError(f"heads {heads} must have one entry per stage ({n})")
         if stem_channels is None:
