@@ -226,3 +226,15 @@ def test_save_load_round_trip(tmp_path):
     save_model(stage1, stage1_config(stage1), stage1_path)
     with pytest.raises(ValueError, match="prompted"):
         load_prompted(stage1_path)
+
+
+def test_from_stage1_with_another_window_resamples_the_position_embedding():
+    stage1 = tiny_stage1()
+    model = PromptedUNet3d.from_stage1(stage1, window=(32, 64, 64), input_step=(1, 2, 2)).eval()
+    assert model.window == (32, 64, 64) and model.input_step == (1, 2, 2)
+    z1, z2 = stage1.pos_embed.z.detach(), model.pos_embed.z.detach()
+    assert z2.shape[0] == 2 * z1.shape[0]
+    torch.testing.assert_close(z2[0], z1[0])          # ends kept (linear, corners aligned)
+    torch.testing.assert_close(z2[-1], z1[-1])
+    torch.testing.assert_close(model.pos_embed.y, stage1.pos_embed.y)  # unchanged axes copied
+    assert model(torch.zeros(1, 1, 32, 64, 64), points((16, 32, 32))).shape == (1, 1, 32, 64, 64)

@@ -12,7 +12,9 @@ import torch
 from traice.infer import load_model
 from traice.synth.traces import trace_fields
 from traice.train import TrainConfig, train, training_sources
-from traice.trainset import NO_AUGMENT, Augment, Volume, augment_pair, crop_box, load_volumes, read_padded, soma_window
+from traice.models.prompted import load_prompted
+from traice.trainset import (NO_AUGMENT, Augment, Volume, augment_pair, branch_window, crop_box, flip_turn, load_volumes,
+                             read_padded, soma_window)
 
 from conftest import SHARED_DATA
 
@@ -25,7 +27,18 @@ SOURCES = {"train": [("synthetic", {"seed": 5, "shape": [16, 128, 128], "cells":
 def _volume() -> Volume:
     somas = np.zeros((20, 100, 100), np.uint16)
     somas[8:12, 40:50, 60:70] = 1
-    return Volume(somas.astype(np.float16), somas, somas, np.array([[10, 45, 65]], np.float32), "toy")
+    return Volume(somas.astype(np.float16), somas, somas, np.array([[10, 45, 65]], np.float32), "toy", (1.25, 0.4, 0.4))
+
+
+def _two_cells() -> Volume:
+    """Two cells: a soma block and a process each; cell 2's process runs next to cell 1's soma."""
+    cells = np.zeros((20, 120, 120), np.uint16)
+    cells[8:12, 30:40, 30:40] = 1
+    cells[10, 40:70, 35] = 1           # cell 1's process
+    cells[8:12, 80:90, 80:90] = 2
+    cells[10, 35, 40:80] = 2           # cell 2's process
+    image = (cells > 0).astype(np.float16)
+    return Volume(image, cells, cells * 0, np.array([[10, 35, 35], [10, 85, 85]], np.float32), "two", (1.25, 0.4, 0.4))
 
 
 def test_read_padded_fills_outside():
@@ -98,3 +111,42 @@ def test_rendered_traces_load_as_volumes(tmp_path):
     assert vol.image.shape == vol.somas.shape and len(vol.centres) == vol.cells.max()
     inside = vol.somas[tuple(np.rint(vol.centres).astype(int).T)]
     assert np.mean(inside > 0) > 0.9  # soma centres lie in their soma label
+
+
+def test_flip_turn_moves_the_point_with_the_arrays():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        shape = (6, 10, 14)
+        point = rng.integers(0, shape).astype(np.float32)
+        marker = np.zeros(shape, np.float32)
+        marker[tuple(point.astype(int))] = 1
+        (moved,), new = flip_turn([marker], point, rng, Augment())
+        assert tuple(np.argwhere(moved == 1)[0]) == tuple(new.astype(int))
+
+
+def test_branch_window_targets_the_prompted_cell_only():
+    vol = _two_cells()
+    rng = np.random.default_rng(1)
+    w = branch_window(vol, (8, 32, 32), (1, 2, 2), rng, NO_AUGMENT, shift=0.0, cell=0)
+    assert w.image.shape == w.target.shape == w.weight.shape == (8, 32, 32)
+    # the soma (10, 35, 35) in the coarse grid of a window starting at (6, 3, 3): ((10-6), (35-3-0.5)/2, ...)
+    np.testing.assert_allclose(w.point, [4.0, 15.75, 15.75])
+    assert w.target[4, 16, 16] == 1.0
+    assert w.image[4, 16, 19:].sum() > 0 and w.target[4, 16, 19:].sum() == 0  # cell 2's process: image, not target
+    assert w.weight[tuple(np.rint(w.point).astype(int))] < 1.1 and w.weight.max() <= 3.0
+    for _ in range(10):  # shifted and augmented, the prompt still sits on its soma
+        w = branch_window(vol, (8, 32, 32), (1, 2, 2), rng, Augment(affine_p=0.0), shift=0.125, cell=1)
+        assert w.target[tuple(np.rint(w.point).astype(int))] == 1.0
+
+
+def test_train_branch_from_stage1_weights(tmp_path):
+    stage1 = tmp_path / "stage1"
+    train(TINY, SOURCES, stage1, tmp_path / "cache", progress=False)
+    cfg = dataclasses.replace(TINY, task="branch", init=str(stage1 / "model.pt"), window=(16, 64, 64),
+                              input_step=(1, 2, 2), steps=2, batch_size=1)
+    summary = train(cfg, SOURCES, tmp_path / "branch", tmp_path / "cache", progress=False)
+    model = load_prompted(tmp_path / "branch" / "model.pt")
+    assert summary["model"]["input_step"] == [1, 2, 2] and model.input_step == (1, 2, 2) and model.use_rcam
+    assert model(torch.zeros(1, 1, 16, 64, 64), torch.tensor([[[8.0, 32.0, 32.0]]])).shape == (1, 1, 16, 64, 64)
+    ablation = train(dataclasses.replace(cfg, rcam=False), SOURCES, tmp_path / "plain", tmp_path / "cache", progress=False)
+    assert ablation["model"]["rcam"] is False

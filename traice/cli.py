@@ -6,6 +6,7 @@
     traice evaluate RESULTS_DIR
     traice run IMAGE RESULTS_DIR [--channel C] [--cores N]   (the Snakemake workflow on one image)
     traice train soma OUT_DIR [--traces DIR] [--synthetic N] [--steps N] [--window Z Y X] [--size S|L] ...
+    traice train branch OUT_DIR [--init SOMA.pt] [--no-rcam] [--input-step Z Y X] ... (stage 2)
 """
 
 from __future__ import annotations
@@ -79,9 +80,12 @@ def _train(args) -> None:
         raise InputError("nothing to train on: give --traces DIR (SWC fields) and/or --synthetic N")
     if args.traces is not None and not Path(args.traces).is_dir():
         raise InputError(f"--traces {args.traces}: no such folder")
+    if args.init is not None and not Path(args.init).is_file():
+        raise InputError(f"--init {args.init}: no such file")
     cfg = TrainConfig(task=args.task, size=args.size, window=tuple(args.window), batch_size=args.batch, steps=args.steps,
                       lr=args.lr, seed=args.seed, device=args.device, threads=args.threads, embed_dim=args.embed_dim,
-                      eval_every=args.eval_every, val_windows=args.val_windows)
+                      eval_every=args.eval_every, val_windows=args.val_windows, init=args.init, rcam=not args.no_rcam,
+                      input_step=tuple(args.input_step))
     sources = training_sources(args.traces, args.synthetic, args.seeds_per_field, folds=args.folds, fold=args.fold)
     summary = train(cfg, sources, args.out, args.cache)
     print(json.dumps({k: summary[k] for k in ("steps", "best_val_dice", "train_seconds", "device_name")}, indent=2))
@@ -121,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=_run)
 
     p = sub.add_parser("train", help="train a model (resumes from OUT_DIR/checkpoint.pt)")
-    p.add_argument("task", choices=["soma"])
+    p.add_argument("task", choices=["soma", "branch"], help="soma: stage 1; branch: stage 2 (prompted by the soma)")
     p.add_argument("out", help="checkpoint, metrics.csv, best.pt, model.pt, training.json go here")
     p.add_argument("--traces", help="folder of SWC fields of view (one subfolder each), rendered for training")
     p.add_argument("--seeds-per-field", type=int, default=2, help="renderings of each traced field")
@@ -134,6 +138,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--eval-every", type=int, default=200)
     p.add_argument("--val-windows", type=int, default=16)
+    p.add_argument("--init", help="branch: stage-1 weights to start from (default: the shipped ones)")
+    p.add_argument("--no-rcam", action="store_true", help="branch: train the ablation with plain skips (no prompt)")
+    p.add_argument("--input-step", type=int, nargs=3, default=[1, 1, 1], metavar=("Z", "Y", "X"),
+                   help="branch: image voxels averaged into one input voxel (the window covers window x step)")
     p.add_argument("--folds", type=int, default=1, help="k-fold cross-validation over the training fields")
     p.add_argument("--fold", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)

@@ -23,6 +23,7 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
+from traice.branches import block_mean, coarse_distance_um, window_box, window_point
 from traice.infer import model_input
 from traice.plan import robust_stats
 from traice.synth import SynthParams, render_swc, synthesize
@@ -33,13 +34,15 @@ from traice.synth.brain import SyntheticBrain
 class Volume:
     """One training volume: ``image`` (Z, Y, X) model input, stored as float16 to halve memory;
     ``cells`` (Z, Y, X) integer labels (0 = background, i = cell i); ``somas`` (Z, Y, X) soma labels;
-    ``centres`` (N, 3) soma centres in voxels (row i-1 is cell i); ``name`` where it came from."""
+    ``centres`` (N, 3) soma centres in voxels (row i-1 is cell i); ``name`` where it came from;
+    ``spacing`` (z, y, x) µm per voxel."""
 
     image: np.ndarray
     cells: np.ndarray
     somas: np.ndarray
     centres: np.ndarray
     name: str
+    spacing: tuple[float, float, float]
 
 
 def from_brain(brain: SyntheticBrain, name: str) -> Volume:
@@ -50,7 +53,7 @@ def from_brain(brain: SyntheticBrain, name: str) -> Volume:
         centres[brain.truth["cell_id"].to_numpy() - 1] = brain.truth[["z", "y", "x"]].to_numpy(np.float32)
     labels = np.uint16 if brain.cells.max(initial=0) < 2**16 else np.uint32
     return Volume(model_input(brain.image, stats).astype(np.float16), brain.cells.astype(labels),
-                  brain.somas.astype(labels), centres, name)
+                  brain.somas.astype(labels), centres, name, tuple(float(v) for v in brain.params.spacing))
 
 
 def load_volumes(sources: Sequence[tuple[str, dict]], cache: str | Path) -> list[Volume]:
@@ -63,7 +66,7 @@ def load_volumes(sources: Sequence[tuple[str, dict]], cache: str | Path) -> list
         path = cache / f"{name}.npz"
         if path.exists():
             with np.load(path) as f:
-                volumes.append(Volume(f["image"], f["cells"], f["somas"], f["centres"], name))
+                volumes.append(Volume(f["image"], f["cells"], f["somas"], f["centres"], name, tuple(f["spacing"].tolist())))
             continue
         if kind == "traces":
             with warnings.catch_warnings():
@@ -75,7 +78,8 @@ def load_volumes(sources: Sequence[tuple[str, dict]], cache: str | Path) -> list
             raise ValueError(f"unknown training source {kind!r}")
         volume = from_brain(brain, name)
         tmp = path.with_name(f".{path.name}.tmp.npz")
-        np.savez(tmp, image=volume.image, cells=volume.cells, somas=volume.somas, centres=volume.centres)
+        np.savez(tmp, image=volume.image, cells=volume.cells, somas=volume.somas, centres=volume.centres,
+                 spacing=np.asarray(volume.spacing))
         tmp.replace(path)
         volumes.append(volume)
     return volumes
@@ -164,13 +168,35 @@ def _rotate_scale(image: np.ndarray, target: np.ndarray, rng: np.random.Generato
 def augment_pair(image: np.ndarray, target: np.ndarray, rng: np.random.Generator,
                  augment: Augment) -> tuple[np.ndarray, np.ndarray]:
     """Flips, quarter turns in (y, x), intensity scale/shift/gamma and noise; the same geometry for the target."""
+    (image, target), _ = flip_turn([image, target], None, rng, augment)
+    return augment_intensity(image, rng, augment), np.ascontiguousarray(target, dtype=np.float32)
+
+
+def flip_turn(arrays: Sequence[np.ndarray], point: np.ndarray | None, rng: np.random.Generator,
+              augment: Augment) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """Random flips on each axis and a quarter turn in (y, x), the same for all ``arrays`` (one shape)
+    and for ``point`` (3,) in their voxel frame (None: no point)."""
+    arrays = list(arrays)
+    shape = np.asarray(arrays[0].shape)
+    point = None if point is None else np.asarray(point, dtype=np.float32).copy()
     if augment.flips:
         for axis in range(3):
             if rng.random() < 0.5:
-                image, target = np.flip(image, axis), np.flip(target, axis)
+                arrays = [np.flip(a, axis) for a in arrays]
+                if point is not None:
+                    point[axis] = shape[axis] - 1 - point[axis]
     if augment.quarter_turns:
         k = int(rng.integers(4))
-        image, target = np.rot90(image, k, axes=(1, 2)), np.rot90(target, k, axes=(1, 2))
+        arrays = [np.rot90(a, k, axes=(1, 2)) for a in arrays]
+        if point is not None:
+            for _ in range(k):  # np.rot90 once moves voxel (y, x) of an (Y, X) plane to (X - 1 - x, y)
+                point[1], point[2] = shape[2] - 1 - point[2], point[1]
+                shape[1], shape[2] = shape[2], shape[1]
+    return [np.ascontiguousarray(a) for a in arrays], point
+
+
+def augment_intensity(image: np.ndarray, rng: np.random.Generator, augment: Augment) -> np.ndarray:
+    """Gamma (sign-preserving), scale, shift and added noise of random strength: float32."""
     image = np.ascontiguousarray(image, dtype=np.float32)
     gamma = rng.uniform(*augment.gamma)
     if gamma != 1.0:
@@ -178,4 +204,42 @@ def augment_pair(image: np.ndarray, target: np.ndarray, rng: np.random.Generator
     image = image * rng.uniform(*augment.intensity_scale) + rng.uniform(-augment.intensity_shift, augment.intensity_shift)
     if augment.noise:
         image = image + rng.normal(0.0, augment.noise * rng.random(), size=image.shape).astype(np.float32)
-    return image.astype(np.float32), np.ascontiguousarray(target, dtype=np.float32)
+    return image.astype(np.float32)
+
+
+@dataclass
+class BranchWindow:
+    """One stage-2 training sample, all in the coarse window grid ``window`` (Z, Y, X):
+    ``image`` model input, ``target`` the prompted cell's share of each coarse voxel in [0, 1]
+    (other cells are background), ``weight`` the loss weight, ``point`` (3,) the prompt (its soma)."""
+
+    image: np.ndarray
+    target: np.ndarray
+    weight: np.ndarray
+    point: np.ndarray
+
+
+def branch_window(volume: Volume, window: Sequence[int], step: Sequence[int], rng: np.random.Generator,
+                  augment: Augment = Augment(), shift: float = 0.125, weight_um: float = 20.0,
+                  max_weight: float = 3.0, cell: int | None = None) -> BranchWindow:
+    """A window on one cell (random unless ``cell``, a row of ``volume.centres``), placed as inference places it
+    (:func:`traice.branches.window_box`) after a random shift of up to ``shift`` of the window per axis.
+
+    The loss weight is ``min(1 + d / weight_um, max_weight)`` with ``d`` the distance
+    from the soma in µm, so distal processes count more than the soma's bulk.
+    """
+    if not len(volume.centres):
+        raise ValueError(f"{volume.name} has no cells")
+    cell = int(rng.integers(len(volume.centres))) if cell is None else int(cell)
+    extent = np.asarray(window) * np.asarray(step)
+    offset = np.rint(rng.uniform(-shift, shift, size=3) * extent).astype(int)
+    centre = volume.centres[cell]
+    box = window_box(centre, extent, volume.image.shape, offset)
+    start, stop = np.asarray(box.start), np.asarray(box.stop)
+    image = block_mean(read_padded(volume.image, start, stop, 0.0), step)
+    target = block_mean(read_padded(volume.cells, start, stop, 0) == cell + 1, step)
+    point = window_point(centre, box, step)
+    weight = np.minimum(1.0 + coarse_distance_um(window, point, volume.spacing, step) / weight_um, max_weight)
+    (image, target, weight), point = flip_turn([image, target, weight], point, rng, augment)
+    return BranchWindow(augment_intensity(image, rng, augment), target.astype(np.float32),
+                        weight.astype(np.float32), point)

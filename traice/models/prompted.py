@@ -64,7 +64,7 @@ from traice.models.unet import TransformerUNet3d
 CHECKPOINT_KIND = "prompted"
 """Value of the ``"kind"`` key of a stage-2 checkpoint."""
 
-PROMPT_OPTIONS = ("rcam", "pe_scale", "pe_seed", "context_tokens")
+PROMPT_OPTIONS = ("rcam", "pe_scale", "pe_seed", "context_tokens", "input_step")
 """Keyword arguments of :class:`PromptedUNet3d` on top of :class:`TransformerUNet3d`'s."""
 
 
@@ -78,6 +78,11 @@ class PromptedUNet3d(TransformerUNet3d):
         pe_scale: standard deviation of the prompt encoder's Fourier frequencies.
         pe_seed: seed of those frequencies.
         context_tokens: learned prompt tokens without position, added to the points.
+        input_step: the image voxels (z, y, x) one input voxel stands for: the
+            window covers ``window * input_step`` image voxels, averaged in blocks
+            of ``input_step`` (see :func:`traice.branches.cell_windows`). The
+            network does not use it; it travels with the weights so that training
+            and inference sample the image alike.
         **unet: keyword arguments of :class:`TransformerUNet3d` (embed_dim, depths, ...).
 
     Stage-1 modules keep their names (``patch_embed``, ``stages``, ``up_tokens``,
@@ -91,11 +96,15 @@ class PromptedUNet3d(TransformerUNet3d):
         pe_scale: float = 1.0,
         pe_seed: int = 0,
         context_tokens: int = 1,
+        input_step: Sequence[int] = (1, 1, 1),
         **unet: Any,
     ) -> None:
         super().__init__(**unet)
         if context_tokens < 0:
             raise ValueError(f"context_tokens must be >= 0, got {context_tokens}")
+        self.input_step = tuple(int(s) for s in input_step)
+        if len(self.input_step) != 3 or min(self.input_step) < 1:
+            raise ValueError(f"input_step must be three positive integers, got {tuple(input_step)}")
         self.use_rcam = bool(rcam)
         self.pe_scale = float(pe_scale)
         self.pe_seed = int(pe_seed)
@@ -127,21 +136,37 @@ class PromptedUNet3d(TransformerUNet3d):
             pe_scale=self.pe_scale,
             pe_seed=self.pe_seed,
             context_tokens=self.num_context_tokens,
+            input_step=self.input_step,
         )
 
     @classmethod
-    def from_stage1(cls, stage1: TransformerUNet3d, rcam: bool = True, **options: Any) -> "PromptedUNet3d":
+    def from_stage1(
+        cls, stage1: TransformerUNet3d, rcam: bool = True, window: Sequence[int] | None = None, **options: Any
+    ) -> "PromptedUNet3d":
         """A stage-2 network holding a copy of ``stage1``'s weights (same names).
 
-        ``options`` are ``pe_scale``, ``pe_seed``, ``context_tokens``. The new
-        network is on ``stage1``'s device and dtype; its RCAMs are freshly
-        initialised (identity on the skips), so at first its output equals
+        ``options`` are ``pe_scale``, ``pe_seed``, ``context_tokens``,
+        ``input_step``. ``window`` (default: stage 1's) may differ from stage
+        1's: each axis table of the position embedding is then linearly
+        resampled to the new token count. The new network is on ``stage1``'s
+        device and dtype; its RCAMs are freshly initialised (identity on the
+        skips), so with stage 1's window its output at first equals
         ``stage1``'s for any prompt.
         """
-        model = cls(**prompted_config(stage1_config(stage1), rcam=rcam, **options))
+        config = stage1_config(stage1)
+        if window is not None:
+            config["window"] = [int(w) for w in window]
+        model = cls(**prompted_config(config, rcam=rcam, **options))
         first = next(stage1.parameters())
         model = model.to(device=first.device, dtype=first.dtype)
-        missing, unexpected = model.load_state_dict(stage1.state_dict(), strict=False)
+        state = dict(stage1.state_dict())
+        for axis in ("z", "y", "x"):
+            key = f"pos_embed.{axis}"
+            rows = getattr(model.pos_embed, axis).shape[0]
+            if state[key].shape[0] != rows:
+                table = state[key].T[None]  # (1, C, G)
+                state[key] = nn.functional.interpolate(table, size=rows, mode="linear", align_corners=True)[0].T
+        missing, unexpected = model.load_state_dict(state, strict=False)
         new = ("prompt_encoder.", "context_tokens", "rcams.")
         if unexpected or any(not key.startswith(new) for key in missing):
             raise ValueError(
@@ -233,6 +258,7 @@ def prompted_config(
     pe_scale: float = 1.0,
     pe_seed: int = 0,
     context_tokens: int = 1,
+    input_step: Sequence[int] = (1, 1, 1),
 ) -> dict:
     """Keyword arguments of :class:`PromptedUNet3d`: a stage-1 config plus the prompt options.
 
@@ -241,7 +267,8 @@ def prompted_config(
     prompt options already in it are replaced. Tuples become lists.
     """
     config = {k: list(v) if isinstance(v, tuple) else v for k, v in base.items() if k not in PROMPT_OPTIONS}
-    config.update(rcam=bool(rcam), pe_scale=float(pe_scale), pe_seed=int(pe_seed), context_tokens=int(context_tokens))
+    config.update(rcam=bool(rcam), pe_scale=float(pe_scale), pe_seed=int(pe_seed), context_tokens=int(context_tokens),
+                  input_step=[int(s) for s in input_step])
     return config
 
 

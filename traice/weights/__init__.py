@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SHIPPED = {"soma": HERE / "soma_S.pt"}
+SHIPPED = {"soma": HERE / "soma_S.pt", "branch": HERE / "branch_S.pt"}
 
 
 def shipped_weights(task: str) -> Path:

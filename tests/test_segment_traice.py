@@ -1,0 +1,81 @@
+"""Stage-2 segmentation in ``segment``: windows, batching, probability to claim, and the shipped weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from traice.geometry import Box
+from traice.io.ome import open_image
+from traice.segment import SegmentParams, claim_from_probability, load_segmenter, segment_traice
+
+SPACING = (1.25, 0.4, 0.4)
+STATS = {"median": 0.0, "sigma": 1.0}
+
+
+class BrightIsArbor(nn.Module):
+    """A stand-in stage-2 network: logit > 0 where the input exceeds 1, whatever the prompt."""
+
+    window = (16, 64, 64)
+    input_step = (1, 2, 2)
+
+    def forward(self, x: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        assert points.shape == (x.shape[0], 1, 3)
+        return 20.0 * (x - 1.0)
+
+
+def _scene() -> tuple[np.ndarray, pd.DataFrame]:
+    """Two cells (soma block + a process each), one at the image border, and a loose bright blob."""
+    image = np.zeros((24, 160, 160), np.float32)
+    image[10:14, 40:50, 40:50] = 100            # cell 1 soma, centre (12, 45, 45)
+    image[11:13, 50:80, 44:46] = 100            # its process, 12 µm along y
+    image[10:14, 120:130, 0:8] = 100            # cell 2 soma at the x border, centre (12, 125, 4)
+    image[11:13, 100:120, 2:4] = 100            # its process
+    image[11:13, 60:64, 100:104] = 100          # a blob touching no soma
+    cells = pd.DataFrame({"cell_id": [1, 2], "z": [11.5, 11.5], "y": [44.5, 124.5], "x": [44.5, 3.5]})
+    return image, cells
+
+
+def test_claims_are_the_probability_connected_to_each_soma(write_image):
+    data, cells = _scene()
+    image = open_image(write_image(data, SPACING))
+    params = SegmentParams(method="traice", batch_size=2, device="cpu")
+    masks = segment_traice(image, cells, STATS, params, BrightIsArbor())
+    assert [m.cell_id for m in masks] == [1, 2] and all(m.status == "ok" for m in masks)
+    for m in masks:
+        labels = np.zeros(data.shape, bool)
+        labels[m.box.slices] = m.claim > 0
+        assert image.bounds.intersect(m.box) == m.box
+        assert m.claim.min() == 0 or m.claim.shape == m.box.shape
+        assert m.claim[m.claim > 0].min() >= 1 and m.claim.max() == 255  # 1 + 254 p, p ~ 1 on the cell
+        if m.cell_id == 1:
+            assert labels[12, 45, 45] and labels[12, 78, 45]       # soma and the far end of its process
+            assert not labels[12, 62, 102] and not labels[12, 125, 4]  # not the blob, not the other cell
+        else:
+            assert labels[12, 125, 4] and labels[12, 101, 2] and not labels[12, 45, 45]
+    # batching changes nothing
+    one = segment_traice(image, cells, STATS, SegmentParams(method="traice", batch_size=1, device="cpu"), BrightIsArbor())
+    for a, b in zip(masks, one):
+        assert a.box == b.box and np.array_equal(a.claim, b.claim)
+
+
+def test_claim_keeps_the_radius_and_reports_an_empty_soma():
+    prob = np.zeros((10, 60, 60), np.float32)
+    prob[4:6, 28:32, 28:32] = 0.9
+    prob[5, 30, 30:60] = 0.8                     # a process 12 µm long in x
+    box = Box((100, 200, 300), (110, 260, 360))
+    centre = (105, 230, 330)
+    near = claim_from_probability(7, prob, box, centre, SPACING, SegmentParams(radius_um=6.0))
+    assert near.status == "ok" and near.box.stop[2] <= 330 + 16  # cut at 6 µm = 15 voxels
+    full = claim_from_probability(7, prob, box, centre, SPACING, SegmentParams(radius_um=40.0))
+    assert full.box.stop[2] == 360 and full.claim.max() == round(1 + 254 * 0.9)
+    empty = claim_from_probability(7, prob * 0, box, centre, SPACING, SegmentParams())
+    assert empty.status == "no foreground at the soma" and empty.box == Box(centre, tuple(c + 1 for c in centre))
+
+
+def test_unknown_method_is_refused():
+    with pytest.raises(ValueError, match="unknown segment method"):
+        load_segmenter(SegmentParams(method="magic"))
