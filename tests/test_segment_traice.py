@@ -79,3 +79,18 @@ def test_claim_keeps_the_radius_and_reports_an_empty_soma():
 def test_unknown_method_is_refused():
     with pytest.raises(ValueError, match="unknown segment method"):
         load_segmenter(SegmentParams(method="magic"))
+
+
+def test_cldice_scores_centrelines():
+    from traice.metrics import cldice, dice
+
+    true = np.zeros((5, 40, 40), bool)
+    true[2, 20, 5:35] = True                  # a process
+    thick = np.zeros_like(true)
+    thick[1:4, 19:22, 5:35] = True            # the same process, drawn 3x thicker
+    assert cldice(true, true) == 1.0 and cldice(thick, true) == pytest.approx(1.0)
+    assert dice(thick, true) <= 0.2           # Dice punishes the width, clDice does not
+    half = true.copy()
+    half[2, 20, 20:] = False                  # half the process missing
+    assert 0.5 < cldice(half, true) < 0.8
+    assert cldice(np.zeros_like(true), true) == 0.0 and cldice(np.zeros_like(true), np.zeros_like(true)) == 1.0

@@ -166,6 +166,16 @@ def test_wrong_config_key_and_type_are_named(tmp_path):
     assert "threshold" in out.stderr and "high" in out.stderr
 
 
+def test_missing_or_wrong_weights_are_named(tmp_path):
+    from traice.weights import shipped_weights
+
+    demo = {"demo": {"synthetic": {"seed": 0}}}
+    out = _bad_input_case(tmp_path, demo, segment={"model": str(tmp_path / "nope.pt")})
+    assert "segment.model" in out.stderr and "no such file" in out.stderr
+    out = _bad_input_case(tmp_path, demo, segment={"model": str(shipped_weights("soma"))})
+    assert "a stage-1 checkpoint, expected prompted" in out.stderr
+
+
 def test_user_samples_replace_the_demo_sample(tmp_path, write_image):
     path = write_image(np.full((8, 64, 64), 100, np.uint16))
     cfg = tmp_path / "user.yaml"
@@ -194,9 +204,10 @@ def test_lint_is_clean():
     assert "Lints for" not in out.stdout + out.stderr
 
 
-def test_train_soma_rule_resolves(tmp_path):
+@pytest.mark.parametrize("task", ["soma", "branch"])
+def test_train_rules_resolve(tmp_path, task):
     cfg = tmp_path / "train.yaml"
-    cfg.write_text(yaml.safe_dump({"results": str(tmp_path / "results"), "train": {"synthetic": 2, "steps": 3}}))
-    out = cli(["-n", "train_soma", "--cores", "1", "--configfile", str(cfg)])
+    cfg.write_text(yaml.safe_dump({"results": str(tmp_path / "results"), "train": {"synthetic": 2, task: {"steps": 3}}}))
+    out = cli(["-n", f"train_{task}", "--cores", "1", "--configfile", str(cfg)])
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "train_soma" in out.stdout and str(tmp_path / "results" / "models" / "soma" / "model.pt") in out.stdout
+    assert f"train_{task}" in out.stdout and str(tmp_path / "results" / "models" / task / "model.pt") in out.stdout

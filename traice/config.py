@@ -43,3 +43,22 @@ def check_inputs(samples: dict[str, Any], channel: int | None, roi: dict | None 
             roi_boxes(roi, image.bounds, image.spacing)
         except InputError as err:
             raise InputError(f"sample '{name}': {err}") from None
+
+
+def check_models(config: dict[str, Any]) -> None:
+    """Raise InputError when a configured weights file (``detect.model``, ``segment.model``) is missing or of the wrong kind."""
+    kinds = {"detect": None, "segment": "prompted"}  # checkpoint "kind": stage 1 has none
+    for section, kind in kinds.items():
+        path = (config.get(section) or {}).get("model")
+        if path is None or config[section].get("method") != "traice":
+            continue
+        if not Path(path).is_file():
+            raise InputError(f"{section}.model {path}: no such file")
+        from traice.infer import load_checkpoint  # torch: imported only when a weights file is configured
+
+        try:
+            found = load_checkpoint(path).get("kind")
+        except Exception as err:  # torch raises many types for a file that is not a checkpoint
+            raise InputError(f"{section}.model {path}: not a traice checkpoint ({type(err).__name__})") from None
+        if found != kind:
+            raise InputError(f"{section}.model {path}: a {found or 'stage-1'} checkpoint, expected {kind or 'stage-1'}")

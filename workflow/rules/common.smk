@@ -11,7 +11,7 @@ os.environ.update(
     PYTHONPATH=os.pathsep.join(p for p in [workflow.basedir, os.environ.get("PYTHONPATH")] if p)
 )
 
-from traice.config import check_inputs, is_synthetic, sample_image
+from traice.config import check_inputs, check_models, is_synthetic, sample_image
 from traice.io.ome import InputError
 from traice.io.tables import read_json
 from traice.merge import n_cell_batches
@@ -27,6 +27,7 @@ validate(config, workflow.source_path("../schemas/config.schema.yaml"))
 
 try:
     check_inputs(config["samples"], config["channel"], config["roi"])
+    check_models(config)
 except InputError as err:
     raise WorkflowError(str(err)) from None
 

@@ -1,5 +1,6 @@
 # Model training (not part of `all`): snakemake train_soma --config 'train={traces: /path/to/swc_fields}'
-# Weights land in {results}/models/soma/; point detect.model at model.pt (or best.pt) to use them.
+# Weights land in {results}/models/{task}/; point detect.model (soma) or segment.model (branch) at
+# model.pt (or best.pt) to use them. train_branch starts from train.branch.init (default: shipped stage 1).
 
 
 rule train_soma:
@@ -19,3 +20,14 @@ rule train_soma:
         "../../envs/gpu.yaml"
     script:
         "../../scripts/train.py"
+
+
+use rule train_soma as train_branch with:
+    output:
+        model=os.path.join(RESULTS, "models", "branch", "model.pt"),
+        best=os.path.join(RESULTS, "models", "branch", "best.pt"),
+        summary=os.path.join(RESULTS, "models", "branch", "training.json"),
+    log:
+        os.path.join(RESULTS, "models", "branch", "train.log"),
+    benchmark:
+        os.path.join(RESULTS, "models", "branch", "benchmark.tsv")
