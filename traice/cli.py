@@ -85,7 +85,7 @@ def _train(args) -> None:
     cfg = TrainConfig(task=args.task, size=args.size, window=tuple(args.window), batch_size=args.batch, steps=args.steps,
                       lr=args.lr, seed=args.seed, device=args.device, threads=args.threads, embed_dim=args.embed_dim,
                       eval_every=args.eval_every, val_windows=args.val_windows, init=args.init, rcam=not args.no_rcam,
-                      input_step=tuple(args.input_step))
+                      input_step=tuple(args.input_step), shift=args.shift)
     sources = training_sources(args.traces, args.synthetic, args.seeds_per_field, folds=args.folds, fold=args.fold)
     summary = train(cfg, sources, args.out, args.cache)
     print(json.dumps({k: summary[k] for k in ("steps", "best_val_dice", "train_seconds", "device_name")}, indent=2))
@@ -142,6 +142,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-rcam", action="store_true", help="branch: train the ablation with plain skips (no prompt)")
     p.add_argument("--input-step", type=int, nargs=3, default=[1, 1, 1], metavar=("Z", "Y", "X"),
                    help="branch: image voxels averaged into one input voxel (the window covers window x step)")
+    p.add_argument("--shift", type=float, default=0.375,
+                   help="branch: random window shift, share of the window (large: the prompt, not the centre, names the cell)")
     p.add_argument("--folds", type=int, default=1, help="k-fold cross-validation over the training fields")
     p.add_argument("--fold", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)

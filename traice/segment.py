@@ -5,7 +5,7 @@ Each cell's result is a *claim*: a uint8 crop where 0 = not this cell and
 belongs to this cell. ``stitch`` resolves voxels claimed by several cells by the
 highest claim.
 
-``traice`` (the default) is stage 2 of trAIce3D: the prompted network
+``traice`` is stage 2 of trAIce3D: the prompted network
 (:class:`~traice.models.prompted.PromptedUNet3d`) sees one window per cell,
 centred on its soma and moved inside the image at its borders
 (:mod:`traice.branches`), with the soma as the prompt; many cells go through
@@ -14,7 +14,8 @@ thresholded, limited to ``radius_um`` of the soma and reduced to the part
 connected to the soma; the claim is the probability (``1 + 254 p``), so
 ``stitch`` gives a voxel claimed by several cells to the most probable one.
 
-``classical`` is the named baseline: a local threshold (background + a fraction
+``classical`` (the default until a stage-2 model beats it; docs/stage2.md) is
+the named baseline: a local threshold (background + a fraction
 of the soma's contrast, at least k noise sigmas) and the connected component
 reaching the soma, within the arbor radius; the claim decays with distance from
 the soma so a touching neighbour's own voxels go to the neighbour.
@@ -46,7 +47,7 @@ METHODS = ("traice", "classical")
 
 @dataclass(frozen=True)
 class SegmentParams:
-    method: str = "traice"
+    method: str = "classical"
     radius_um: float = 40.0          # maximum arbor radius (classical: also the window half-size)
     model: str | None = None         # traice: stage-2 weights; None = shipped (traice/weights)
     probability: float = 0.5         # traice: arbor probability threshold

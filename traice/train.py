@@ -65,7 +65,7 @@ class TrainConfig:
     init: str | None = None                          # branch: stage-1 weights to start from (None: shipped)
     rcam: bool = True                                # branch: False trains the no-prompt ablation
     input_step: tuple[int, int, int] = (1, 1, 1)     # branch: image voxels per input voxel
-    shift: float = 0.125                             # branch: random window shift, share of the window
+    shift: float = 0.375                             # branch: random window shift, share of the window (see docs/stage2.md)
     weight_um: float = 20.0                          # branch: loss weight 1 + distance / weight_um ...
     max_weight: float = 3.0                          # ... at most this
     val_windows: int = 16
