@@ -170,9 +170,9 @@ def test_missing_or_wrong_weights_are_named(tmp_path):
     from traice.weights import shipped_weights
 
     demo = {"demo": {"synthetic": {"seed": 0}}}
-    out = _bad_input_case(tmp_path, demo, segment={"model": str(tmp_path / "nope.pt")})
+    out = _bad_input_case(tmp_path, demo, segment={"method": "traice", "model": str(tmp_path / "nope.pt")})
     assert "segment.model" in out.stderr and "no such file" in out.stderr
-    out = _bad_input_case(tmp_path, demo, segment={"model": str(shipped_weights("soma"))})
+    out = _bad_input_case(tmp_path, demo, segment={"method": "traice", "model": str(shipped_weights("soma"))})
     assert "a stage-1 checkpoint, expected prompted" in out.stderr
 
 

@@ -8,9 +8,13 @@ soma centres. Volumes come from traced cells (SWC fields rendered by
 generator; both are cached as ``.npz`` so a resumed or repeated training run
 does not render them again.
 
-Windows are random crops biased towards cells, with augmentation: flips,
-quarter turns in the (y, x) plane (square voxels there), a small in-plane
-rotation and scaling, intensity scale/offset/gamma and added noise.
+Stage-1 windows (:func:`soma_window`) are random crops biased towards cells,
+with augmentation: flips, quarter turns in the (y, x) plane (square voxels
+there), a small in-plane rotation and scaling, intensity scale/offset/gamma
+and added noise. Stage-2 windows (:func:`branch_window`) sit on one cell, as
+inference places them (:mod:`traice.branches`), with that cell's arbor as the
+target and its soma as the prompt; flips and quarter turns move the prompt
+with the image.
 """
 
 from __future__ import annotations
