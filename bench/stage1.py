@@ -47,13 +47,18 @@ def volumes(args):
         yield "demo", "demo", synthesize(SynthParams(seed=demo["seed"], shape=tuple(demo["shape"]), cells=demo["cells"]))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_volume_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options :func:`volumes` reads (and ``--device``), shared by the stage benches."""
     ap.add_argument("--split", default="test", choices=["train", "val", "test"])
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "morphomics_kxa"))
-    ap.add_argument("--model", help="weights file (default: the shipped stage-1 weights)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--no-demo", action="store_true")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_volume_arguments(ap)
+    ap.add_argument("--model", help="weights file (default: the shipped stage-1 weights)")
     args = ap.parse_args()
     classical = DetectParams(method="classical")
     traice = DetectParams(method="traice", model=args.model, device=args.device)

@@ -33,8 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from stage1 import volumes  # noqa: E402  (the same held-out volumes as the stage-1 bench)
+from stage1 import add_volume_arguments, volumes  # noqa: E402  (the same held-out volumes as the stage-1 bench)
 from traice.geometry import Box  # noqa: E402
+from traice.infer import pick_device  # noqa: E402
+from traice.io.ome import ArrayImage  # noqa: E402
 from traice.metrics import cldice, per_cell_dice  # noqa: E402
 from traice.models.prompted import load_prompted  # noqa: E402
 from traice.plan import robust_stats  # noqa: E402
@@ -43,18 +45,6 @@ from traice.stitch import collect_index, compose  # noqa: E402
 from traice.weights import shipped_weights  # noqa: E402
 
 DENSE_UM = 30.0
-
-
-class ArrayImage:
-    """An in-memory volume with the reading interface of :class:`traice.io.ome.OmeImage`."""
-
-    def __init__(self, data: np.ndarray, spacing) -> None:
-        self.data, self.spacing = data, tuple(float(s) for s in spacing)
-        self.shape = data.shape
-        self.bounds = Box.from_shape(data.shape)
-
-    def read(self, box: Box) -> np.ndarray:
-        return self.data[box.slices].astype(np.float32)
 
 
 def segment_all(method: str, image: ArrayImage, cells: pd.DataFrame, stats: dict, model, device: str):
@@ -78,18 +68,15 @@ def stitched(masks, shape) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--split", default="test", choices=["train", "val", "test"])
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "morphomics_kxa"))
+    add_volume_arguments(ap)
     ap.add_argument("--model", help="stage-2 weights (default: the shipped ones)")
     ap.add_argument("--ablation", help="stage-2 weights trained without RCAM (same budget), scored as 'no RCAM'")
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--no-demo", action="store_true")
     args = ap.parse_args()
     methods = {"traice": load_prompted(args.model or shipped_weights("branch"))}
     if args.ablation:
         methods["no RCAM"] = load_prompted(args.ablation)
     methods["classical"] = None
-    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
+    device = str(pick_device(args.device))
 
     rows = []
     for dataset, name, brain in volumes(args):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from traice.branches import block_mean, coarse_distance_um, window_box, window_point
-from traice.geometry import Box
+from traice.branches import block_mean, window_box, window_point
+from traice.geometry import Box, distance_um
 
 
 def test_window_box_centred_then_moved_inside():
@@ -26,5 +26,5 @@ def test_block_mean_and_the_coarse_frame():
     box = Box((10, 20, 20), (12, 24, 24))
     # image voxels 20 and 21 average into coarse voxel 0, centred at 20.5
     np.testing.assert_allclose(window_point((10, 20.5, 22.5), box, (1, 2, 2)), [0, 0, 1])
-    d = coarse_distance_um((2, 2, 2), (0, 0, 1), (1.25, 0.4, 0.4), (1, 2, 2))
+    d = distance_um((2, 2, 2), (0, 0, 1), (1.25, 0.8, 0.8))  # the coarse grid: µm per voxel x step
     assert d[0, 0, 1] == 0 and d[1, 0, 1] == pytest.approx(1.25) and d[0, 0, 0] == pytest.approx(0.8)

@@ -9,6 +9,7 @@ from torch import nn
 
 from traice.detect import DetectParams, detect_tile, detect_traice, load_detector
 from traice.geometry import Box
+from traice.io.ome import ArrayImage
 from traice.metrics import match_points
 from traice.plan import robust_stats
 from traice.synth import SynthParams, synthesize
@@ -47,16 +48,7 @@ def test_probability_to_somas_centroids_and_split():
 
 
 def test_tile_keeps_what_its_core_owns():
-    class Image:
-        spacing = SPACING
-
-        def __init__(self, data):
-            self.data = data
-
-        def read(self, box: Box):
-            return self.data[box.slices]
-
-    image = Image(_balls((32, 192, 192), [(10.0, 20.0, 20.0), (10.0, 60.0, 60.0)]))
+    image = ArrayImage(_balls((32, 192, 192), [(10.0, 20.0, 20.0), (10.0, 60.0, 60.0)]), SPACING)
     read = Box((0, 0, 0), (32, 192, 192))
     core = Box((0, 0, 0), (32, 100, 100))  # owns the first soma (y, x = 50 voxels), not the second (150)
     found = detect_tile(image, core, read, STATS, DetectParams(method="traice"), BrightIsSoma())

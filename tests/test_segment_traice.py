@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from traice.geometry import Box
-from traice.io.ome import open_image
+from traice.io.ome import ArrayImage, open_image
 from traice.segment import SegmentParams, claim_from_probability, load_segmenter, segment_traice
 
 SPACING = (1.25, 0.4, 0.4)
@@ -114,13 +114,7 @@ def test_shipped_weights_segment_the_arbors():
                           & (brain.truth[["y", "x"]] <= 512 - half[1:]).all(axis=1)]
     assert len(centred) >= 3, "the field must hold cells for the test to mean anything"
 
-    class InMemory:
-        shape, spacing, bounds = brain.image.shape, brain.params.spacing, Box.from_shape(brain.image.shape)
-
-        def read(self, box):
-            return brain.image[box.slices].astype(np.float32)
-
-    masks = segment_traice(InMemory(), centred[["cell_id", "z", "y", "x"]], robust_stats(brain.image[:, ::2, ::2]),
+    masks = segment_traice(ArrayImage(brain.image, brain.params.spacing), centred[["cell_id", "z", "y", "x"]], robust_stats(brain.image[:, ::2, ::2]),
                            SegmentParams(method="traice", device="cpu"), model)
     labels = np.zeros(brain.image.shape, np.uint32)
     for m in masks:

@@ -53,10 +53,3 @@ def window_point(centre: Sequence[float], box: Box, step: Sequence[int]) -> np.n
     st = np.asarray(step, dtype=np.float64)
     return ((np.asarray(centre, dtype=np.float64) - np.asarray(box.start) - (st - 1) / 2) / st).astype(np.float32)
 
-
-def coarse_distance_um(window: Sequence[int], point: Sequence[float], spacing: Sequence[float],
-                       step: Sequence[int]) -> np.ndarray:
-    """Distance in µm from ``point`` (coarse voxels) to every coarse voxel centre: ``window``-shaped float32."""
-    axes = [(np.arange(n) - p) * s * k for n, p, s, k in zip(window, point, spacing, step)]
-    grids = np.meshgrid(*axes, indexing="ij", sparse=True)
-    return np.sqrt(sum(g.astype(np.float32) ** 2 for g in grids)).astype(np.float32)

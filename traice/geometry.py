@@ -174,6 +174,12 @@ def tile_grid(roi: Box, bounds: Box, tile_shape: Sequence[int], halo: Sequence[i
     ]
 
 
+def distance_um(shape: Sequence[int], centre: Sequence[float], spacing: Sequence[float]) -> np.ndarray:
+    """Distance in µm from ``centre`` (voxels, may be fractional) to every voxel of a ``shape`` grid: float64."""
+    grids = np.meshgrid(*[(np.arange(n) - c) * s for n, c, s in zip(shape, centre, spacing)], indexing="ij", sparse=True)
+    return np.sqrt(sum(g**2 for g in grids))
+
+
 def um_to_voxels(length_um: Sequence[float] | float, spacing: Sequence[float]) -> Triple:
     """A physical length per axis (or one for all axes) as whole voxels, rounded up."""
     if isinstance(length_um, (int, float)):

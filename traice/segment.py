@@ -33,7 +33,7 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from traice.detect import normalise
-from traice.geometry import Box, um_to_voxels
+from traice.geometry import Box, distance_um, um_to_voxels
 from traice.io.ome import open_image
 from traice.io.tables import atomic_dir, read_json, write_table
 from traice.merge import cell_batch
@@ -74,7 +74,7 @@ def segment_classical(crop: np.ndarray, soma: tuple[int, int, int], spacing, sta
     smooth = ndimage.gaussian_filter(normalise(crop, stats), sigma=params.smooth_um / sp)
     background = float(np.median(smooth))
     noise = float(1.4826 * np.median(np.abs(smooth[smooth <= background] - background))) or 1e-6
-    dist = _distance_um(crop.shape, soma, sp)
+    dist = distance_um(crop.shape, soma, sp)
     ball = dist <= 2.0
     soma_level = float(np.mean(smooth[ball]))
     if soma_level - background < params.min_snr * noise:
@@ -91,11 +91,6 @@ def segment_classical(crop: np.ndarray, soma: tuple[int, int, int], spacing, sta
     confidence = 1.0 / (1.0 + np.exp(-(smooth - threshold) / sharpness))
     claim = confidence * np.exp(-dist / params.decay_um)
     return np.where(mask, np.clip(np.rint(1 + 254 * claim), 1, 255), 0).astype(np.uint8), "ok"
-
-
-def _distance_um(shape, centre, spacing) -> np.ndarray:
-    grids = np.meshgrid(*[(np.arange(n) - c) * s for n, c, s in zip(shape, centre, spacing)], indexing="ij", sparse=True)
-    return np.sqrt(sum(g**2 for g in grids))
 
 
 def segment_cell(image, cell, stats: dict, params: SegmentParams) -> CellMask:
@@ -138,10 +133,10 @@ def segment_traice(image, cells: pd.DataFrame, stats: dict, params: SegmentParam
         rows = cells.iloc[start:start + params.batch_size]
         centres = rows[["z", "y", "x"]].to_numpy(float)
         boxes = [window_box(c, extent, image.shape) for c in centres]
+        inners = [box.intersect(image.bounds) for box in boxes]  # the part of each window inside the image
         inputs = []
-        for box in boxes:
+        for box, inner in zip(boxes, inners):
             window = np.zeros(extent, np.float32)  # outside the image: background level, as in training
-            inner = box.intersect(image.bounds)
             window[inner.relative_to(box).slices] = model_input(image.read(inner), stats)
             inputs.append(block_mean(window, step))
         points = np.stack([window_point(c, b, step) for c, b in zip(centres, boxes)])[:, None]
@@ -150,8 +145,7 @@ def segment_traice(image, cells: pd.DataFrame, stats: dict, params: SegmentParam
             logits = model(x, torch.from_numpy(points).to(device))
             prob = torch.sigmoid(interpolate(logits.float(), size=extent, mode="trilinear", align_corners=False))
         prob = prob[:, 0].cpu().numpy()
-        for p, box, centre, cell_id in zip(prob, boxes, centres, rows["cell_id"]):
-            inner = box.intersect(image.bounds)
+        for p, box, inner, centre, cell_id in zip(prob, boxes, inners, centres, rows["cell_id"]):
             masks.append(claim_from_probability(int(cell_id), p[inner.relative_to(box).slices], inner, centre,
                                                 image.spacing, params))
         bar.update(len(rows))
@@ -167,7 +161,7 @@ def claim_from_probability(cell_id: int, prob: np.ndarray, box: Box, centre, spa
     stored in the smallest box holding it.
     """
     soma = tuple(int(round(c)) - a for c, a in zip(centre, box.start))
-    dist = _distance_um(prob.shape, soma, np.asarray(spacing, float))
+    dist = distance_um(prob.shape, soma, spacing)
     fg = (prob > params.probability) & (dist <= params.radius_um)
     comp, _ = ndimage.label(fg, structure=np.ones((3, 3, 3)))
     ids = np.unique(comp[(dist <= 2.0) & fg])

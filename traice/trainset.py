@@ -27,7 +27,8 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-from traice.branches import block_mean, coarse_distance_um, window_box, window_point
+from traice.branches import block_mean, window_box, window_point
+from traice.geometry import distance_um
 from traice.infer import model_input
 from traice.plan import robust_stats
 from traice.synth import SynthParams, render_swc, synthesize
@@ -243,7 +244,8 @@ def branch_window(volume: Volume, window: Sequence[int], step: Sequence[int], rn
     image = block_mean(read_padded(volume.image, start, stop, 0.0), step)
     target = block_mean(read_padded(volume.cells, start, stop, 0) == cell + 1, step)
     point = window_point(centre, box, step)
-    weight = np.minimum(1.0 + coarse_distance_um(window, point, volume.spacing, step) / weight_um, max_weight)
+    coarse_spacing = np.asarray(volume.spacing) * np.asarray(step)  # µm per coarse voxel
+    weight = np.minimum(1.0 + distance_um(window, point, coarse_spacing) / weight_um, max_weight)
     (image, target, weight), point = flip_turn([image, target, weight], point, rng, augment)
     return BranchWindow(augment_intensity(image, rng, augment), target.astype(np.float32),
                         weight.astype(np.float32), point)

@@ -85,6 +85,26 @@ class OmeImage:
         return np.asarray(self.array(level)[tuple(index)], dtype=np.float32)
 
 
+class ArrayImage:
+    """An in-memory (z, y, x) volume with :class:`OmeImage`'s reading interface (level 0 only):
+    for benchmarks and tests that hold their volume as an array."""
+
+    def __init__(self, data: np.ndarray, spacing: Sequence[float]) -> None:
+        self.data = data
+        self.spacing = tuple(float(s) for s in spacing)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.data.shape
+
+    @property
+    def bounds(self) -> Box:
+        return Box.from_shape(self.shape)
+
+    def read(self, box: Box) -> np.ndarray:
+        return np.asarray(self.data[box.slices], dtype=np.float32)
+
+
 def read_overview(image: OmeImage, max_voxels: int) -> tuple[np.ndarray, tuple[float, float, float]]:
     """The whole image at the finest level of at most ``max_voxels`` (subsampled further if no level is
     that small), as float32 (z, y, x), with its voxel size in µm. Memory stays bounded for any image."""
