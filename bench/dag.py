@@ -31,9 +31,9 @@ sys.path.insert(0, str(ROOT))
 from traice.config import from_config  # noqa: E402
 from traice.io.ome import create_multiscale  # noqa: E402
 from traice.io.tables import write_table  # noqa: E402
-from traice.merge import n_cell_batches  # noqa: E402
-from traice.plan import PlanParams, write_plan  # noqa: E402
-from traice.schema import CELLS, conform  # noqa: E402
+from traice.stages.merge import n_cell_batches  # noqa: E402
+from traice.stages.plan import PlanParams, write_plan  # noqa: E402
+from traice.core.schema import CELLS, conform  # noqa: E402
 
 SPACING = (1.25, 0.4, 0.4)
 # batch sizes for a whole brain (jobs stay in the hundreds to thousands)

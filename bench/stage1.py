@@ -26,9 +26,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from traice.detect import DetectParams, detect_classical, detect_traice, load_detector  # noqa: E402
-from traice.metrics import match_points  # noqa: E402
-from traice.plan import robust_stats  # noqa: E402
+from traice.stages.detect import DetectParams, detect_classical, detect_traice, load_detector  # noqa: E402
+from traice.core.metrics import match_points  # noqa: E402
+from traice.stages.plan import robust_stats  # noqa: E402
 from traice.synth import SynthParams, render_swc, synthesize  # noqa: E402
 from traice.synth.traces import field_split, trace_fields  # noqa: E402
 

@@ -6,7 +6,7 @@ Usage:
 Both run the transformer U-Net (random weights, eval mode) over a random
 float32 tile with the window (16, 256, 256), overlap 0.25 and Gaussian
 blending (sigma_scale 0.125): ours is
-`traice.infer.sliding_window_probabilities`, MONAI's is
+`traice.nn.inferer.sliding_window_probabilities`, MONAI's is
 `monai.inferers.sliding_window_inference` on `sigmoid(model(x))`, under the
 same autocast (bf16 on CUDA, float32 on CPU). Both are timed from the numpy
 tile to the numpy probabilities (host-device copies included). Each is run
@@ -30,8 +30,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from traice.infer import autocast, autocast_dtype, pick_device, sliding_window_probabilities, window_starts  # noqa: E402
-from traice.models import build_model  # noqa: E402
+from traice.core.windows import window_starts
+from traice.nn.device import autocast, autocast_dtype, pick_device
+from traice.nn.inferer import sliding_window_probabilities  # noqa: E402
+from traice.nn import build_model  # noqa: E402
 
 WINDOW = (16, 256, 256)
 OVERLAP = 0.25

@@ -7,10 +7,10 @@ Usage:
 Data: as bench/stage1.py, the held-out fields of view of the real tracings
 (rendered with seed 0; training never saw them) and the demo volume. Every
 method is prompted with the *true* soma positions, so detection errors do not
-enter: each cell's mask is segmented (traice.segment), all masks are stitched
-into one label image by the highest claim (traice.stitch.compose, as the
+enter: each cell's mask is segmented (traice.stages.segment), all masks are stitched
+into one label image by the highest claim (traice.stages.stitch.compose, as the
 workflow does), and each cell's label is scored against its true arbor
-(soma + processes): Dice and clDice (traice.metrics.cldice) in their joint
+(soma + processes): Dice and clDice (traice.core.metrics.cldice) in their joint
 bounding box. Cells are "dense" when another soma lies within 30 µm, else
 "isolated". Time per cell is the wall time of segmenting all cells of the
 volume (reading, normalising, network or thresholds, claims) over their number.
@@ -34,14 +34,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from stage1 import add_volume_arguments, volumes  # noqa: E402  (the same held-out volumes as the stage-1 bench)
-from traice.geometry import Box  # noqa: E402
-from traice.infer import pick_device  # noqa: E402
+from traice.core.geometry import Box  # noqa: E402
+from traice.nn.device import pick_device  # noqa: E402
 from traice.io.ome import ArrayImage  # noqa: E402
-from traice.metrics import cldice, per_cell_dice  # noqa: E402
-from traice.models.prompted import load_prompted  # noqa: E402
-from traice.plan import robust_stats  # noqa: E402
-from traice.segment import SegmentParams, segment_cell, segment_traice, write_masks  # noqa: E402
-from traice.stitch import collect_index, compose  # noqa: E402
+from traice.core.metrics import cldice, per_cell_dice  # noqa: E402
+from traice.nn.prompted import load_prompted  # noqa: E402
+from traice.stages.plan import robust_stats  # noqa: E402
+from traice.stages.segment import SegmentParams, segment_cell, segment_traice, write_masks  # noqa: E402
+from traice.stages.stitch import collect_index, compose  # noqa: E402
 from traice.weights import shipped_weights  # noqa: E402
 
 DENSE_UM = 30.0

@@ -2,14 +2,14 @@
 import sys
 from pathlib import Path
 
-from traice.io.tables import read_json
-from traice.region import take_base_labels
-from traice.stitch import init_labels
+from traice.io.plan import Plan
+from traice.stages.stitch import init_labels
+from traice.stages.update import take_base_labels
 
 sys.stderr = open(snakemake.log[0], "w")
-plan = read_json(snakemake.input.plan)
+plan = Plan.read(snakemake.input.plan)
 labels = Path(snakemake.output[0])
-if plan["update"]:
+if plan.update:
     take_base_labels(labels.parent, labels)
 else:
-    init_labels(labels, plan["shape"], plan["spacing_um"], plan["stitch_chunk"])
+    init_labels(labels, plan.shape, plan.spacing, plan.info["stitch_chunk"])

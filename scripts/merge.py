@@ -1,14 +1,13 @@
 """Snakemake script: merge tile detections into cells.parquet."""
 import sys
-
 from pathlib import Path
 
-from traice.io.tables import read_json
-from traice.merge import merge_files
-from traice.region import base_dir
+from traice.io.plan import Plan
+from traice.stages.merge import merge_files
+from traice.stages.update import base_dir
 
 sys.stderr = open(snakemake.log[0], "w")
-plan = read_json(snakemake.input.plan)
+plan = Plan.read(snakemake.input.plan)
 cells = Path(snakemake.output.cells)
-previous = base_dir(cells.parent) / cells.name if plan["update"] else None
+previous = base_dir(cells.parent) / cells.name if plan.update else None
 merge_files(snakemake.input.somas, plan, snakemake.params.dedupe_um, cells, previous)

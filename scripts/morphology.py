@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from traice.io.tables import read_json
-from traice.morphology import gather
-from traice.region import base_dir, kept_ids
+from traice.io.plan import Plan
+from traice.stages.morphology import gather
+from traice.stages.update import base_dir
 
 sys.stderr = open(snakemake.log[0], "w")
-plan = read_json(snakemake.input.plan)
+plan = Plan.read(snakemake.input.plan)
 o = snakemake.output
-base = base_dir(Path(o.table).parent) if plan["update"] else None
-gather(snakemake.input.batches, o.table, o.csv, o.sholl, o.swc, base, kept_ids(pd.read_parquet(snakemake.input.cells), plan))
+base = base_dir(Path(o.table).parent) if plan.update else None
+gather(snakemake.input.batches, o.table, o.csv, o.sholl, o.swc, base, plan.kept_ids(pd.read_parquet(snakemake.input.cells)))

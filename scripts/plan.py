@@ -3,7 +3,7 @@ import sys
 from pathlib import Path
 
 from traice.config import from_config
-from traice.plan import PlanParams, write_plan
+from traice.stages.plan import PlanParams, write_plan
 
 sys.stderr = open(snakemake.log[0], "w")
 stitch = snakemake.params.stitch

@@ -2,7 +2,8 @@
 import sys
 from pathlib import Path
 
-from traice.train import TrainConfig, train, training_sources
+from traice.training.loop import train
+from traice.training.recipes import TrainConfig, training_sources
 
 sys.stderr = open(snakemake.log[0], "w")
 task = snakemake.rule.removeprefix("train_")

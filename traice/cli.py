@@ -12,12 +12,14 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-from traice.io.ome import InputError, open_image
+from traice.core.errors import InputError
+from traice.io.ome import open_image
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,7 +49,7 @@ def _inspect(args) -> None:
 
 
 def _evaluate(args) -> None:
-    from traice.metrics import evaluate_run
+    from traice.stages.evaluate import evaluate_run
 
     print(json.dumps(evaluate_run(args.results), indent=2))
 
@@ -74,7 +76,8 @@ def _run(args) -> None:
 
 
 def _train(args) -> None:
-    from traice.train import TrainConfig, train, training_sources
+    from traice.training.loop import train
+    from traice.training.recipes import TrainConfig, training_sources
 
     if args.traces is None and args.synthetic == 0:
         raise InputError("nothing to train on: give --traces DIR (SWC fields) and/or --synthetic N")
@@ -82,7 +85,7 @@ def _train(args) -> None:
         raise InputError(f"--traces {args.traces}: no such folder")
     if args.init is not None and not Path(args.init).is_file():
         raise InputError(f"--init {args.init}: no such file")
-    cfg = TrainConfig(task=args.task, size=args.size, window=tuple(args.window), batch_size=args.batch, steps=args.steps,
+    cfg = TrainConfig(task=args.task, size=args.size, window=args.window and tuple(args.window), batch_size=args.batch, steps=args.steps,
                       lr=args.lr, seed=args.seed, device=args.device, threads=args.threads, embed_dim=args.embed_dim,
                       eval_every=args.eval_every, val_windows=args.val_windows, init=args.init, rcam=not args.no_rcam,
                       input_step=tuple(args.input_step), shift=args.shift)
@@ -91,15 +94,21 @@ def _train(args) -> None:
     print(json.dumps({k: summary[k] for k in ("steps", "best_val_dice", "train_seconds", "device_name")}, indent=2))
 
 
-def main(argv: list[str] | None = None) -> None:
+def parser() -> argparse.ArgumentParser:
+    """The command line; its defaults are the library's (:class:`SynthParams`, :class:`TrainConfig`, ``training_sources``)."""
+    from traice.synth import SynthParams
+    from traice.training.recipes import TrainConfig, training_sources
+
+    synth, train = SynthParams(), TrainConfig()
+    sources = {k: v.default for k, v in inspect.signature(training_sources).parameters.items()}
     parser = argparse.ArgumentParser(prog="traice", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", help="write a synthetic microglia field with ground truth")
     p.add_argument("out")
-    p.add_argument("--shape", type=int, nargs=3, default=[32, 1024, 1024], metavar=("Z", "Y", "X"))
-    p.add_argument("--cells", type=int, default=60)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--shape", type=int, nargs=3, default=list(synth.shape), metavar=("Z", "Y", "X"))
+    p.add_argument("--cells", type=int, default=synth.cells)
+    p.add_argument("--seed", type=int, default=synth.seed)
     p.set_defaults(func=_synth)
 
     p = sub.add_parser("render-swc", help="render a folder of SWC tracings (one field, µm) into an image with truth")
@@ -128,31 +137,35 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("task", choices=["soma", "branch"], help="soma: stage 1; branch: stage 2 (prompted by the soma)")
     p.add_argument("out", help="checkpoint, metrics.csv, best.pt, model.pt, training.json go here")
     p.add_argument("--traces", help="folder of SWC fields of view (one subfolder each), rendered for training")
-    p.add_argument("--seeds-per-field", type=int, default=2, help="renderings of each traced field")
-    p.add_argument("--synthetic", type=int, default=0, help="synthetic generator fields to add")
-    p.add_argument("--size", default="S", choices=["S", "L"])
+    p.add_argument("--seeds-per-field", type=int, default=sources["seeds_per_field"], help="renderings of each traced field")
+    p.add_argument("--synthetic", type=int, default=sources["synthetic"], help="synthetic generator fields to add")
+    p.add_argument("--size", default=train.size, choices=["S", "L"])
     p.add_argument("--embed-dim", type=int, help="override the size's width")
-    p.add_argument("--window", type=int, nargs=3, default=[16, 256, 256], metavar=("Z", "Y", "X"))
-    p.add_argument("--batch", type=int, default=2)
-    p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--eval-every", type=int, default=200)
-    p.add_argument("--val-windows", type=int, default=16)
+    p.add_argument("--window", type=int, nargs=3, metavar=("Z", "Y", "X"),
+                   help="training window (default: soma 16 256 256, branch 32 256 256)")
+    p.add_argument("--batch", type=int, default=train.batch_size)
+    p.add_argument("--steps", type=int, default=train.steps)
+    p.add_argument("--lr", type=float, default=train.lr)
+    p.add_argument("--eval-every", type=int, default=train.eval_every)
+    p.add_argument("--val-windows", type=int, default=train.val_windows)
     p.add_argument("--init", help="branch: stage-1 weights to start from (default: the shipped ones)")
     p.add_argument("--no-rcam", action="store_true", help="branch: train the ablation with plain skips (no prompt)")
-    p.add_argument("--input-step", type=int, nargs=3, default=[1, 1, 1], metavar=("Z", "Y", "X"),
+    p.add_argument("--input-step", type=int, nargs=3, default=list(train.input_step), metavar=("Z", "Y", "X"),
                    help="branch: image voxels averaged into one input voxel (the window covers window x step)")
-    p.add_argument("--shift", type=float, default=0.375,
+    p.add_argument("--shift", type=float, default=train.shift,
                    help="branch: random window shift, share of the window (large: the prompt, not the centre, names the cell)")
-    p.add_argument("--folds", type=int, default=1, help="k-fold cross-validation over the training fields")
-    p.add_argument("--fold", type=int, default=0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda")
+    p.add_argument("--folds", type=int, default=sources["folds"], help="k-fold cross-validation over the training fields")
+    p.add_argument("--fold", type=int, default=sources["fold"])
+    p.add_argument("--seed", type=int, default=train.seed)
+    p.add_argument("--device", default=train.device, help="auto (cuda when present), cpu or cuda")
     p.add_argument("--threads", type=int, help="CPU threads")
     p.add_argument("--cache", help="where rendered training volumes are kept (default OUT_DIR/cache)")
     p.set_defaults(func=_train)
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     try:
         args.func(args)
     except InputError as err:

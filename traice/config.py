@@ -6,8 +6,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any, TypeVar
 
-from traice.io.ome import InputError, open_image
-from traice.region import roi_boxes
+from traice.core.errors import InputError
+from traice.core.roi import roi_boxes
+from traice.io.ome import open_image
 
 T = TypeVar("T")
 
@@ -47,18 +48,18 @@ def check_inputs(samples: dict[str, Any], channel: int | None, roi: dict | None 
 
 def check_models(config: dict[str, Any]) -> None:
     """Raise InputError when a configured weights file (``detect.model``, ``segment.model``) is missing or of the wrong kind."""
-    kinds = {"detect": None, "segment": "prompted"}  # checkpoint "kind": stage 1 has none
+    kinds = {"detect": None, "segment": "prompted"}  # the checkpoint kind each network method loads
     for section, kind in kinds.items():
         path = (config.get(section) or {}).get("model")
         if path is None or config[section].get("method") != "traice":
             continue
         if not Path(path).is_file():
             raise InputError(f"{section}.model {path}: no such file")
-        from traice.infer import load_checkpoint  # torch: imported only when a weights file is configured
+        from traice.nn.checkpoints import kind_name, load_checkpoint  # torch: only when a weights file is configured
 
         try:
             found = load_checkpoint(path).get("kind")
         except Exception as err:  # torch raises many types for a file that is not a checkpoint
             raise InputError(f"{section}.model {path}: not a traice checkpoint ({type(err).__name__})") from None
         if found != kind:
-            raise InputError(f"{section}.model {path}: a {found or 'stage-1'} checkpoint, expected {kind or 'stage-1'}")
+            raise InputError(f"{section}.model {path}: a {kind_name(found)} checkpoint, expected {kind_name(kind)}")

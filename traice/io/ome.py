@@ -18,7 +18,8 @@ import zarr
 from ome_zarr.format import FormatV05
 from ome_zarr.writer import add_metadata, write_multiscales_metadata
 
-from traice.geometry import Box, grid
+from traice.core.errors import InputError
+from traice.core.geometry import Box, grid
 
 SPATIAL = ("z", "y", "x")
 UNIT_TO_UM = {
@@ -29,10 +30,6 @@ UNIT_TO_UM = {
     "millimeter": 1e3,
     "angstrom": 1e-4,
 }
-
-
-class InputError(ValueError):
-    """An input image the pipeline cannot use; the message is one line for the user."""
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from traice.geometry import Box
+from traice.core.geometry import Box
 from traice.io.ome import add_labels, write_multiscale
 from traice.io.tables import write_table
 from traice.synth.arbor import random_arbor

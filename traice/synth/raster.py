@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 from scipy import ndimage
 
-from traice.geometry import Box
+from traice.core.geometry import Box
 
 
 def tree_bounds(points_um: np.ndarray, radii_um: np.ndarray, spacing: Sequence[float]) -> Box:

@@ -18,50 +18,12 @@ from typing import Sequence
 
 import numpy as np
 
+from traice.io.swc import SwcError, read_swc
 from traice.synth.brain import CellSpec, SynthParams, SyntheticBrain, render_scene
 from traice.synth.raster import random_rotation
 
 MIN_SOMA_RADIUS_UM = 5.0
 MIN_PROCESS_RADIUS_UM = 0.3
-
-
-class SwcError(ValueError):
-    """A malformed SWC file."""
-
-
-def read_swc(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Nodes (N, 3) in µm as (z, y, x), radii (N,) and parent indices (N,), root first (-1).
-
-    Raises :class:`SwcError` for files that are empty, not numeric, not 7 columns,
-    with unknown parents, or not exactly one root.
-    """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # an empty file: reported below instead
-            table = np.loadtxt(path, comments="#", ndmin=2)
-    except ValueError as err:
-        raise SwcError(f"{path}: not a numeric SWC table ({err})") from None
-    if table.size == 0 or table.shape[1] != 7:
-        raise SwcError(f"{path}: expected 7 columns (id type x y z radius parent), got shape {table.shape}")
-    ids = table[:, 0].astype(int).tolist()
-    parent_ids = table[:, 6].astype(int).tolist()
-    index = {n: i for i, n in enumerate(ids)}
-    if len(index) != len(ids):
-        raise SwcError(f"{path}: duplicate node ids")
-    roots = np.flatnonzero(np.asarray(parent_ids) == -1)
-    if len(roots) != 1:
-        raise SwcError(f"{path}: {len(roots)} roots, expected one (the soma)")
-    try:
-        parents = np.array([index[p] if p != -1 else -1 for p in parent_ids])
-    except KeyError as err:
-        raise SwcError(f"{path}: parent {err} is not a node") from None
-    order = np.argsort(np.arange(len(ids)) != roots[0], kind="stable")  # root first
-    remap = np.empty(len(ids), int)
-    remap[order] = np.arange(len(ids))
-    points = table[order][:, [4, 3, 2]]
-    radii = table[order, 5]
-    parents = np.where(parents[order] >= 0, remap[np.maximum(parents[order], 0)], -1)
-    return points, radii, parents
 
 
 def read_field(folder: str | Path) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:

@@ -12,10 +12,8 @@ os.environ.update(
 )
 
 from traice.config import check_inputs, check_models, is_synthetic, sample_image
-from traice.io.ome import InputError
-from traice.io.tables import read_json
-from traice.merge import n_cell_batches
-from traice.region import cells_to_process
+from traice.core.errors import InputError
+from traice.io.plan import Plan
 
 # Snakemake merges a user's --configfile into the default key by key; a user
 # who names samples gets exactly those, never the demo sample as well.
@@ -56,34 +54,34 @@ def image_of(wildcards):
 
 
 def plan_of(wildcards):
-    return read_json(checkpoints.plan.get(sample=wildcards.sample).output.plan)
+    return Plan.read(checkpoints.plan.get(sample=wildcards.sample).output.plan)
 
 
 def detect_batches(wildcards):
-    n = plan_of(wildcards)["tile_batches"]
+    n = plan_of(wildcards).info["tile_batches"]
     return expand(work("somas/batch_{b}.parquet"), sample=wildcards.sample, b=range(n))
 
 
-def n_cells(wildcards):
-    """How many cells this run segments and measures: those in the ROI (all of them without one)."""
+def n_cell_batches(wildcards, section):
+    """How many jobs the cells this run processes (those in the ROI) need at ``config[section]["cells_per_job"]``."""
     import pandas as pd
 
     cells = pd.read_parquet(checkpoints.merge.get(sample=wildcards.sample).output.cells, columns=["cell_id", "z_um", "y_um", "x_um"])
-    return len(cells_to_process(cells, plan_of(wildcards)))
+    return plan_of(wildcards).n_cell_batches(cells, config[section]["cells_per_job"])
 
 
 def segment_batches(wildcards):
-    n = n_cell_batches(n_cells(wildcards), config["segment"]["cells_per_job"])
+    n = n_cell_batches(wildcards, "segment")
     return expand(work("masks/batch_{b}.zarr"), sample=wildcards.sample, b=range(n))
 
 
 def stitch_flags(wildcards):
-    ids = plan_of(wildcards)["stitch_block_ids"]
+    ids = plan_of(wildcards).info["stitch_block_ids"]
     return expand(work("stitch/block_{k}.done"), sample=wildcards.sample, k=ids)
 
 
 def morphology_batches(wildcards):
-    n = n_cell_batches(n_cells(wildcards), config["morphology"]["cells_per_job"])
+    n = n_cell_batches(wildcards, "morphology")
     return expand(work("morphology/batch_{b}"), sample=wildcards.sample, b=range(n))
 
 

@@ -1,5 +1,5 @@
 # Plan: intensity statistics, tile grid and batches (a checkpoint: batch counts follow from it).
-# With `roi` over a finished result, the plan first sets that result aside in work/base (traice.region).
+# With `roi` over a finished result, the plan first sets that result aside in work/base (traice.stages.update).
 
 
 checkpoint plan:
@@ -8,6 +8,7 @@ checkpoint plan:
     output:
         plan=work("plan/plan.json"),
         tiles=work("plan/tiles.parquet"),
+        tissue=work("plan/tissue.npz"),
     params:
         plan=lambda wc: config["plan"],
         stitch=lambda wc: config["stitch"],

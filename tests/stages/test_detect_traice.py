@@ -1,0 +1,73 @@
+"""Stage-1 detection with the model: post-processing on a known probability map, and the shipped weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from traice.stages.detect import DetectParams, detect_tile, detect_traice, load_detector
+from traice.core.geometry import Box
+from traice.io.ome import ArrayImage
+from traice.core.metrics import match_points
+from traice.core.intensity import robust_stats
+from traice.synth import SynthParams, synthesize
+from traice.weights import shipped_weights
+
+SPACING = (1.25, 0.4, 0.4)
+
+
+class BrightIsSoma(nn.Module):
+    """A stand-in model: logit > 0 where the input exceeds 1 (window (16, 64, 64))."""
+
+    window = (16, 64, 64)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 20.0 * (x - 1.0)
+
+
+def _balls(shape, centres_um, radius_um=4.0) -> np.ndarray:
+    grid = np.stack(np.meshgrid(*[np.arange(n) * s for n, s in zip(shape, SPACING)], indexing="ij"), -1)
+    out = np.zeros(shape, np.float32)
+    for c in centres_um:
+        out[np.linalg.norm(grid - np.asarray(c), axis=-1) <= radius_um] = 100.0
+    return out
+
+
+STATS = {"median": 0.0, "sigma": 1.0}
+
+
+def test_probability_to_somas_centroids_and_split():
+    centres = [(10.0, 20.0, 20.0), (10.0, 20.0, 27.0), (20.0, 60.0, 60.0)]  # the first two touch
+    found = detect_traice(_balls((32, 192, 192), centres), SPACING, STATS, DetectParams(method="traice"), BrightIsSoma())
+    got = found[["z", "y", "x"]].to_numpy() * np.asarray(SPACING)
+    m = match_points(got, np.asarray(centres), 1.0)
+    assert len(found) == 3 and m.tp == 3
+    assert (found["score"] > 0.99).all()
+
+
+def test_tile_keeps_what_its_core_owns():
+    image = ArrayImage(_balls((32, 192, 192), [(10.0, 20.0, 20.0), (10.0, 60.0, 60.0)]), SPACING)
+    read = Box((0, 0, 0), (32, 192, 192))
+    core = Box((0, 0, 0), (32, 100, 100))  # owns the first soma (y, x = 50 voxels), not the second (150)
+    found = detect_tile(image, core, read, STATS, DetectParams(method="traice"), BrightIsSoma())
+    assert len(found) == 1 and abs(found["y"][0] - 50) < 1
+
+
+def test_shipped_weights_load_and_find_the_somas():
+    path = shipped_weights("soma")
+    model = load_detector(DetectParams(method="traice"))
+    assert model.window[0] == 16
+    brain = synthesize(SynthParams(seed=21, shape=(16, 256, 256), cells=6))
+    found = detect_traice(brain.image, brain.params.spacing, robust_stats(brain.image),
+                          DetectParams(method="traice", device="cpu"), model)
+    m = match_points(found[["z", "y", "x"]].to_numpy(float) * np.asarray(brain.params.spacing),
+                     brain.truth[["z_um", "y_um", "x_um"]].to_numpy(), 6.0)
+    assert len(brain.truth) >= 4, "the field must hold cells for the test to mean anything"
+    assert m.recall >= 0.75 and m.precision >= 0.75, (path, m.tp, m.n_pred, m.n_true)
+
+
+def test_unknown_method_is_refused():
+    with pytest.raises(ValueError, match="unknown detect method"):
+        load_detector(DetectParams(method="cellpose"))

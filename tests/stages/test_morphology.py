@@ -1,0 +1,169 @@
+import numpy as np
+import pytest
+
+from traice.stages.morphology import measure, swc_table
+
+ISO = (1.0, 1.0, 1.0)
+ANISO = (2.0, 0.5, 0.5)
+
+
+def _line(shape, z, y, x0, x1):
+    m = np.zeros(shape, bool)
+    m[z, y, x0:x1] = True
+    return m
+
+
+@pytest.mark.parametrize("spacing", [ISO, ANISO])
+def test_straight_process_length(spacing):
+    mask = _line((5, 9, 60), 2, 4, 5, 45)
+    metrics, _, _ = measure(mask, spacing)
+    assert metrics["total_length_um"] == pytest.approx(39 * spacing[2], rel=0.02)
+    assert metrics["n_branch_points"] == 0
+    assert metrics["n_endpoints"] == 2
+    assert metrics["cell_volume_um3"] == pytest.approx(40 * np.prod(spacing))
+
+
+def test_along_z_uses_z_spacing():
+    mask = np.zeros((30, 5, 5), bool)
+    mask[2:22, 2, 2] = True
+    metrics, _, _ = measure(mask, ANISO)
+    assert metrics["total_length_um"] == pytest.approx(19 * ANISO[0], rel=0.02)
+
+
+def test_y_shape():
+    mask = _line((3, 60, 60), 1, 30, 5, 31)
+    mask[1, 5:31, 30] = True
+    mask[1, 30:55, 30] = True
+    metrics, _, _ = measure(mask, ISO)
+    assert metrics["n_branch_points"] == 1
+    assert metrics["n_endpoints"] == 3
+    assert metrics["n_branches"] == 3
+    assert metrics["total_length_um"] == pytest.approx(25 + 25 + 25, rel=0.05)
+
+
+@pytest.mark.parametrize("arms", [3, 5, 8])
+def test_star_with_n_arms(arms):
+    mask = np.zeros((3, 81, 81), bool)
+    for k in range(arms):
+        a = 2 * np.pi * k / arms
+        for r in np.arange(0, 30, 0.25):
+            mask[1, int(round(40 + r * np.sin(a))), int(round(40 + r * np.cos(a)))] = True
+    metrics, _, _ = measure(mask, ISO)
+    assert metrics["n_endpoints"] == arms
+    assert metrics["n_branch_points"] == 1
+    assert metrics["total_length_um"] == pytest.approx(arms * 29.5, rel=0.12)
+
+
+def test_sphere_volume_anisotropic():
+    spacing = ANISO
+    grids = np.meshgrid(*[(np.arange(n) - n // 2) * s for n, s in zip((15, 61, 61), spacing)], indexing="ij")
+    mask = sum(g**2 for g in grids) <= 10.0**2
+    metrics, _, _ = measure(mask, spacing)
+    assert metrics["cell_volume_um3"] == pytest.approx(4 / 3 * np.pi * 1000, rel=0.05)
+
+
+def test_swc_soma_is_root_and_tree_is_connected():
+    mask = _line((3, 40, 60), 1, 20, 5, 55)
+    mask[1, 5:21, 30] = True
+    metrics, skel, _ = measure(mask, ISO)
+    table = swc_table(mask, skel, soma=(1, 20, 30), spacing=ISO, origin_um=(10.0, 0.0, 0.0))
+    assert table.iloc[0]["type"] == 1 and table.iloc[0]["parent"] == -1
+    assert (table["parent"].iloc[1:] > 0).all()  # one tree, rooted at the soma
+    assert set(table["parent"].iloc[1:]) <= set(table["id"])
+    assert table["z"].min() == pytest.approx(11.0)  # origin offset applied, µm
+    # edges (excluding soma-to-first-node) sum to the skeleton length
+    pos = table.set_index("id")[["x", "y", "z"]]
+    child = table[table["parent"] > 1]
+    lengths = np.linalg.norm(pos.loc[child["id"]].to_numpy() - pos.loc[child["parent"]].to_numpy(), axis=1)
+    assert lengths.sum() == pytest.approx(metrics["total_length_um"], rel=0.02)
+
+
+def _ball(shape, centre, radius_um, spacing):
+    grids = np.meshgrid(*[(np.arange(n) - c) * s for n, c, s in zip(shape, centre, spacing)], indexing="ij")
+    return sum(g**2 for g in grids) <= radius_um**2
+
+
+@pytest.mark.parametrize("spacing", [ISO, ANISO])
+def test_soma_territory_and_ramification_of_a_sphere(spacing):
+    shape = tuple(int(30 / s) for s in spacing)
+    centre = [n // 2 for n in shape]
+    mask = _ball(shape, centre, 6.0, spacing)
+    metrics, _, _ = measure(mask, spacing, centre)
+    sphere = 4 / 3 * np.pi * 6.0**3
+    assert metrics["soma_volume_um3"] == pytest.approx(sphere, rel=0.1)
+    assert metrics["cell_volume_um3"] == pytest.approx(sphere, rel=0.1)
+    assert metrics["territory_volume_um3"] == pytest.approx(sphere, rel=0.15)
+    assert 1.0 <= metrics["ramification_index"] < 1.25
+
+
+def test_soma_excludes_processes_and_territory_grows_with_them():
+    spacing = ISO
+    mask = _ball((21, 81, 81), (10, 40, 40), 5.0, spacing)
+    mask[10, 40, 40:80] = True   # a 1-voxel process, 35 µm beyond the soma
+    mask[10, 5:40, 40] = True
+    metrics, _, _ = measure(mask, spacing, (10, 40, 40))
+    assert metrics["soma_volume_um3"] == pytest.approx(4 / 3 * np.pi * 125, rel=0.1)
+    assert metrics["territory_volume_um3"] > 3 * metrics["cell_volume_um3"]
+    assert metrics["ramification_index"] > 3
+
+
+def test_branch_order_y_from_its_stem():
+    # stem from the soma at (1, 30, 5) to a fork at x = 30, two daughters
+    mask = _line((3, 60, 60), 1, 30, 5, 31)
+    mask[1, 5:31, 30] = True
+    mask[1, 30:55, 30] = True
+    metrics, _, _ = measure(mask, ISO, (1, 30, 5))
+    assert metrics["max_branch_order"] == 2
+    assert metrics["mean_branch_length_um"] == pytest.approx(25, rel=0.1)
+    assert metrics["max_branch_length_um"] == pytest.approx(25.4, rel=0.1)
+
+
+@pytest.mark.parametrize("spacing", [ISO, (1.0, 0.5, 0.5)])
+def test_star_sholl_and_order(spacing):
+    arms, length = 6, 30.0
+    shape = (3, int(2 * length / spacing[1]) + 11, int(2 * length / spacing[2]) + 11)
+    centre = (1, shape[1] // 2, shape[2] // 2)
+    mask = np.zeros(shape, bool)
+    for k in range(arms):
+        a = 2 * np.pi * k / arms
+        for r in np.arange(0, length, 0.1):
+            mask[1, int(round(centre[1] + r * np.sin(a) / spacing[1])), int(round(centre[2] + r * np.cos(a) / spacing[2]))] = True
+    metrics, _, sholl = measure(mask, spacing, centre)
+    assert metrics["max_branch_order"] == 1
+    assert metrics["sholl_max_intersections"] == arms
+    inner = sholl[(sholl["radius_um"] >= 5) & (sholl["radius_um"] <= 25)]
+    assert (inner["intersections"] == arms).all()
+    assert metrics["sholl_auc"] == pytest.approx(sholl["intersections"].sum() * 5.0)
+    assert metrics["mean_tortuosity"] == pytest.approx(1.0, abs=0.08)
+
+
+def test_tortuosity_of_a_zigzag():
+    mask = np.zeros((3, 40, 80), bool)
+    # a square wave: 10 up, 10 across, 10 down, ... path 1.0 + detours
+    y, x = 10, 5
+    for seg in range(6):
+        mask[1, y, x:x + 10] = True
+        x += 9
+        ny = 25 if y == 10 else 10
+        mask[1, min(y, ny):max(y, ny) + 1, x] = True
+        y = ny
+    metrics, _, _ = measure(mask, ISO, (1, 10, 5))
+    assert metrics["n_branch_points"] == 0
+    assert metrics["mean_tortuosity"] > 2.0
+
+
+def test_swc_total_length_matches_neurom(tmp_path):
+    neurom = pytest.importorskip("neurom", reason="neurom (test dependency) not installed")
+    from traice.io.swc import write_swc
+
+    mask = _ball((21, 81, 81), (10, 40, 40), 4.0, ISO)
+    mask[10, 40, 40:78] = True
+    mask[10, 3:40, 40] = True
+    for i in range(25):
+        mask[10 - i // 3, 40 + i, 40 - i] = True
+    metrics, skel, _ = measure(mask, ISO, (10, 40, 40))
+    swc = swc_table(mask, skel, (10, 40, 40), ISO, (0.0, 0.0, 0.0))
+    write_swc(swc, tmp_path / "c.swc", 1)
+    m = neurom.load_morphology(tmp_path / "c.swc")
+    theirs = neurom.get("total_length", m)
+    assert theirs == pytest.approx(metrics["total_length_um"], rel=0.1)

@@ -1,0 +1,153 @@
+"""Training data and the training loop, at toy scale on the CPU."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from traice.nn.checkpoints import load_model
+from traice.synth.traces import trace_fields
+from traice.nn.checkpoints import load_prompted
+from traice.training.loop import train
+from traice.training.recipes import TrainConfig, training_sources
+from traice.training.data import (NO_AUGMENT, Augment, Volume, augment_pair, branch_window, crop_box, flip_turn, load_volumes,
+                             read_padded, soma_window)
+
+from conftest import SHARED_DATA
+
+TINY = TrainConfig(embed_dim=8, depths=(1, 1, 1, 1), window=(16, 64, 64), batch_size=2, steps=4, warmup=2,
+                   eval_every=2, checkpoint_every=1, val_windows=2, threads=2)
+SOURCES = {"train": [("synthetic", {"seed": 5, "shape": [16, 128, 128], "cells": 4})],
+           "val": [("synthetic", {"seed": 6, "shape": [16, 128, 128], "cells": 4})]}
+
+
+def _volume() -> Volume:
+    somas = np.zeros((20, 100, 100), np.uint16)
+    somas[8:12, 40:50, 60:70] = 1
+    return Volume(somas.astype(np.float16), somas, somas, np.array([[10, 45, 65]], np.float32), "toy", (1.25, 0.4, 0.4))
+
+
+def _two_cells() -> Volume:
+    """Two cells: a soma block and a process each; cell 2's process runs next to cell 1's soma."""
+    cells = np.zeros((20, 120, 120), np.uint16)
+    cells[8:12, 30:40, 30:40] = 1
+    cells[10, 40:70, 35] = 1           # cell 1's process
+    cells[8:12, 80:90, 80:90] = 2
+    cells[10, 35, 40:80] = 2           # cell 2's process
+    image = (cells > 0).astype(np.float16)
+    return Volume(image, cells, cells * 0, np.array([[10, 35, 35], [10, 85, 85]], np.float32), "two", (1.25, 0.4, 0.4))
+
+
+def test_read_padded_fills_outside():
+    a = np.arange(24).reshape(2, 3, 4)
+    out = read_padded(a, np.array([-1, 0, 2]), np.array([1, 2, 6]), fill=-1)
+    assert out.shape == (2, 2, 4)
+    assert (out[0] == -1).all() and (out[1, :, :2] == a[0, :2, 2:]).all() and (out[1, :, 2:] == -1).all()
+
+
+def test_crops_biased_to_cells_contain_the_soma():
+    rng = np.random.default_rng(0)
+    vol = _volume()
+    for _ in range(20):
+        start, stop = crop_box(vol, (16, 64, 64), rng, cell_bias=1.0)
+        assert np.all(start <= vol.centres[0]) and np.all(vol.centres[0] < stop)
+
+
+def test_augmentation_moves_image_and_target_together():
+    rng = np.random.default_rng(1)
+    geometry_only = dataclasses.replace(NO_AUGMENT, flips=True, quarter_turns=True)
+    for _ in range(10):
+        image, target = soma_window(_volume(), (16, 64, 64), rng, dataclasses.replace(geometry_only, affine_p=1.0, rotate_deg=10))
+        assert image.dtype == np.float32 and target.shape == (16, 64, 64)
+        assert target.sum() > 0
+        assert np.mean((image > 0.5) == (target > 0.5)) > 0.99  # rotation resamples the border voxels only
+    image, target = augment_pair(np.ones((4, 8, 8), np.float32), np.zeros((4, 8, 8), np.float32), rng, Augment())
+    assert not np.allclose(image, 1.0) and (target == 0).all()  # intensity changes touch the image only
+
+
+def test_training_sources_split_and_folds(tmp_path):
+    for name in ("a", "b", "c", "d", "e", "f", "g"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "cell.swc").write_text("1 1 0 0 0 5 -1\n")
+    fixed = training_sources(tmp_path, synthetic=5)
+    folders = lambda srcs: {s[1]["folder"] for s in srcs if s[0] == "traces"}  # noqa: E731
+    assert folders(fixed["val"]) == {str(tmp_path / "a"), str(tmp_path / "g")}
+    assert str(tmp_path / "d") not in folders(fixed["train"]) | folders(fixed["val"])  # test field: never used
+    assert sum(s[0] == "synthetic" for s in fixed["val"]) == 1
+    folds = [training_sources(tmp_path, folds=2, fold=k) for k in (0, 1)]
+    assert folders(folds[0]["val"]) | folders(folds[1]["val"]) == folders(fixed["train"])
+    assert not folders(folds[0]["val"]) & folders(folds[1]["val"])
+    with pytest.raises(ValueError, match="fold 2"):
+        training_sources(tmp_path, folds=2, fold=2)
+
+
+def test_train_logs_saves_and_resumes_to_the_same_weights(tmp_path):
+    cache = tmp_path / "cache"
+    straight = train(TINY, SOURCES, tmp_path / "straight", cache, progress=False)
+    assert straight["steps"] == 4
+    rows = list(csv.DictReader(open(tmp_path / "straight" / "metrics.csv")))
+    assert [int(r["step"]) for r in rows] == [2, 4] and all(float(r["loss"]) > 0 for r in rows)
+    # a run stopped after 2 steps, then resumed to 4, ends where the straight run ends
+    train(dataclasses.replace(TINY, steps=2), SOURCES, tmp_path / "resumed", cache, progress=False)
+    state = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)
+    assert state["step"] == 2
+    train(TINY, SOURCES, tmp_path / "resumed", cache, progress=False)
+    a, b = load_model(tmp_path / "straight" / "model.pt"), load_model(tmp_path / "resumed" / "model.pt")
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(p, q, msg=name)
+    x = torch.randn(1, 1, 16, 64, 64)
+    assert a(x).shape == (1, 1, 16, 64, 64)
+
+
+def test_rendered_traces_load_as_volumes(tmp_path):
+    fields = SHARED_DATA / "morphomics_kxa"
+    if not fields.exists():
+        pytest.skip(f"real tracings not found at {fields}")
+    folder = trace_fields(fields)[0]
+    (vol,) = load_volumes([("traces", {"folder": str(folder), "seed": 0})], tmp_path)
+    assert vol.image.shape == vol.somas.shape and len(vol.centres) == vol.cells.max()
+    inside = vol.somas[tuple(np.rint(vol.centres).astype(int).T)]
+    assert np.mean(inside > 0) > 0.9  # soma centres lie in their soma label
+
+
+def test_flip_turn_moves_the_point_with_the_arrays():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        shape = (6, 10, 14)
+        point = rng.integers(0, shape).astype(np.float32)
+        marker = np.zeros(shape, np.float32)
+        marker[tuple(point.astype(int))] = 1
+        (moved,), new = flip_turn([marker], point, rng, Augment())
+        assert tuple(np.argwhere(moved == 1)[0]) == tuple(new.astype(int))
+
+
+def test_branch_window_targets_the_prompted_cell_only():
+    vol = _two_cells()
+    rng = np.random.default_rng(1)
+    w = branch_window(vol, (8, 32, 32), (1, 2, 2), rng, NO_AUGMENT, shift=0.0, cell=0)
+    assert w.image.shape == w.target.shape == w.weight.shape == (8, 32, 32)
+    # the soma (10, 35, 35) in the coarse grid of a window starting at (6, 3, 3): ((10-6), (35-3-0.5)/2, ...)
+    np.testing.assert_allclose(w.point, [4.0, 15.75, 15.75])
+    assert w.target[4, 16, 16] == 1.0
+    assert w.image[4, 16, 19:].sum() > 0 and w.target[4, 16, 19:].sum() == 0  # cell 2's process: image, not target
+    assert w.weight[tuple(np.rint(w.point).astype(int))] < 1.1 and w.weight.max() <= 3.0
+    for _ in range(10):  # shifted and augmented, the prompt still sits on its soma
+        w = branch_window(vol, (8, 32, 32), (1, 2, 2), rng, Augment(affine_p=0.0), shift=0.125, cell=1)
+        assert w.target[tuple(np.rint(w.point).astype(int))] == 1.0
+
+
+def test_train_branch_from_stage1_weights(tmp_path):
+    stage1 = tmp_path / "stage1"
+    train(TINY, SOURCES, stage1, tmp_path / "cache", progress=False)
+    cfg = dataclasses.replace(TINY, task="branch", init=str(stage1 / "model.pt"), window=(16, 64, 64),
+                              input_step=(1, 2, 2), steps=2, batch_size=1)
+    summary = train(cfg, SOURCES, tmp_path / "branch", tmp_path / "cache", progress=False)
+    model = load_prompted(tmp_path / "branch" / "model.pt")
+    assert summary["model"]["input_step"] == [1, 2, 2] and model.input_step == (1, 2, 2) and model.use_rcam
+    assert model(torch.zeros(1, 1, 16, 64, 64), torch.tensor([[[8.0, 32.0, 32.0]]])).shape == (1, 1, 16, 64, 64)
+    ablation = train(dataclasses.replace(cfg, rcam=False), SOURCES, tmp_path / "plain", tmp_path / "cache", progress=False)
+    assert ablation["model"]["rcam"] is False

@@ -1,0 +1,213 @@
+"""The whole workflow through Snakemake's Python API, on a small synthetic volume.
+
+Also: bad input and bad config fail before any job with a one-line message and
+write nothing; an image without cells gives valid empty outputs; a user's
+samples replace the demo sample; ``snakemake --lint`` is clean.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+import zarr
+from ome_zarr_models.v05 import ImageLabel
+
+from ome_zarr.io import parse_url
+from ome_zarr.reader import Reader
+
+from traice.core import schema
+from traice.core.metrics import match_points
+from traice.synth import truth_path
+
+from helpers import ROOT, cli, run_workflow
+
+F1_FLOOR = 0.6  # classical baseline on the small test volume (distractor puncta are counted as errors)
+
+pytestmark = pytest.mark.workflow
+
+
+@pytest.fixture(scope="module")
+def small_run(reference_run):
+    return reference_run
+
+
+def test_outputs_of_the_contract(small_run):
+    for name in ["cells.parquet", "segmentation.ome.zarr", "morphology.parquet", "morphology.csv", "swc",
+                 "sholl.parquet", "regions.parquet", "report.html", "qc", "run.json"]:
+        assert (small_run / name).exists(), name
+    for fig in ["overview", "gallery", "histograms", "density", "resources"]:
+        assert (small_run / "qc" / f"{fig}.png").stat().st_size > 1000
+
+
+def test_tables_have_the_documented_schema(small_run):
+    readme = (ROOT / "README.md").read_text()
+    for name, table_schema in [("cells", schema.CELLS), ("morphology", schema.MORPHOLOGY),
+                               ("sholl", schema.SHOLL), ("regions", schema.REGIONS)]:
+        df = pd.read_parquet(small_run / f"{name}.parquet")
+        assert list(df.columns) == list(table_schema), name
+        for col, (dtype, unit, _) in table_schema.items():
+            assert str(df[col].dtype) == dtype, (name, col)
+            assert f"| `{col}` | {dtype} | {unit} |" in readme, (name, col)
+    csv = pd.read_csv(small_run / "morphology.csv")
+    assert list(csv.columns) == list(schema.MORPHOLOGY)
+
+
+def test_regions_and_run_summary(small_run):
+    regions = pd.read_parquet(small_run / "regions.parquet")
+    cells = pd.read_parquet(small_run / "cells.parquet")
+    assert regions["region"].tolist() == ["all"]
+    whole_mm3 = 24 * 1.25 * 384 * 0.4 * 384 * 0.4 * 1e-9
+    assert regions["tissue_volume_mm3"].iloc[0] == pytest.approx(whole_mm3, rel=0.01)
+    assert regions["n_cells"].iloc[0] == len(cells)
+    run = json.loads((small_run / "run.json").read_text())
+    assert run["counts"]["cells_detected"] == len(cells)
+    assert run["counts"]["cells_segmented"] + run["counts"]["cells_empty"] == len(cells)
+    assert run["versions"]["snakemake"] and "detect" in run["timings"]
+
+
+def test_swc_load_in_neurom_with_our_length(small_run):
+    neurom = pytest.importorskip("neurom", reason="neurom (test dependency) not installed")
+    morph = pd.read_parquet(small_run / "morphology.parquet").set_index("cell_id")
+    branched = morph[(morph["status"] == "ok") & (morph["total_length_um"] > 20)]
+    assert len(branched) >= 3
+    for cid, row in branched.iterrows():
+        m = neurom.load_morphology(small_run / "swc" / f"{cid}.swc")
+        theirs = neurom.get("total_length", m)
+        assert theirs == pytest.approx(row["total_length_um"], rel=0.1), cid
+
+
+def test_labels_open_with_ome_zarr_reader(small_run):
+    node = next(iter(Reader(parse_url(str(small_run / "segmentation.ome.zarr")))()))
+    assert node.metadata["coordinateTransformations"][0][0]["scale"] == [1.25, 0.4, 0.4]
+    assert node.data[0].shape == (24, 384, 384)
+
+
+def test_snakemake_report_has_figures_with_captions(small_run, tmp_path):
+    cfg = small_run.parent.parent / "config.yaml"
+    out = cli(["--cores", "1", "--configfile", str(cfg), "--report", str(tmp_path / "r.html")])
+    assert out.returncode == 0, out.stderr
+    text = (tmp_path / "r.html").read_text()
+    for fig in ["overview.png", "gallery.png", "histograms.png", "density.png", "resources.png"]:
+        assert fig in text
+    assert "Sholl maximum" in text
+
+
+def test_soma_f1_against_truth(small_run):
+    cells = pd.read_parquet(small_run / "cells.parquet")
+    truth = pd.read_parquet(truth_path(small_run / "input.ome.zarr"))
+    m = match_points(cells[["z_um", "y_um", "x_um"]].to_numpy(), truth[["z_um", "y_um", "x_um"]].to_numpy(), 6.0)
+    assert m.recall >= 0.8
+    assert m.f1 >= F1_FLOOR
+
+
+def test_cell_ids_and_labels_agree(small_run):
+    cells = pd.read_parquet(small_run / "cells.parquet")
+    assert cells["cell_id"].tolist() == list(range(1, len(cells) + 1))
+    assert {"cell_id", "z_um", "y_um", "x_um", "z", "y", "x", "score"} <= set(cells.columns)
+    group = zarr.open_group(str(small_run / "segmentation.ome.zarr"), mode="r")
+    ImageLabel.from_zarr(group)
+    labels = np.unique(group["0"][...])
+    morph = pd.read_parquet(small_run / "morphology.parquet")
+    segmented = set(morph.loc[morph["status"] == "ok", "cell_id"])
+    assert set(pd.read_parquet(small_run / "sholl.parquet")["cell_id"]) <= segmented
+    assert set(labels[labels > 0]) == segmented
+    assert segmented <= set(cells["cell_id"])
+    # cells without a mask are reported with a reason, never silently dropped
+    assert set(morph["cell_id"]) == set(cells["cell_id"])
+    swc = {int(p.stem) for p in (small_run / "swc").glob("*.swc")}
+    assert swc == segmented
+    spacing = (1.25, 0.4, 0.4)
+    np.testing.assert_allclose(cells["z"] * spacing[0], cells["z_um"], atol=spacing[0] / 2 + 1e-6)
+
+
+def _bad_input_case(tmp: Path, samples: dict, **extra):
+    cfg = tmp / "bad.yaml"
+    results = tmp / "results"
+    cfg.write_text(yaml.safe_dump({"samples": samples, "results": str(results), **extra}))
+    out = cli(["--cores", "1", "--configfile", str(cfg)])
+    assert out.returncode != 0
+    assert not results.exists(), "nothing may be written for a bad input"
+    return out
+
+
+def test_bad_inputs_fail_before_any_job(tmp_path, write_image):
+    cases = []
+    cases.append(({"a": str(tmp_path / "nope.ome.zarr")}, "input image not found"))
+    (tmp_path / "folder").mkdir()
+    cases.append(({"a": str(tmp_path / "folder")}, "is not an OME-Zarr image"))
+    for samples, message in cases:
+        out = _bad_input_case(tmp_path, samples)
+        lines = [l for l in out.stderr.splitlines() if message in l]
+        assert len(lines) == 1, out.stderr
+        assert "sample 'a'" in lines[0]
+        assert "Traceback" not in out.stderr
+
+
+def test_multichannel_needs_channel(tmp_path):
+    path = tmp_path / "mc.ome.zarr"
+    g = zarr.open_group(str(path), mode="w", zarr_format=3)
+    g.create_array("0", shape=(2, 8, 64, 64), dtype=np.uint16, dimension_names=("c", "z", "y", "x"))
+    g.attrs["ome"] = {"version": "0.5", "multiscales": [{
+        "axes": [{"name": "c", "type": "channel"}] + [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"],
+        "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1, 1.25, 0.4, 0.4]}]}]}]}
+    out = _bad_input_case(tmp_path, {"a": str(path)})
+    assert "has 2 channels; set 'channel'" in out.stderr
+
+
+def test_wrong_config_key_and_type_are_named(tmp_path):
+    out = _bad_input_case(tmp_path, {"demo": {"synthetic": {"seed": 0}}}, plan={"tile_shap": [1, 2, 3]})
+    assert "tile_shap" in out.stderr
+    out = _bad_input_case(tmp_path, {"demo": {"synthetic": {"seed": 0}}}, detect={"threshold": "high"})
+    assert "threshold" in out.stderr and "high" in out.stderr
+
+
+def test_missing_or_wrong_weights_are_named(tmp_path):
+    from traice.weights import shipped_weights
+
+    demo = {"demo": {"synthetic": {"seed": 0}}}
+    out = _bad_input_case(tmp_path, demo, segment={"method": "traice", "model": str(tmp_path / "nope.pt")})
+    assert "segment.model" in out.stderr and "no such file" in out.stderr
+    out = _bad_input_case(tmp_path, demo, segment={"method": "traice", "model": str(shipped_weights("soma"))})
+    assert "a stage-1 checkpoint, expected prompted" in out.stderr
+
+
+def test_user_samples_replace_the_demo_sample(tmp_path, write_image):
+    path = write_image(np.full((8, 64, 64), 100, np.uint16))
+    cfg = tmp_path / "user.yaml"
+    cfg.write_text(yaml.safe_dump({"samples": {"mine": str(path)}, "results": str(tmp_path / "r")}))
+    out = cli(["-n", "--cores", "1", "--configfile", str(cfg)])
+    assert out.returncode == 0, out.stderr
+    assert "mine" in out.stdout and "demo" not in out.stdout.replace("demo.", "")
+
+
+def test_image_without_cells_gives_valid_empty_outputs(tmp_path, write_image):
+    rng = np.random.default_rng(0)
+    path = write_image(rng.poisson(100, size=(16, 128, 128)).astype(np.uint16))
+    run_workflow({"samples": {"blank": str(path)}, "results": str(tmp_path / "r")}, tmp_path)
+    out = tmp_path / "r" / "blank"
+    assert len(pd.read_parquet(out / "cells.parquet")) == 0
+    assert len(pd.read_parquet(out / "morphology.parquet")) == 0
+    group = zarr.open_group(str(out / "segmentation.ome.zarr"), mode="r")
+    ImageLabel.from_zarr(group)
+    assert group["0"][...].max() == 0
+    assert (out / "report.html").exists() and (out / "run.json").exists()
+
+
+def test_lint_is_clean():
+    out = cli(["--lint", "--cores", "1"])
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Lints for" not in out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("task", ["soma", "branch"])
+def test_train_rules_resolve(tmp_path, task):
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text(yaml.safe_dump({"results": str(tmp_path / "results"), "train": {"synthetic": 2, task: {"steps": 3}}}))
+    out = cli(["-n", f"train_{task}", "--cores", "1", "--configfile", str(cfg)])
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"train_{task}" in out.stdout and str(tmp_path / "results" / "models" / task / "model.pt") in out.stdout

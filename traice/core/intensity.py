@@ -1,0 +1,62 @@
+"""Intensity statistics and normalisation: raw counts to the units every method works in.
+
+The statistics are computed once per image (:func:`traice.stages.plan.intensity_stats`
+samples the full-resolution image) and shared by every tile, window and cell,
+so the same voxel gets the same value everywhere and tiles have no seams::
+
+    raw (Z, Y, X) counts
+      -> normalise    (raw - median) / sigma       background-noise units: 0 = background, 1 = one sigma
+      -> model_input  arcsinh(normalised / 3)      the networks' input, float32
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MAD_TO_SIGMA = 1.4826
+"""A normal distribution's standard deviation per median absolute deviation."""
+
+ASINH_SCALE = 3.0
+"""Noise sigmas over which :func:`model_input` stays linear before it turns logarithmic."""
+
+
+def background_noise(data: np.ndarray, background: float) -> float:
+    """Noise sigma below ``background`` from the median absolute deviation of the voxels at or under it.
+
+    Only the lower half is used: cells add bright voxels, never dark ones.
+    0.0 when no voxel lies at or below ``background``.
+    """
+    below = data[data <= background]
+    return MAD_TO_SIGMA * float(np.median(background - below)) if below.size else 0.0
+
+
+def robust_stats(data: np.ndarray) -> dict[str, float]:
+    """Median (background level), MAD-based noise sigma and percentiles of raw voxel values (any shape)."""
+    data = np.asarray(data).ravel()
+    median = float(np.median(data))
+    p1, p99, p999 = (float(v) for v in np.percentile(data, [1, 99, 99.9]))
+    sigma = max(background_noise(data, median), 1e-6)
+    return {"median": median, "sigma": sigma, "p1": p1, "p99": p99, "p99_9": p999}
+
+
+def normalise(block: np.ndarray, stats: dict) -> np.ndarray:
+    """Raw counts to background-noise units: 0 = background level, 1 = one noise sigma.
+
+    ``(Z, Y, X)`` -> same shape; float32 for float32 or integer input.
+    """
+    return (block - np.float32(stats["median"])) / np.float32(stats["sigma"])
+
+
+def model_input(raw: np.ndarray, stats: dict) -> np.ndarray:
+    """The networks' input from raw counts: ``arcsinh(normalise(raw, stats) / 3)``.
+
+    ``(Z, Y, X)`` any numeric dtype ``-> (Z, Y, X) float32``.
+
+    ``arcsinh(x / 3)`` is about ``x / 3`` within three sigmas of the background
+    (noise stays linear, near +-0.3) and logarithmic above, so somas several-fold
+    brighter than faint ones or than thick processes land within a few units of
+    each other. It is odd-symmetric, so background stays centred on 0. Training
+    and inference both use this function.
+    """
+    x = normalise(np.asarray(raw, dtype=np.float32), stats)
+    return np.arcsinh(x / np.float32(ASINH_SCALE)).astype(np.float32, copy=False)

@@ -1,0 +1,102 @@
+"""Model checkpoints: plain ``torch.save`` dictionaries that ``torch.load(..., weights_only=True)`` reads.
+
+``{"version", "kind", "config", "state_dict", "meta"}``: ``config`` is the
+keyword arguments that rebuild the network, ``kind`` tells the networks apart
+(:data:`KINDS`), ``meta`` is free information (training data, steps, scores).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from traice.io.tables import atomic_path
+from traice.nn.prompted import PromptedUNet3d
+from traice.nn.unet import TransformerUNet3d
+
+CHECKPOINT_VERSION = 1
+"""Version of the checkpoint dictionary written by :func:`save_model`."""
+
+KINDS = {None: TransformerUNet3d, "prompted": PromptedUNet3d}
+"""Checkpoint ``kind`` -> the network its config rebuilds (stage 1 stores no kind)."""
+
+
+def _check_plain(value: Any, where: str = "value") -> None:
+    """Raise TypeError unless ``value`` is made of plain Python types (``weights_only`` loadable)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_plain(item, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{where} has a non-string key {key!r}")
+            _check_plain(item, f"{where}[{key!r}]")
+        return
+    raise TypeError(f"{where} is a {type(value).__name__}; checkpoints hold only plain Python types")
+
+
+def save_model(model: nn.Module, config: dict, path: str | Path, meta: dict | None = None) -> None:
+    """Write ``model`` as a checkpoint to ``path`` (atomically).
+
+    The kind follows from the network's class (:data:`KINDS`). ``config`` and
+    ``meta`` must be plain Python types (numbers, strings, lists, tuples, dicts
+    with string keys) so that the file loads with ``weights_only=True``. The
+    config is checked against the model's weights before writing: a network
+    built from it on the meta device must have the same parameter names and shapes.
+    """
+    kind = next(k for k, network in KINDS.items() if type(model) is network)
+    network = KINDS[kind]
+    _check_plain(config, "config")
+    _check_plain(meta, "meta")
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    with torch.device("meta"):
+        probe = network(**config).state_dict()
+    if {k: tuple(v.shape) for k, v in probe.items()} != {k: tuple(v.shape) for k, v in state.items()}:
+        raise ValueError(f"config does not describe this model: {network.__name__}(**config) has other weights")
+    checkpoint = {"version": CHECKPOINT_VERSION, "config": dict(config), "state_dict": state, "meta": meta or {}}
+    if kind is not None:
+        checkpoint["kind"] = kind
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """The checkpoint dictionary written by :func:`save_model` (tensors on CPU)."""
+    checkpoint = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if not isinstance(checkpoint, dict) or checkpoint.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"{path} is not a traice model checkpoint (version {CHECKPOINT_VERSION})")
+    return checkpoint
+
+
+def kind_name(kind: str | None) -> str:
+    """How a checkpoint kind is called in messages."""
+    return kind or "stage-1"
+
+
+def load_network(path: str | Path, kind: str | None) -> nn.Module:
+    """Rebuild the network of a ``kind`` checkpoint (:data:`KINDS`) and load its weights; CPU, eval mode.
+
+    Raises ValueError for a file that is not a checkpoint or is of another kind.
+    """
+    checkpoint = load_checkpoint(path)
+    if checkpoint.get("kind") != kind:
+        raise ValueError(f"{path} is a {kind_name(checkpoint.get('kind'))} checkpoint, expected {kind_name(kind)}")
+    model = KINDS[kind](**checkpoint["config"])
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval()
+
+
+def load_model(path: str | Path) -> TransformerUNet3d:
+    """The stage-1 :class:`TransformerUNet3d` of a checkpoint."""
+    return load_network(path, None)
+
+
+def load_prompted(path: str | Path) -> PromptedUNet3d:
+    """The stage-2 :class:`PromptedUNet3d` of a checkpoint."""
+    return load_network(path, "prompted")

@@ -1,0 +1,38 @@
+"""Soma detection with stage 1 of trAIce3D, the transformer U-Net.
+
+The network's soma probability over the tile's read box in Gaussian-blended
+sliding windows (:func:`traice.nn.inferer.sliding_window_probabilities`,
+input normalised with the plan's statistics of the whole image, so tiles have
+no seams), thresholded; touching somas are split by a marker watershed on the
+smoothed probability, and each soma's centroid is probability-weighted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from traice.core.intensity import model_input
+from traice.stages.detect.params import DetectParams
+from traice.stages.detect.somas import split_somas
+
+
+def load(params: DetectParams):
+    """The stage-1 network of ``params`` (``model``, or the shipped S weights)."""
+    from traice.nn.checkpoints import load_model
+    from traice.weights import shipped_weights
+
+    return load_model(params.model or shipped_weights("soma"))
+
+
+def detect_traice(block: np.ndarray, spacing, stats: dict, params: DetectParams, model) -> pd.DataFrame:
+    """Somas in one raw (z, y, x) block from the stage-1 model; columns as :func:`detect_classical`,
+    ``score`` = the soma's peak probability."""
+    from traice.nn.inferer import sliding_window_probabilities
+
+    spacing = np.asarray(spacing, dtype=float)
+    prob = sliding_window_probabilities(model, model_input(block, stats), model.window, params.overlap,
+                                        params.batch_size, params.device)
+    blob = ndimage.gaussian_filter(prob, sigma=(params.soma_radius_um[0] / 2) / spacing)
+    return split_somas(prob > params.probability, blob, prob, prob, spacing, params.soma_radius_um)

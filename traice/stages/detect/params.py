@@ -1,0 +1,22 @@
+"""Settings of soma detection (config section ``detect``); the defaults here are the config's defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DetectParams:
+    method: str = "traice"         # traice (stage-1 model) | classical (baseline)
+    soma_radius_um: tuple[float, float] = (3.0, 6.0)
+    # classical
+    smooth_um: float = 1.0
+    opening_um: float = 4.0        # box width of the grey opening (erases thinner structures)
+    background_um: float = 20.0    # Gaussian sigma of the local background
+    threshold: float = 3.0         # in units of the image's background noise sigma
+    # traice
+    model: str | None = None       # weights file; None = the shipped stage-1 S weights
+    probability: float = 0.5       # soma probability threshold
+    overlap: float = 0.25          # sliding-window overlap
+    batch_size: int = 2            # windows per forward pass
+    device: str = "auto"           # auto (cuda when present) | cpu | cuda

@@ -1,0 +1,297 @@
+"""Per-cell morphology from the stitched label image, in µm with anisotropic voxels.
+
+For each cell (the part of its label connected to its soma): soma, cell and
+territory (convex hull) volumes, ramification index, the skeleton (skimage)
+analysed as a graph (skan) for total process length, branches, branch points,
+endpoints, branch lengths, branch order from the soma and tortuosity; a Sholl
+profile in shells around the soma; and an SWC skeleton with the soma as root
+and radii from the distance transform of the mask.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections import deque
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import zarr
+from scipy import ndimage
+from scipy.spatial import ConvexHull, QhullError
+from skan import Skeleton, summarize
+from skimage.morphology import skeletonize
+from tqdm import tqdm
+
+from traice.core.geometry import Box
+from traice.core.masks import ellipsoid_footprint, soma_component
+from traice.io.swc import SWC_COLUMNS, SWC_TYPE_PROCESS, SWC_TYPE_SOMA, write_swc
+from traice.io.tables import atomic_dir, write_table
+from traice.core.schema import MORPHOLOGY, SHOLL, conform
+from traice.io.plan import Plan
+
+METRIC_COLUMNS = [c for c in MORPHOLOGY if c not in ("cell_id", "z_um", "y_um", "x_um", "status")]
+SHOLL_COLUMNS = list(SHOLL)
+SHOLL_STEP_UM = 5.0
+SOMA_OPENING_UM = 2.0   # processes thinner than this radius are not soma
+JUNCTION_MERGE_UM = 2.0  # junctions closer than this along the skeleton are one branch point
+
+
+def soma_mask(mask: np.ndarray, soma: Sequence[float], spacing: Sequence[float], radius_um: float = SOMA_OPENING_UM) -> np.ndarray:
+    """The soma: the mask opened by a ball of ``radius_um`` (processes vanish), component at the soma."""
+    opened = ndimage.binary_opening(mask, structure=ellipsoid_footprint(radius_um, spacing))
+    if not opened.any():
+        return np.zeros_like(mask)
+    # the digital opening also shaves the soma's own surface voxels: give them back
+    return ndimage.binary_dilation(soma_component(opened, soma)) & mask
+
+
+def territory_volume(mask: np.ndarray, spacing: Sequence[float]) -> float:
+    """Volume (µm³) of the convex hull of the mask (0 for fewer than 4 voxels)."""
+    pts = np.argwhere(mask).astype(float)
+    if len(pts) < 4:
+        return 0.0
+    faces = np.vstack([np.eye(3) * 0.5, -np.eye(3) * 0.5])
+    # hull of the surface voxels' face centres: a one-voxel-thick process still
+    # has thickness, and a convex cell gets a ramification index of about 1
+    surface = pts[ndimage.binary_erosion(mask)[tuple(pts.astype(int).T)] == 0]
+    cloud = (surface[:, None, :] + faces[None]).reshape(-1, 3) * np.asarray(spacing)
+    try:
+        return float(ConvexHull(cloud).volume)
+    except QhullError:
+        return 0.0
+
+
+def _merge_junctions(branches: pd.DataFrame, node_key: np.ndarray) -> np.ndarray:
+    """Node keys with junction clusters closer than ``JUNCTION_MERGE_UM`` (along the skeleton) merged.
+
+    ``node_key`` is the skeleton node index, or ``-cluster`` for voxels of a
+    cluster of adjacent junction voxels. A digital skeleton often splits one
+    branch point into two junctions a voxel or two apart; they are one point of
+    the cell, and the stub between them is not a branch.
+    """
+    key = node_key.copy()
+    short = branches[(branches["branch_type"] == 2) & (branches["branch_distance"] <= JUNCTION_MERGE_UM)]
+    for a, b in zip(short["node_id_src"], short["node_id_dst"]):
+        ka, kb = key[a], key[b]
+        if ka != kb:
+            key[key == kb] = ka
+    return key
+
+
+def _branch_orders(branches: pd.DataFrame, root: int) -> np.ndarray:
+    """Centrifugal order of each branch: 1 for branches leaving the root, +1 past each branch point.
+
+    ``branches`` holds skan's branch table with node keys ``key_src``/``key_dst``
+    (junction clusters merged); ``root`` is the key of the node nearest the soma.
+    """
+    adjacency: dict[int, list[tuple[int, int]]] = {}
+    for i, (a, b) in enumerate(zip(branches["key_src"], branches["key_dst"])):
+        adjacency.setdefault(int(a), []).append((int(b), i))
+        adjacency.setdefault(int(b), []).append((int(a), i))
+    order = np.zeros(len(branches), int)
+    seen = {root}
+    queue = deque([(root, 0)])
+    while queue:
+        node, depth = queue.popleft()
+        for nb, i in adjacency.get(node, []):
+            if order[i] == 0:
+                order[i] = depth + 1
+            if nb not in seen:
+                seen.add(nb)
+                queue.append((nb, depth + 1))
+    return order
+
+
+def sholl_profile(skel: Skeleton, soma_um: np.ndarray, step_um: float = SHOLL_STEP_UM) -> tuple[np.ndarray, np.ndarray]:
+    """Radii (µm) of shells every ``step_um`` and the skeleton crossings of each shell."""
+    coords = np.asarray(skel.coordinates) * np.asarray(skel.spacing)
+    dist = np.linalg.norm(coords - soma_um, axis=1)
+    graph = skel.graph.tocoo()
+    keep = graph.row < graph.col
+    lo = np.minimum(dist[graph.row[keep]], dist[graph.col[keep]])
+    hi = np.maximum(dist[graph.row[keep]], dist[graph.col[keep]])
+    radii = np.arange(1, int(np.floor(dist.max() / step_um)) + 1) * step_um
+    counts = np.array([np.count_nonzero((lo < r) & (hi >= r)) for r in radii], dtype=int)
+    return radii, counts
+
+
+def measure(mask: np.ndarray, spacing: Sequence[float], soma: Sequence[float] | None = None) -> tuple[dict, Skeleton | None, pd.DataFrame]:
+    """Metrics of one cell mask (z, y, x bool) whose soma centre is voxel ``soma`` (default: mask centroid).
+
+    Returns the metrics dictionary, the skan skeleton (None when the skeleton is
+    a single voxel or empty) and the Sholl profile (radius_um, intersections).
+    """
+    sp = tuple(float(s) for s in spacing)
+    soma = np.asarray(ndimage.center_of_mass(mask) if soma is None else soma, dtype=float)
+    soma_um = soma * np.asarray(sp)
+    voxel = float(np.prod(sp))
+    cell_volume = float(mask.sum() * voxel)
+    territory = territory_volume(mask, sp)
+    metrics = dict.fromkeys(METRIC_COLUMNS, 0.0)
+    metrics.update(
+        soma_volume_um3=float(soma_mask(mask, soma, sp).sum() * voxel),
+        cell_volume_um3=cell_volume,
+        territory_volume_um3=territory,
+        ramification_index=territory / cell_volume if cell_volume else 0.0,
+    )
+    empty_sholl = pd.DataFrame({"radius_um": [], "intersections": []})
+    skel_img = skeletonize(mask) > 0
+    if skel_img.sum() < 2:
+        return metrics, None, empty_sholl
+    skel = Skeleton(skel_img, spacing=sp)
+    branches = summarize(skel, separator="_")
+    degrees = np.asarray(skel.degrees)
+    coords = np.asarray(skel.coordinates).astype(int)
+    junction_img = np.zeros(mask.shape, bool)
+    junction_img[tuple(coords[degrees >= 3].T)] = True
+    total_length = float(branches["branch_distance"].sum())
+    clusters, _ = ndimage.label(junction_img, structure=np.ones((3, 3, 3)))
+    node_key = _merge_junctions(branches, np.where(clusters[tuple(coords.T)] > 0, -clusters[tuple(coords.T)], np.arange(len(coords))))
+    n_junctions = len(np.unique(node_key[node_key < 0]))
+    branches = branches.assign(key_src=node_key[branches["node_id_src"]], key_dst=node_key[branches["node_id_dst"]])
+    inner = (branches["key_src"] == branches["key_dst"]) & (branches["key_src"] < 0)
+    if (~inner).any():
+        branches = branches[~inner]
+    lengths = branches["branch_distance"].to_numpy()
+    straight = branches["euclidean_distance"].to_numpy()
+    ends = np.unique(branches[["node_id_src", "node_id_dst"]].to_numpy())
+    root = int(node_key[ends[np.argmin(np.linalg.norm(coords[ends] * np.asarray(sp) - soma_um, axis=1))]])
+    radii, counts = sholl_profile(skel, soma_um)
+    best = int(np.argmax(counts)) if len(counts) else 0
+    metrics.update(
+        total_length_um=total_length,
+        n_branches=int(len(branches)),
+        n_branch_points=int(n_junctions),
+        n_endpoints=int((degrees == 1).sum()),
+        mean_branch_length_um=float(lengths.mean()),
+        max_branch_length_um=float(lengths.max()),
+        max_branch_order=int(_branch_orders(branches, root).max()),
+        mean_tortuosity=float(np.mean(lengths[straight > 0] / straight[straight > 0])) if (straight > 0).any() else 0.0,
+        sholl_max_intersections=int(counts[best]) if len(counts) else 0,
+        sholl_max_radius_um=float(radii[best]) if len(counts) else 0.0,
+        sholl_auc=float(counts.sum() * SHOLL_STEP_UM),
+    )
+    return metrics, skel, pd.DataFrame({"radius_um": radii, "intersections": counts})
+
+
+def swc_table(mask: np.ndarray, skel: Skeleton | None, soma: Sequence[float], spacing: Sequence[float], origin_um: Sequence[float]) -> pd.DataFrame:
+    """SWC rows (id, type, x, y, z, radius, parent) in µm; node 1 is the soma, the root.
+
+    Skeleton nodes are visited breadth-first from the node nearest the soma, so
+    the result is one tree (the mask is expected to be one connected piece).
+    """
+    sp = np.asarray(spacing, dtype=float)
+    edt = ndimage.distance_transform_edt(mask, sampling=sp)
+    soma = np.asarray(soma, dtype=float)
+    soma_vox = tuple(np.clip(np.rint(soma).astype(int), 0, np.asarray(mask.shape) - 1))
+    rows = [(1, SWC_TYPE_SOMA, *(soma * sp + origin_um)[::-1], float(max(edt[soma_vox], sp.min())), -1)]
+    if skel is None:
+        return pd.DataFrame(rows, columns=SWC_COLUMNS)
+    coords = np.asarray(skel.coordinates)
+    graph = skel.graph.tocsr()
+    ids = np.zeros(len(coords), int)
+    start = int(np.argmin(np.linalg.norm((coords - soma) * sp, axis=1)))
+    queue = deque([(start, 1)])
+    ids[start] = -1  # queued
+    while queue:
+        node, parent = queue.popleft()
+        ids[node] = len(rows) + 1
+        pos = coords[node] * sp + origin_um
+        radius = float(max(edt[tuple(coords[node].astype(int))], sp.min() / 2))
+        rows.append((ids[node], SWC_TYPE_PROCESS, pos[2], pos[1], pos[0], radius, parent))
+        for nb in graph.indices[graph.indptr[node]:graph.indptr[node + 1]]:
+            if ids[nb] == 0:
+                ids[nb] = -1
+                queue.append((nb, ids[node]))
+    return pd.DataFrame(rows, columns=SWC_COLUMNS)
+
+
+def measure_cell(labels: zarr.Array, cell, box: Box, spacing: Sequence[float]) -> tuple[dict, pd.DataFrame | None, pd.DataFrame]:
+    """Metrics, SWC table and Sholl profile of one cell, read from the label image inside ``box``."""
+    cid = int(cell["cell_id"])
+    mask = np.asarray(labels[box.slices]) == cid
+    if not mask.any():
+        return {}, None, pd.DataFrame(columns=SHOLL_COLUMNS)
+    found = ndimage.find_objects(mask.astype(np.uint8))[0]
+    tight = Box(tuple(s.start for s in found), tuple(s.stop for s in found)).grow((1, 1, 1)).intersect(Box.from_shape(mask.shape))
+    start = np.asarray(box.start) + np.asarray(tight.start)
+    soma = np.array([cell[a] for a in "zyx"], dtype=float) - start
+    mask = soma_component(mask[tight.slices], soma)
+    metrics, skel, sholl = measure(mask, spacing, soma)
+    swc = swc_table(mask, skel, soma, spacing, start * np.asarray(spacing))
+    return metrics, swc, sholl.assign(cell_id=cid)[SHOLL_COLUMNS]
+
+
+def morphology_batch(
+    labels_path: str | Path,
+    cells_path: str | Path,
+    index_path: str | Path,
+    plan: Plan,
+    batch: int,
+    cells_per_job: int,
+    out_dir: str | Path,
+) -> pd.DataFrame:
+    """Measure every cell of one batch of the cells to process; write morphology and Sholl tables and SWC files to ``out_dir``."""
+    labels = zarr.open_array(str(Path(labels_path) / "0"), mode="r")
+    spacing = plan.spacing
+    cells = plan.cell_batch(pd.read_parquet(cells_path), batch, cells_per_job)
+    index = pd.read_parquet(index_path).set_index("cell_id")
+    rows, profiles = [], []
+    with atomic_dir(out_dir) as tmp:
+        (tmp / "swc").mkdir()
+        for _, cell in tqdm(cells.iterrows(), total=len(cells), desc=f"morphology batch {batch}", unit="cell"):
+            cid = int(cell["cell_id"])
+            row = {"cell_id": cid, "z_um": cell["z_um"], "y_um": cell["y_um"], "x_um": cell["x_um"]}
+            metrics, swc, sholl = measure_cell(labels, cell, Box.from_row(index.loc[cid], "box"), spacing)
+            if swc is None:
+                reason = index.loc[cid, "status"]
+                rows.append({**row, **dict.fromkeys(METRIC_COLUMNS, 0), "status": reason if reason != "ok" else "lost to neighbours in stitching"})
+                continue
+            write_swc(swc, tmp / "swc" / f"{cid}.swc", cid)
+            rows.append({**row, **metrics, "status": "ok"})
+            profiles.append(sholl)
+        table = conform(pd.DataFrame(rows), MORPHOLOGY)
+        write_table(table, tmp / "morphology.parquet")
+        write_table(_concat(profiles, SHOLL), tmp / "sholl.parquet")
+    return table
+
+
+def _concat(parts: Sequence[pd.DataFrame], schema: dict) -> pd.DataFrame:
+    parts = [p for p in parts if len(p)]
+    return conform(pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(), schema)
+
+
+def gather(batch_dirs: Sequence[str | Path], table_path: str | Path, csv_path: str | Path, sholl_path: str | Path,
+           swc_dir: str | Path, base: str | Path | None = None, keep_ids: Sequence[int] = ()) -> pd.DataFrame:
+    """Concatenate batch tables into morphology.parquet/.csv and sholl.parquet; collect SWC files into one folder.
+
+    For a region update, the rows and SWC files of ``keep_ids`` (cells outside the
+    ROI, whose labels did not change) are carried over unchanged from ``base``.
+    """
+    tables = [pd.read_parquet(Path(d) / "morphology.parquet") for d in batch_dirs]
+    profiles = [pd.read_parquet(Path(d) / "sholl.parquet") for d in batch_dirs]
+    swc_files = [f for d in batch_dirs for f in sorted((Path(d) / "swc").glob("*.swc"))]
+    if base is not None:
+        base, keep = Path(base), np.asarray(keep_ids, dtype=np.int64)
+        tables.insert(0, _rows_of(pd.read_parquet(base / "morphology.parquet"), keep))
+        profiles.insert(0, _rows_of(pd.read_parquet(base / "sholl.parquet"), keep))
+        swc_files = [f for f in (base / "swc" / f"{c}.swc" for c in keep) if f.exists()] + swc_files
+    table = _concat(tables, MORPHOLOGY).sort_values("cell_id", kind="stable")
+    sholl = _concat(profiles, SHOLL).sort_values("cell_id", kind="stable")
+    with atomic_dir(swc_dir) as tmp:
+        for f in swc_files:
+            try:
+                os.link(f, tmp / f.name)
+            except OSError:
+                shutil.copy2(f, tmp / f.name)
+    write_table(table, table_path)
+    write_table(table, csv_path)
+    write_table(sholl, sholl_path)
+    return table
+
+
+def _rows_of(table: pd.DataFrame, cell_ids: np.ndarray) -> pd.DataFrame:
+    return table[table["cell_id"].isin(cell_ids)]

@@ -1,0 +1,116 @@
+"""Plan a run over one image: intensity statistics, tissue, the tile grid, tile and stitch batches.
+
+The plan is computed once per image and written as ``plan.json``,
+``tiles.parquet`` and ``tissue.npz`` (:class:`traice.io.plan.Plan`); every later
+step reads it, so intensity normalisation is the same in every tile (no seams),
+the tissue mask is computed once, and batch counts are known to the workflow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from traice.core.batching import batches
+from traice.core.geometry import grid, tile_grid, um_to_voxels
+from traice.core.intensity import robust_stats
+from traice.core.roi import named_boxes_um, roi_boxes
+from traice.core.tissue import TISSUE_MAX_VOXELS, box_has_tissue, tissue_mask
+from traice.io.ome import OmeImage, open_image, read_overview
+from traice.io.plan import TILE_COLUMNS, Plan
+from traice.stages.update import prepare_base
+
+
+@dataclass(frozen=True)
+class PlanParams:
+    tile_shape: tuple[int, int, int] = (64, 512, 512)   # tile core, level-0 voxels
+    halo_um: float = 16.0                               # read context around each core
+    tiles_per_job: int = 2
+    stitch_chunk: tuple[int, int, int] = (32, 256, 256)  # label chunk footprint, level-0 voxels
+    stitch_chunks_per_job: tuple[int, int, int] = (1, 2, 2)
+    margin_um: float = 40.0                             # how far a cell's mask reaches from its soma (segment radius)
+    stats_max_voxels: int = 8_000_000
+
+
+def intensity_stats(image: OmeImage, max_voxels: int = 16_000_000, block: Sequence[int] = (32, 256, 256)) -> dict[str, float]:
+    """Robust background statistics of the full-resolution image, computed once per image.
+
+    Reads at most ``max_voxels`` level-0 voxels as evenly spread blocks (noise must
+    be measured at full resolution: downsampled levels average it away). Returns
+    the median (background level), a MAD-based noise sigma and a few percentiles.
+    """
+    blocks = list(grid(image.bounds, block))
+    per_block = int(np.prod([min(b, n) for b, n in zip(block, image.shape)]))
+    take = max(1, min(len(blocks), max_voxels // max(per_block, 1)))
+    chosen = [blocks[int(i)] for i in np.linspace(0, len(blocks) - 1, take).round()]
+    return robust_stats(np.concatenate([image.read(b).ravel() for b in dict.fromkeys(chosen)]))
+
+
+def image_tissue(image: OmeImage) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """The tissue mask of an image at a coarse level (:func:`traice.core.tissue.tissue_mask`) and its voxel size (µm)."""
+    overview, spacing = read_overview(image, TISSUE_MAX_VOXELS)
+    return tissue_mask(overview, spacing), spacing
+
+
+def make_plan(image: OmeImage, params: PlanParams, roi: dict | None = None, update: bool = False) -> Plan:
+    """The plan of a run over ``image``: tiles with core/read boxes and batch, stitch blocks, statistics, tissue.
+
+    Tiles come from the one grid over the whole image, so a region run reads
+    exactly the tiles a whole-image run would; those touching the ROI and holding
+    tissue are kept. Stitch blocks are those touching the ROI grown by the margin.
+    """
+    halo = um_to_voxels(params.halo_um, image.spacing)
+    margin = um_to_voxels(params.margin_um, image.spacing)
+    boxes = roi_boxes(roi, image.bounds, image.spacing)
+    affected = {name: box.grow(margin).intersect(image.bounds) for name, box in boxes.items()}
+    tissue, tissue_spacing = image_tissue(image)
+    touching = [t for t in tile_grid(image.bounds, image.bounds, params.tile_shape, halo)
+                if any(t.core.intersects(b) for b in boxes.values())]
+    tiles = [t for t in touching if box_has_tissue(t.read, tissue, tissue_spacing, image.spacing)]
+    rows = []
+    for batch, members in enumerate(batches(len(tiles), params.tiles_per_job)):
+        for i in members:
+            t = tiles[i]
+            rows.append({"tile": t.index, "batch": batch, **t.core.as_row("core"), **t.read.as_row("read")})
+    table = pd.DataFrame(rows, columns=TILE_COLUMNS)
+    block = tuple(c * n for c, n in zip(params.stitch_chunk, params.stitch_chunks_per_job))
+    block_ids = [k for k, b in enumerate(grid(image.bounds, block)) if any(b.intersects(a) for a in affected.values())]
+    info = {
+        "image": image.path,
+        "channel": image.channel,
+        "shape": list(image.shape),
+        "spacing_um": list(image.spacing),
+        "roi_um": named_boxes_um(roi),
+        "roi_boxes": {name: box.as_row("box") for name, box in boxes.items()},
+        "affected_boxes": {name: box.as_row("box") for name, box in affected.items()},
+        "update": update,
+        "stats": intensity_stats(image, params.stats_max_voxels),
+        "halo_voxels": list(halo),
+        "tiles": len(tiles),
+        "tiles_without_tissue": len(touching) - len(tiles),
+        "tile_batches": int(table["batch"].max() + 1) if len(table) else 0,
+        "stitch_chunk": list(params.stitch_chunk),
+        "stitch_block": list(block),
+        "stitch_blocks": len(block_ids),
+        "stitch_block_ids": block_ids,
+    }
+    return Plan(info, table, tissue, tissue_spacing)
+
+
+def write_plan(image_path: str | Path, channel: int | None, out_dir: str | Path, params: PlanParams,
+               roi: dict | None = None, sample_dir: str | Path | None = None) -> dict:
+    """Plan ``image_path`` and write ``plan.json`` and ``tiles.parquet`` into ``out_dir``.
+
+    With ``sample_dir``, a previous result there is set aside for a region update
+    first (see :func:`traice.core.roi.prepare_base`).
+    """
+    image = open_image(image_path, channel)
+    roi_boxes(roi, image.bounds, image.spacing)  # a bad roi fails before anything is moved
+    update = prepare_base(sample_dir, roi) if sample_dir is not None else False
+    plan = make_plan(image, params, roi, update)
+    plan.write(out_dir)
+    return plan

@@ -1,0 +1,265 @@
+"""QC figures, report.html and run.json: what a person looks at after a run."""
+
+from __future__ import annotations
+
+import base64
+import html
+import importlib.metadata
+import platform
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import zarr  # noqa: E402
+
+from traice import __version__  # noqa: E402
+from traice.core.geometry import Box  # noqa: E402
+from traice.io.ome import open_image, read_overview  # noqa: E402
+from traice.io.plan import Plan  # noqa: E402
+from traice.io.tables import atomic_dir, atomic_path, write_json  # noqa: E402
+
+OVERVIEW_MAX_VOXELS = 16_000_000
+PACKAGES = ["numpy", "scipy", "scikit-image", "skan", "zarr", "ome-zarr", "dask", "pandas", "torch", "snakemake"]
+
+
+def _contrast(mip: np.ndarray) -> tuple[float, float]:
+    lo, hi = np.percentile(mip, [1, 99.7])
+    return float(lo), float(max(hi, lo + 1))
+
+
+def overview_figure(plan: Plan, cells: pd.DataFrame, labels_path: str, out: Path) -> None:
+    """Maximum-intensity projection with detected somas, beside the label overlay."""
+    volume, scale = read_overview(plan.image, OVERVIEW_MAX_VOXELS)
+    mip = volume.max(axis=0)
+    labels = open_image(labels_path)
+    lab = read_overview(labels, OVERVIEW_MAX_VOXELS)[0].astype(np.int64).max(axis=0)
+    extent = [0, mip.shape[1] * scale[2], mip.shape[0] * scale[1], 0]
+    fig, axes = plt.subplots(1, 2, figsize=(14, 7), constrained_layout=True)
+    lo, hi = _contrast(mip)
+    for ax in axes:
+        ax.imshow(mip, cmap="gray", vmin=lo, vmax=hi, extent=extent)
+        ax.set_xlabel("x (µm)")
+        ax.set_ylabel("y (µm)")
+    axes[0].scatter(cells["x_um"], cells["y_um"], s=60, facecolors="none", edgecolors="red", linewidths=1)
+    axes[0].set_title(f"detected somas (n = {len(cells)})")
+    shown = np.ma.masked_equal(lab % 20 + (lab > 0), 0)
+    axes[1].imshow(shown, cmap="tab20", alpha=0.55, interpolation="nearest", extent=extent)  # both cover the whole image
+    axes[1].set_title("segmentation (label overlay)")
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+
+
+def gallery_figure(plan: Plan, cells: pd.DataFrame, morphology: pd.DataFrame, labels_path: str, out: Path, n: int, seed: int = 0) -> None:
+    """Randomly chosen cells: image | mask | skeleton, as z projections of a window around each soma."""
+    ok = morphology[morphology["status"] == "ok"]
+    if len(ok) == 0 or n == 0:
+        _empty_figure(out, "no segmented cells to show")
+        return
+    chosen = ok.sample(n=min(n, len(ok)), random_state=seed).sort_values("cell_id")
+    image = plan.image
+    labels = zarr.open_array(str(Path(labels_path) / "0"), mode="r")
+    half = [int(np.ceil(r / s)) for r, s in zip((15.0, 35.0, 35.0), image.spacing)]
+    cell_rows = cells.set_index("cell_id")
+    swc_dir = Path(labels_path).parent / "swc"
+    per_row = 2
+    n_rows = -(-len(chosen) // per_row)
+    fig, axes = plt.subplots(n_rows, 3 * per_row, figsize=(4.5 * per_row * 1.5, 2.6 * n_rows), squeeze=False, constrained_layout=True)
+    for ax in axes.ravel():
+        ax.axis("off")
+    panels = [axes[i // per_row, 3 * (i % per_row): 3 * (i % per_row) + 3] for i in range(len(chosen))]
+    for row, (_, m) in zip(panels, chosen.iterrows()):
+        c = cell_rows.loc[m["cell_id"]]
+        box = Box.around((c["z"], c["y"], c["x"]), half).intersect(image.bounds)
+        crop = image.read(box).max(axis=0)
+        mask = (np.asarray(labels[box.slices]) == m["cell_id"]).max(axis=0)
+        lo, hi = _contrast(crop)
+        row[0].imshow(crop, cmap="gray", vmin=lo, vmax=hi)
+        row[1].imshow(mask, cmap="magma")
+        row[2].imshow(mask, cmap="gray", alpha=0.3)
+        swc = swc_dir / f"{int(m['cell_id'])}.swc"
+        if swc.exists():
+            nodes = np.loadtxt(swc, comments="#", ndmin=2)
+            row[2].scatter(nodes[:, 2] / image.spacing[2] - box.start[2], nodes[:, 3] / image.spacing[1] - box.start[1], s=1, c="cyan")
+            row[2].set_xlim(-0.5, mask.shape[1] - 0.5)
+            row[2].set_ylim(mask.shape[0] - 0.5, -0.5)
+        titles = [f"cell {int(m['cell_id'])}: image (MIP)", "mask", f"skeleton, {m['total_length_um']:.0f} µm"]
+        for ax, title in zip(row, titles):
+            ax.set_title(title, fontsize=9)
+    fig.savefig(out, dpi=70)
+    plt.close(fig)
+
+
+def histogram_figure(morphology: pd.DataFrame, out: Path) -> None:
+    ok = morphology[morphology["status"] == "ok"]
+    metrics = [("cell_volume_um3", "cell volume (µm³)"), ("soma_volume_um3", "soma volume (µm³)"),
+               ("total_length_um", "total process length (µm)"), ("n_branch_points", "branch points"),
+               ("ramification_index", "ramification index"), ("sholl_max_intersections", "Sholl max intersections")]
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7), constrained_layout=True)
+    axes = axes.ravel()
+    for ax, (col, label) in zip(axes, metrics):
+        ax.hist(ok[col], bins=20, color="steelblue")
+        ax.set_xlabel(label)
+    axes[0].set_ylabel("cells")
+    axes[3].set_ylabel("cells")
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+
+
+def density_figure(plan: Plan, cells: pd.DataFrame, out: Path, bin_um: float = 50.0) -> None:
+    """Cells per mm³ in columns of ``bin_um`` × ``bin_um`` through the volume's depth."""
+    shape_um = np.asarray(plan.shape) * np.asarray(plan.spacing)
+    bins = [np.unique(np.append(np.arange(0, ext, bin_um), ext)) for ext in (shape_um[2], shape_um[1])]
+    counts, xe, ye = np.histogram2d(cells["x_um"], cells["y_um"], bins=bins)
+    density = counts / (np.diff(xe)[:, None] * np.diff(ye)[None, :] * shape_um[0] * 1e-9)  # edge bins may be narrower
+    fig, ax = plt.subplots(figsize=(6, 5), constrained_layout=True)
+    im = ax.imshow(density.T, origin="upper", extent=[xe[0], xe[-1], ye[-1], ye[0]], cmap="viridis")
+    fig.colorbar(im, ax=ax, label="cells / mm³")
+    ax.set_xlabel("x (µm)")
+    ax.set_ylabel("y (µm)")
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+
+
+def _empty_figure(out: Path, text: str) -> None:
+    fig, ax = plt.subplots(figsize=(4, 2))
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    ax.axis("off")
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+
+
+FIGURES = [
+    ("overview.png", "Maximum-intensity projection: detected somas (left, red) and the label image overlay (right)."),
+    ("gallery.png", "Randomly chosen cells: image, mask and SWC skeleton nodes (z projections, 70 µm windows)."),
+    ("histograms.png", "Distributions of the main morphology metrics over segmented cells."),
+    ("density.png", "Cell density map (cells per mm³ in 50 µm columns through the depth)."),
+    ("resources.png", "Wall time (all jobs of a rule together) and peak memory (largest job) per rule."),
+]
+
+
+def resources_figure(timings: dict, out: Path) -> None:
+    """Wall time (summed over jobs) and peak memory (largest job) of each rule."""
+    if not timings:
+        _empty_figure(out, "no benchmark files")
+        return
+    rules = list(timings)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.4 * len(rules) + 1.5), constrained_layout=True)
+    axes[0].barh(rules, [timings[r]["wall_s"] for r in rules], color="slateblue")
+    axes[0].set_xlabel("wall time, all jobs (s)")
+    axes[1].barh(rules, [timings[r]["max_rss_mb"] for r in rules], color="darkorange")
+    axes[1].set_xlabel("peak RSS of the largest job (MB)")
+    axes[1].set_yticks([])
+    for ax in axes:
+        ax.invert_yaxis()
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+
+
+def _html_table(df: pd.DataFrame) -> str:
+    return df.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0)
+
+
+def write_report(plan: Plan, cells_path, morphology_path, regions_path, labels_path, benchmarks: str | Path,
+                 html_path, qc_dir, gallery: int) -> None:
+    """QC figures into ``qc_dir`` and one self-contained ``report.html``."""
+    cells = pd.read_parquet(cells_path)
+    morphology = pd.read_parquet(morphology_path)
+    regions = pd.read_parquet(regions_path)
+    timings = benchmark_summary(benchmarks)
+    qc = Path(qc_dir)
+    with atomic_dir(qc) as tmp:
+        overview_figure(plan, cells, str(labels_path), tmp / "overview.png")
+        gallery_figure(plan, cells, morphology, str(labels_path), tmp / "gallery.png", gallery)
+        histogram_figure(morphology, tmp / "histograms.png")
+        density_figure(plan, cells, tmp / "density.png")
+        resources_figure(timings, tmp / "resources.png")
+    summary = summary_counts(plan, cells, morphology)
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>traice report</title>",
+        "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}td,th{padding:2px 10px;text-align:left}"
+        "img{max-width:100%}figcaption{color:#444;margin-bottom:2em}</style></head><body>",
+        f"<h1>traice report</h1><p>image: <code>{html.escape(plan.info['image'])}</code></p><table>",
+    ]
+    parts += [f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in summary.items()]
+    parts.append("</table>")
+    for name, caption in FIGURES:
+        data = base64.b64encode((qc / name).read_bytes()).decode()
+        parts.append(f"<figure><img src='data:image/png;base64,{data}' alt='{name}'><figcaption>{html.escape(caption)}</figcaption></figure>")
+        if name == "histograms.png":
+            parts.append("<h2>Regions</h2>" + _html_table(regions))
+    timing_rows = pd.DataFrame([{"rule": r, **v} for r, v in timings.items()])
+    parts.append("<h2>Time and memory per rule</h2>" + (_html_table(timing_rows) if len(timing_rows) else "<p>none</p>"))
+    parts.append("</body></html>")
+    with atomic_path(html_path) as tmp_html:
+        tmp_html.write_text("\n".join(parts))
+
+
+def run_counts(plan: Plan, cells: pd.DataFrame, morphology: pd.DataFrame) -> dict:
+    """What was processed and found, so that nothing is dropped silently (run.json ``counts``).
+
+    ``cells_detected`` and the segmentation counts cover the whole result; in a
+    region update ``cells_processed`` is the part this run detected and segmented.
+    """
+    empty = morphology[morphology["status"] != "ok"]
+    return {
+        "tiles": plan.info["tiles"],
+        "tiles_without_tissue": plan.info["tiles_without_tissue"],
+        "tile_batches": plan.info["tile_batches"],
+        "stitch_blocks": plan.info["stitch_blocks"],
+        "region_update": plan.update,  # True: only the ROI's cells were (re)processed, over a previous result
+        "cells_processed": int(plan.cells_inside(cells).sum()),
+        "cells_detected": len(cells),
+        "cells_segmented": len(morphology) - len(empty),
+        "cells_empty": len(empty),
+        "empty_reasons": empty["status"].value_counts().to_dict(),
+    }
+
+
+def summary_counts(plan: Plan, cells: pd.DataFrame, morphology: pd.DataFrame) -> dict:
+    """The report's summary table: image geometry and :func:`run_counts`, in words."""
+    counts = run_counts(plan, cells, morphology)
+    shape_um = np.asarray(plan.shape) * np.asarray(plan.spacing)
+    return {
+        "image shape (z, y, x voxels)": tuple(plan.shape),
+        "voxel size (µm)": tuple(plan.spacing),
+        "tiles (processed / without tissue, skipped)": f"{counts['tiles']} / {counts['tiles_without_tissue']}",
+        "cells detected": counts["cells_detected"],
+        "cells segmented": counts["cells_segmented"],
+        "cells with empty masks": counts["cells_empty"],
+        "density (cells / mm³)": round(len(cells) / float(np.prod(shape_um) * 1e-9), 1),
+    }
+
+
+def benchmark_summary(folder: str | Path) -> dict:
+    """Wall time and peak RSS per rule, summed/maxed over its jobs, from Snakemake benchmark files."""
+    out: dict[str, dict] = {}
+    for f in sorted(Path(folder).glob("*.tsv")):
+        rule = f.stem.rsplit("_", 1)[0] if f.stem.rsplit("_", 1)[-1].isdigit() else f.stem
+        b = pd.read_csv(f, sep="\t")
+        entry = out.setdefault(rule, {"jobs": 0, "wall_s": 0.0, "max_rss_mb": 0.0})
+        entry["jobs"] += 1
+        entry["wall_s"] = round(entry["wall_s"] + float(b["s"].iloc[0]), 2)
+        rss = pd.to_numeric(b.get("max_rss", pd.Series([0])), errors="coerce").fillna(0).iloc[0]
+        entry["max_rss_mb"] = round(max(entry["max_rss_mb"], float(rss)), 1)
+    return out
+
+
+def write_run_summary(plan: Plan, cells_path, morphology_path, benchmarks: str, config: dict, out: str | Path) -> None:
+    """run.json: counts, versions, config and per-rule timings of a finished run."""
+    versions = {"traice": __version__, "python": platform.python_version()}
+    for pkg in PACKAGES:
+        try:
+            versions[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            versions[pkg] = None
+    write_json({
+        "image": plan.info["image"],
+        "counts": run_counts(plan, pd.read_parquet(cells_path), pd.read_parquet(morphology_path)),
+        "versions": versions,
+        "config": config,
+        "timings": benchmark_summary(benchmarks),
+    }, out)

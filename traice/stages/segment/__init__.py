@@ -1,0 +1,43 @@
+"""Per-cell segmentation in a window around each soma, stored as cropped claims (:mod:`traice.io.claims`).
+
+Methods (``segment.method``), each in its own module with the same two functions,
+``load(params) -> model`` (once per job) and
+``segment_xxx(image, cells, stats, params, model) -> [CellMask]``:
+
+- ``classical`` (default): the named baseline (:mod:`traice.stages.segment.classical`);
+- ``traice``: stage 2 of trAIce3D, the prompted network (:mod:`traice.stages.segment.network`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from traice.io.claims import write_masks
+from traice.io.plan import Plan
+from traice.stages.methods import choose
+from traice.stages.segment import classical, network
+from traice.stages.segment.classical import segment_cells
+from traice.stages.segment.network import segment_traice
+from traice.stages.segment.params import SegmentParams
+
+METHODS = {"classical": (classical.load, segment_cells), "traice": (network.load, segment_traice)}
+"""``segment.method`` -> (load the model, claims of a table of cells)."""
+
+__all__ = ["METHODS", "SegmentParams", "load_segmenter", "segment_batch"]
+
+
+def load_segmenter(params: SegmentParams):
+    """The model of ``params.method`` (None for the classical method)."""
+    load, _ = choose(METHODS, params.method, "segment")
+    return load(params)
+
+
+def segment_batch(plan: Plan, cells_path: str | Path, batch: int, out_path: str | Path, params: SegmentParams) -> pd.DataFrame:
+    """Segment every cell of one batch of the cells to process and store their claims at ``out_path``."""
+    _, segment = choose(METHODS, params.method, "segment")
+    model = load_segmenter(params)
+    cells = plan.cell_batch(pd.read_parquet(cells_path), batch, params.cells_per_job)
+    masks = segment(plan.image, cells, plan.stats, params, model, progress=True)
+    return write_masks(masks, out_path)

@@ -1,0 +1,89 @@
+"""Per-cell segmentation with stage 2 of trAIce3D, the prompted network.
+
+:class:`~traice.nn.prompted.PromptedUNet3d` sees one window per cell, centred
+on its soma and moved inside the image at its borders (:mod:`traice.core.windows`),
+with the soma as the prompt; many cells go through one forward pass. Its
+probability, brought back to full resolution, is thresholded, limited to
+``radius_um`` of the soma and reduced to the part connected to the soma; the
+claim is the probability (``1 + 254 p``), so ``stitch`` gives a voxel claimed by
+several cells to the most probable one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+from tqdm import tqdm
+
+from traice.core.geometry import Box, distance_um
+from traice.core.intensity import model_input
+from traice.core.masks import connected_to
+from traice.core.windows import block_mean, window_box, window_point
+from traice.io.claims import CellMask
+from traice.stages.segment.params import SegmentParams
+
+
+def load(params: SegmentParams):
+    """The stage-2 network of ``params`` (``model``, or the shipped S weights)."""
+    from traice.nn.checkpoints import load_prompted
+    from traice.weights import shipped_weights
+
+    return load_prompted(params.model or shipped_weights("branch"))
+
+
+def segment_traice(image, cells: pd.DataFrame, stats: dict, params: SegmentParams, model,
+                   progress: bool = False) -> list[CellMask]:
+    """Stage-2 claims of ``cells`` (rows of cells.parquet), ``params.batch_size`` cells per forward pass."""
+    import torch
+    from torch.nn.functional import interpolate
+
+    from traice.nn.device import autocast, pick_device
+
+    device = pick_device(params.device)
+    model = model.to(device, memory_format=torch.channels_last_3d).eval()
+    step = np.asarray(model.input_step)
+    extent = tuple(int(v) for v in np.asarray(model.window) * step)
+    masks = []
+    bar = tqdm(total=len(cells), desc="segment", unit="cell", disable=not progress)
+    for start in range(0, len(cells), params.batch_size):
+        rows = cells.iloc[start:start + params.batch_size]
+        centres = rows[["z", "y", "x"]].to_numpy(float)
+        boxes = [window_box(c, extent, image.shape) for c in centres]
+        inners = [box.intersect(image.bounds) for box in boxes]  # the part of each window inside the image
+        inputs = []
+        for box, inner in zip(boxes, inners):
+            window = np.zeros(extent, np.float32)  # outside the image: background level, as in training
+            window[inner.relative_to(box).slices] = model_input(image.read(inner), stats)
+            inputs.append(block_mean(window, step))
+        points = np.stack([window_point(c, b, step) for c, b in zip(centres, boxes)])[:, None]
+        with torch.no_grad(), autocast(device):
+            x = torch.from_numpy(np.stack(inputs)[:, None]).to(device).contiguous(memory_format=torch.channels_last_3d)
+            logits = model(x, torch.from_numpy(points).to(device))
+            prob = torch.sigmoid(interpolate(logits.float(), size=extent, mode="trilinear", align_corners=False))
+        prob = prob[:, 0].cpu().numpy()
+        for p, box, inner, centre, cell_id in zip(prob, boxes, inners, centres, rows["cell_id"]):
+            masks.append(claim_from_probability(int(cell_id), p[inner.relative_to(box).slices], inner, centre,
+                                                image.spacing, params))
+        bar.update(len(rows))
+    bar.close()
+    return masks
+
+
+def claim_from_probability(cell_id: int, prob: np.ndarray, box: Box, centre, spacing, params: SegmentParams) -> CellMask:
+    """The cell's claim from its probability ``prob`` (box.shape) over ``box`` (level-0 voxels).
+
+    Voxels above ``params.probability`` within ``radius_um`` of the soma that
+    connect (26-neighbourhood) to the soma's 2 µm ball; claim ``1 + 254 p``,
+    stored in the smallest box holding it.
+    """
+    soma = tuple(int(round(c)) - a for c, a in zip(centre, box.start))
+    dist = distance_um(prob.shape, soma, spacing)
+    mask = connected_to((prob > params.probability) & (dist <= params.radius_um), dist <= 2.0)
+    if not mask.any():
+        at_soma = Box.around(centre, (0, 0, 0)).intersect(box)
+        return CellMask(cell_id, at_soma, np.zeros(at_soma.shape, np.uint8), "no foreground at the soma")
+    tight = ndimage.find_objects(mask.astype(np.uint8))[0]
+    claim = np.where(mask, np.clip(np.rint(1 + 254 * prob), 1, 255), 0).astype(np.uint8)[tight]
+    start = tuple(a + t.start for a, t in zip(box.start, tight))
+    return CellMask(cell_id, Box(start, tuple(a + n for a, n in zip(start, claim.shape))), claim, "ok")

@@ -1,0 +1,258 @@
+"""Training volumes and random training windows for the models.
+
+A training volume is an image already turned into model input (the same
+normalisation as inference, :func:`traice.core.intensity.model_input`, with statistics
+of the whole volume) plus its labels: the soma mask, the cell labels and the
+soma centres. Volumes come from traced cells (SWC fields rendered by
+:mod:`traice.synth.traces`, as users have them) and from the synthetic
+generator; both are cached as ``.npz`` so a resumed or repeated training run
+does not render them again.
+
+Stage-1 windows (:func:`soma_window`) are random crops biased towards cells,
+with augmentation: flips, quarter turns in the (y, x) plane (square voxels
+there), a small in-plane rotation and scaling, intensity scale/offset/gamma
+and added noise. Stage-2 windows (:func:`branch_window`) sit on one cell, as
+inference places them (:mod:`traice.core.windows`), with that cell's arbor as the
+target and its soma as the prompt; flips and quarter turns move the prompt
+with the image.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from traice.core.geometry import distance_um
+from traice.core.intensity import model_input, robust_stats
+from traice.core.windows import block_mean, window_box, window_point
+from traice.synth import SynthParams, render_swc, synthesize
+from traice.synth.brain import SyntheticBrain
+
+
+BRANCH_SHIFT = 0.375
+"""Stage-2 windows move by up to this share of the window from the soma, so that the prompt, not the centre, names the cell."""
+BRANCH_WEIGHT_UM = 20.0
+"""Stage-2 loss weight ``1 + d / BRANCH_WEIGHT_UM`` at ``d`` µm from the soma ..."""
+BRANCH_MAX_WEIGHT = 3.0
+"""... at most this: distal processes count more than the soma's bulk."""
+
+
+@dataclass
+class Volume:
+    """One training volume: ``image`` (Z, Y, X) model input, stored as float16 to halve memory;
+    ``cells`` (Z, Y, X) integer labels (0 = background, i = cell i); ``somas`` (Z, Y, X) soma labels;
+    ``centres`` (N, 3) soma centres in voxels (row i-1 is cell i); ``name`` where it came from;
+    ``spacing`` (z, y, x) µm per voxel."""
+
+    image: np.ndarray
+    cells: np.ndarray
+    somas: np.ndarray
+    centres: np.ndarray
+    name: str
+    spacing: tuple[float, float, float]
+
+
+def from_brain(brain: SyntheticBrain, name: str) -> Volume:
+    """A rendered or synthetic field as a training volume (statistics of the whole field)."""
+    stats = robust_stats(brain.image[:, ::2, ::2])
+    centres = np.zeros((int(brain.cells.max(initial=0)), 3), np.float32)
+    if len(brain.truth):
+        centres[brain.truth["cell_id"].to_numpy() - 1] = brain.truth[["z", "y", "x"]].to_numpy(np.float32)
+    labels = np.uint16 if brain.cells.max(initial=0) < 2**16 else np.uint32
+    return Volume(model_input(brain.image, stats).astype(np.float16), brain.cells.astype(labels),
+                  brain.somas.astype(labels), centres, name, tuple(float(v) for v in brain.params.spacing))
+
+
+def load_volumes(sources: Sequence[tuple[str, dict]], cache: str | Path) -> list[Volume]:
+    """Build (or read from ``cache``) each source: ``("traces", {"folder", "seed"})`` or ``("synthetic", {SynthParams fields})``."""
+    cache = Path(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    volumes = []
+    for kind, spec in sources:
+        name = _source_name(kind, spec)
+        path = cache / f"{name}.npz"
+        if path.exists():
+            with np.load(path) as f:
+                volumes.append(Volume(f["image"], f["cells"], f["somas"], f["centres"], name, tuple(f["spacing"].tolist())))
+            continue
+        if kind == "traces":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # malformed SWC files are skipped with a warning
+                brain = render_swc(spec["folder"], SynthParams(seed=int(spec["seed"])))
+        elif kind == "synthetic":
+            brain = synthesize(SynthParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}))
+        else:
+            raise ValueError(f"unknown training source {kind!r}")
+        volume = from_brain(brain, name)
+        tmp = path.with_name(f".{path.name}.tmp.npz")
+        np.savez(tmp, image=volume.image, cells=volume.cells, somas=volume.somas, centres=volume.centres,
+                 spacing=np.asarray(volume.spacing))
+        tmp.replace(path)
+        volumes.append(volume)
+    return volumes
+
+
+def _source_name(kind: str, spec: dict) -> str:
+    if kind == "traces":
+        return f"traces-{Path(spec['folder']).name}-seed{spec['seed']}"
+    return "synthetic-" + "-".join(f"{k}{'x'.join(map(str, v)) if isinstance(v, (list, tuple)) else v}" for k, v in sorted(spec.items()))
+
+
+@dataclass(frozen=True)
+class Augment:
+    flips: bool = True
+    quarter_turns: bool = True
+    rotate_deg: float = 15.0              # in-plane (y, x) rotation, uniform in +-rotate_deg
+    scale: tuple[float, float] = (0.9, 1.1)
+    intensity_scale: tuple[float, float] = (0.7, 1.3)
+    intensity_shift: float = 0.2
+    gamma: tuple[float, float] = (0.8, 1.25)
+    noise: float = 0.1                    # std of added Gaussian noise, model-input units
+    affine_p: float = 0.5                 # probability of the rotation/scaling
+
+
+NO_AUGMENT = Augment(flips=False, quarter_turns=False, rotate_deg=0.0, scale=(1.0, 1.0), intensity_scale=(1.0, 1.0),
+                     intensity_shift=0.0, gamma=(1.0, 1.0), noise=0.0, affine_p=0.0)
+
+
+def crop_box(volume: Volume, window: Sequence[int], rng: np.random.Generator, cell_bias: float = 0.7,
+             extra: Sequence[int] = (0, 0, 0)) -> tuple[np.ndarray, np.ndarray]:
+    """Start and stop (voxels, may reach outside the volume) of a window of ``window + 2*extra``.
+
+    With probability ``cell_bias`` the window contains a random soma (placed
+    anywhere but its outer eighth), otherwise it is uniform over the volume.
+    """
+    shape = np.asarray(volume.image.shape)
+    size = np.asarray(window) + 2 * np.asarray(extra)
+    if len(volume.centres) and rng.random() < cell_bias:
+        centre = volume.centres[rng.integers(len(volume.centres))]
+        jitter = rng.uniform(-0.375, 0.375, size=3) * np.asarray(window)
+        start = np.rint(centre + jitter - size / 2).astype(int)
+    else:
+        start = np.array([rng.integers(0, max(n - s, 0) + 1) for n, s in zip(shape, size)])
+    return start, start + size
+
+
+def read_padded(array: np.ndarray, start: np.ndarray, stop: np.ndarray, fill=0) -> np.ndarray:
+    """``array[start:stop]`` with the part outside the array filled with ``fill``."""
+    out = np.full(tuple(stop - start), fill, dtype=array.dtype)
+    lo = np.maximum(start, 0)
+    hi = np.minimum(stop, array.shape)
+    if np.all(hi > lo):
+        out[tuple(slice(a - s, b - s) for a, b, s in zip(lo, hi, start))] = array[tuple(slice(a, b) for a, b in zip(lo, hi))]
+    return out
+
+
+def soma_window(volume: Volume, window: Sequence[int], rng: np.random.Generator, augment: Augment = Augment(),
+                cell_bias: float = 0.7) -> tuple[np.ndarray, np.ndarray]:
+    """A random window for soma detection: image (Z, Y, X) float32 and soma target (Z, Y, X) float32 in {0, 1}."""
+    window = np.asarray(window)
+    rotate = augment.affine_p > 0 and rng.random() < augment.affine_p
+    extra = np.array([0, window[1] // 4, window[2] // 4]) if rotate else np.zeros(3, int)
+    start, stop = crop_box(volume, window, rng, cell_bias, extra)
+    image = read_padded(volume.image, start, stop, 0.0).astype(np.float32)  # outside: background level, as inference pads
+    target = read_padded(volume.somas, start, stop, 0) > 0
+    if rotate:
+        image, target = _rotate_scale(image, target, rng, augment, window)
+    return augment_pair(image, target.astype(np.float32), rng, augment)
+
+
+def _rotate_scale(image: np.ndarray, target: np.ndarray, rng: np.random.Generator, augment: Augment,
+                  window: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rotate and scale in the (y, x) plane about the centre, cropping the margin back to ``window``."""
+    angle = np.deg2rad(rng.uniform(-augment.rotate_deg, augment.rotate_deg))
+    scale = rng.uniform(*augment.scale)
+    c, s = np.cos(angle) / scale, np.sin(angle) / scale
+    matrix = np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+    centre_in = (np.asarray(image.shape) - 1) / 2
+    centre_out = (window - 1) / 2
+    offset = centre_in - matrix @ centre_out
+    image = ndimage.affine_transform(image, matrix, offset, output_shape=tuple(window), order=1, mode="nearest")
+    target = ndimage.affine_transform(target.astype(np.float32), matrix, offset, output_shape=tuple(window), order=1) > 0.5
+    return image, target
+
+
+def augment_pair(image: np.ndarray, target: np.ndarray, rng: np.random.Generator,
+                 augment: Augment) -> tuple[np.ndarray, np.ndarray]:
+    """Flips, quarter turns in (y, x), intensity scale/shift/gamma and noise; the same geometry for the target."""
+    (image, target), _ = flip_turn([image, target], None, rng, augment)
+    return augment_intensity(image, rng, augment), np.ascontiguousarray(target, dtype=np.float32)
+
+
+def flip_turn(arrays: Sequence[np.ndarray], point: np.ndarray | None, rng: np.random.Generator,
+              augment: Augment) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """Random flips on each axis and a quarter turn in (y, x), the same for all ``arrays`` (one shape)
+    and for ``point`` (3,) in their voxel frame (None: no point)."""
+    arrays = list(arrays)
+    shape = np.asarray(arrays[0].shape)
+    point = None if point is None else np.asarray(point, dtype=np.float32).copy()
+    if augment.flips:
+        for axis in range(3):
+            if rng.random() < 0.5:
+                arrays = [np.flip(a, axis) for a in arrays]
+                if point is not None:
+                    point[axis] = shape[axis] - 1 - point[axis]
+    if augment.quarter_turns:
+        k = int(rng.integers(4))
+        arrays = [np.rot90(a, k, axes=(1, 2)) for a in arrays]
+        if point is not None:
+            for _ in range(k):  # np.rot90 once moves voxel (y, x) of an (Y, X) plane to (X - 1 - x, y)
+                point[1], point[2] = shape[2] - 1 - point[2], point[1]
+                shape[1], shape[2] = shape[2], shape[1]
+    return [np.ascontiguousarray(a) for a in arrays], point
+
+
+def augment_intensity(image: np.ndarray, rng: np.random.Generator, augment: Augment) -> np.ndarray:
+    """Gamma (sign-preserving), scale, shift and added noise of random strength: float32."""
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    gamma = rng.uniform(*augment.gamma)
+    if gamma != 1.0:
+        image = np.sign(image) * np.abs(image) ** gamma
+    image = image * rng.uniform(*augment.intensity_scale) + rng.uniform(-augment.intensity_shift, augment.intensity_shift)
+    if augment.noise:
+        image = image + rng.normal(0.0, augment.noise * rng.random(), size=image.shape).astype(np.float32)
+    return image.astype(np.float32)
+
+
+@dataclass
+class BranchWindow:
+    """One stage-2 training sample, all in the coarse window grid ``window`` (Z, Y, X):
+    ``image`` model input, ``target`` the prompted cell's share of each coarse voxel in [0, 1]
+    (other cells are background), ``weight`` the loss weight, ``point`` (3,) the prompt (its soma)."""
+
+    image: np.ndarray
+    target: np.ndarray
+    weight: np.ndarray
+    point: np.ndarray
+
+
+def branch_window(volume: Volume, window: Sequence[int], step: Sequence[int], rng: np.random.Generator,
+                  augment: Augment = Augment(), shift: float = BRANCH_SHIFT, weight_um: float = BRANCH_WEIGHT_UM,
+                  max_weight: float = BRANCH_MAX_WEIGHT, cell: int | None = None) -> BranchWindow:
+    """A window on one cell (random unless ``cell``, a row of ``volume.centres``), placed as inference places it
+    (:func:`traice.core.windows.window_box`) after a random shift of up to ``shift`` of the window per axis.
+
+    The loss weight is ``min(1 + d / weight_um, max_weight)`` with ``d`` the distance
+    from the soma in µm, so distal processes count more than the soma's bulk.
+    """
+    if not len(volume.centres):
+        raise ValueError(f"{volume.name} has no cells")
+    cell = int(rng.integers(len(volume.centres))) if cell is None else int(cell)
+    extent = np.asarray(window) * np.asarray(step)
+    offset = np.rint(rng.uniform(-shift, shift, size=3) * extent).astype(int)
+    centre = volume.centres[cell]
+    box = window_box(centre, extent, volume.image.shape, offset)
+    start, stop = np.asarray(box.start), np.asarray(box.stop)
+    image = block_mean(read_padded(volume.image, start, stop, 0.0), step)
+    target = block_mean(read_padded(volume.cells, start, stop, 0) == cell + 1, step)
+    point = window_point(centre, box, step)
+    coarse_spacing = np.asarray(volume.spacing) * np.asarray(step)  # µm per coarse voxel
+    weight = np.minimum(1.0 + distance_um(window, point, coarse_spacing) / weight_um, max_weight)
+    (image, target, weight), point = flip_turn([image, target, weight], point, rng, augment)
+    return BranchWindow(augment_intensity(image, rng, augment), target.astype(np.float32),
+                        weight.astype(np.float32), point)

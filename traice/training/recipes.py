@@ -1,0 +1,130 @@
+"""What a training run is: its settings, its data sources and the network it starts from.
+
+:class:`TrainConfig` holds every setting of ``traice train`` and the workflow's
+``train_soma`` / ``train_branch`` rules, with the defaults of both (the config
+file, its schema and the command line agree with it; a test checks). Reading
+the settings needs no torch: it is imported where a network is built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from traice.synth.traces import field_split, trace_fields
+from traice.training.data import BRANCH_MAX_WEIGHT, BRANCH_SHIFT, BRANCH_WEIGHT_UM, Augment
+
+if TYPE_CHECKING:
+    import torch
+
+TASKS = ("soma", "branch")
+TASK_WINDOWS = {"soma": (16, 256, 256), "branch": (32, 256, 256)}
+"""Default training window per task: stage 1 slides windows; stage 2 needs the whole arbor (±40 µm) in one."""
+TASK_LOSS_WEIGHTS = {"soma": (1.0, 1.0, 0.0), "branch": (1.0, 1.0, 1.0)}
+"""Default Dice, Focal, clDice weights: clDice only for arbors (somas are blobs, with no topology to keep)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    task: str = "soma"
+    size: str = "S"                                  # model size (traice.nn.MODEL_SIZES)
+    embed_dim: int | None = None                     # override the size's width (tests use tiny models)
+    depths: tuple[int, ...] | None = None
+    window: tuple[int, int, int] | None = None       # training window = the model's window; None: TASK_WINDOWS
+    batch_size: int = 2
+    steps: int = 4000
+    lr: float = 5e-4
+    weight_decay: float = 0.05
+    warmup: int = 100
+    cell_bias: float = 0.7                           # soma: share of windows placed on a cell
+    loss_weights: tuple[float, float, float] | None = None  # Dice, Focal, clDice; None: TASK_LOSS_WEIGHTS
+    init: str | None = None                          # branch: stage-1 weights to start from (None: shipped)
+    rcam: bool = True                                # branch: False trains the no-prompt ablation
+    input_step: tuple[int, int, int] = (1, 1, 1)     # branch: image voxels per input voxel
+    shift: float = BRANCH_SHIFT                      # branch: random window shift, share of the window (see docs/stage2.md)
+    weight_um: float = BRANCH_WEIGHT_UM              # branch: loss weight 1 + distance / weight_um ...
+    max_weight: float = BRANCH_MAX_WEIGHT            # ... at most this
+    val_windows: int = 16
+    eval_every: int = 200
+    checkpoint_every: int = 50
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None                       # CPU threads (None: torch's default)
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"unknown task {self.task!r}; choose from {TASKS}")
+        if self.window is None:
+            object.__setattr__(self, "window", TASK_WINDOWS[self.task])
+        object.__setattr__(self, "window", tuple(int(w) for w in self.window))
+
+
+def training_sources(traces: str | Path | None, synthetic: int = 8, seeds_per_field: int = 2,
+                     synthetic_shape: Sequence[int] = (32, 512, 512), folds: int = 1, fold: int = 0) -> dict[str, list]:
+    """Sources for :func:`traice.training.data.load_volumes`: ``{"train": [...], "val": [...]}``.
+
+    Each traced field is rendered ``seeds_per_field`` times (different brightness,
+    soma orientation, distractors); ``synthetic`` generator fields are added, a
+    fifth of them (at least one) for validation.
+    """
+    train: list = []
+    val: list = []
+    if traces is not None:
+        split = field_split(trace_fields(traces))
+        if not split["train"]:
+            raise ValueError(f"no SWC fields of view under {traces}")
+        if folds > 1:
+            if not 0 <= fold < folds:
+                raise ValueError(f"fold {fold} is not in 0..{folds - 1}")
+            fit = [f for i, f in enumerate(split["train"]) if i % folds != fold]
+            held = [f for i, f in enumerate(split["train"]) if i % folds == fold]
+        else:
+            fit, held = split["train"], split["val"]
+        train += [("traces", {"folder": str(f), "seed": s}) for f in fit for s in range(seeds_per_field)]
+        val += [("traces", {"folder": str(f), "seed": 0}) for f in held]
+    n_val = max(1, synthetic // 5) if synthetic else 0
+    for i in range(synthetic):
+        spec = {"seed": 1000 + i, "shape": list(synthetic_shape), "cells": int(np.prod(synthetic_shape) // 250_000)}
+        (val if i < n_val else train).append(("synthetic", spec))
+    return {"train": train, "val": val}
+
+
+AUGMENT = {"soma": Augment(), "branch": Augment(affine_p=0.0)}
+"""Training augmentation per task (stage 2 without the in-plane rotation/scaling, which would move the prompt)."""
+
+
+def model_config(cfg: TrainConfig) -> dict:
+    """Constructor arguments of the stage-1 model a ``soma`` config trains (stored with the weights)."""
+    from traice.nn.unet import MODEL_SIZES, default_heads
+
+    config = {**MODEL_SIZES[cfg.size], "window": list(cfg.window)}
+    if cfg.embed_dim is not None:
+        config["embed_dim"] = cfg.embed_dim
+        config["heads"] = list(default_heads(cfg.embed_dim, len(cfg.depths or (1, 1, 1, 3))))
+    if cfg.depths is not None:
+        config["depths"] = list(cfg.depths)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
+
+
+def build(cfg: TrainConfig) -> tuple[torch.nn.Module, dict]:
+    """The network a config trains, on the CPU, and the config that rebuilds it.
+
+    ``soma``: a fresh :class:`TransformerUNet3d`. ``branch``: a
+    :class:`PromptedUNet3d` holding the stage-1 weights ``cfg.init`` (default
+    the shipped ones), with the training window and ``input_step``.
+    """
+    from traice.nn.checkpoints import load_model
+    from traice.nn.prompted import PromptedUNet3d
+    from traice.nn.unet import TransformerUNet3d
+
+    if cfg.task == "soma":
+        config = model_config(cfg)
+        return TransformerUNet3d(**config), config
+    from traice.weights import shipped_weights
+
+    stage1 = load_model(cfg.init or shipped_weights("soma"))
+    model = PromptedUNet3d.from_stage1(stage1, rcam=cfg.rcam, window=cfg.window, input_step=cfg.input_step)
+    return model, model.config()
