@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CORES ?= 2
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-fast lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ demo: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q
+
+# everything but the end-to-end workflow and Slurm tests: the inner loop while developing
+test-fast: $(BIN)/.installed
+	$(BIN)/python -m pytest -q -m "not workflow and not slurm"
 
 lint: $(BIN)/.installed
 	$(BIN)/snakemake --lint --cores 1

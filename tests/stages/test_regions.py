@@ -58,4 +58,4 @@ def test_plan_skips_tiles_without_tissue(write_image):
     plan = make_plan(image, PlanParams(tile_shape=(16, 128, 128), halo_um=4))
     assert plan.info["tiles"] + plan.info["tiles_without_tissue"] == 2 * 4
     assert plan.info["tiles_without_tissue"] >= 2
-    assert (tiles["core_x0"] >= 128).all()   # only tiles reaching into the tissue half are kept
+    assert (plan.tiles["core_x0"] >= 128).all()   # only tiles reaching into the tissue half are kept

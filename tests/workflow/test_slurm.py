@@ -21,7 +21,7 @@ import zarr
 
 from helpers import ROOT, cli, small_config
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
 FITS_THE_TEST_NODE = [
     "--set-resources",

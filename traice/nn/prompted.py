@@ -49,6 +49,7 @@ Checkpoints (:mod:`traice.nn.checkpoints`) store it with ``"kind": "prompted"``;
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Sequence
 
 import torch
@@ -74,7 +75,7 @@ class PromptedUNet3d(TransformerUNet3d):
         context_tokens: learned prompt tokens without position, added to the points.
         input_step: the image voxels (z, y, x) one input voxel stands for: the
             window covers ``window * input_step`` image voxels, averaged in blocks
-            of ``input_step`` (see :func:`traice.core.windows.cell_windows`). The
+            of ``input_step`` (see :func:`traice.core.windows.block_mean`). The
             network does not use it; it travels with the weights so that training
             and inference sample the image alike.
         **unet: keyword arguments of :class:`TransformerUNet3d` (embed_dim, depths, ...).
@@ -123,7 +124,7 @@ class PromptedUNet3d(TransformerUNet3d):
         return [stage[0].attn.heads if len(stage) else max(1, dim // 32) for stage, dim in zip(self.stages, self.dims)]
 
     def config(self) -> dict:
-        """Keyword arguments that rebuild this network (plain Python types, for :func:`save_prompted`)."""
+        """Keyword arguments that rebuild this network (plain Python types, for :func:`traice.nn.checkpoints.save_model`)."""
         return prompted_config(
             stage1_config(self),
             rcam=self.use_rcam,
@@ -246,21 +247,20 @@ def stage1_config(model: TransformerUNet3d) -> dict:
     }
 
 
-def prompted_config(
-    base: dict,
-    rcam: bool = True,
-    pe_scale: float = 1.0,
-    pe_seed: int = 0,
-    context_tokens: int = 1,
-    input_step: Sequence[int] = (1, 1, 1),
-) -> dict:
+def prompted_config(base: dict, **options: Any) -> dict:
     """Keyword arguments of :class:`PromptedUNet3d`: a stage-1 config plus the prompt options.
 
     ``base`` is a :class:`TransformerUNet3d` config (a stage-1 checkpoint's
-    ``"config"``, :func:`stage1_config`, or ``traice.training.loop.model_config``);
-    prompt options already in it are replaced. Tuples become lists.
+    ``"config"``, :func:`stage1_config`, or ``traice.training.recipes.model_config``);
+    prompt options already in it are replaced; ``options`` (``PROMPT_OPTIONS``)
+    not given take :class:`PromptedUNet3d`'s defaults. Tuples become lists.
     """
+    unknown = set(options) - set(PROMPT_OPTIONS)
+    if unknown:
+        raise TypeError(f"unknown prompt options {sorted(unknown)}; choose from {PROMPT_OPTIONS}")
+    defaults = inspect.signature(PromptedUNet3d.__init__).parameters
+    chosen = {k: options.get(k, defaults[k].default) for k in PROMPT_OPTIONS}
     config = {k: list(v) if isinstance(v, tuple) else v for k, v in base.items() if k not in PROMPT_OPTIONS}
-    config.update(rcam=bool(rcam), pe_scale=float(pe_scale), pe_seed=int(pe_seed), context_tokens=int(context_tokens),
-                  input_step=[int(s) for s in input_step])
+    config.update(rcam=bool(chosen["rcam"]), pe_scale=float(chosen["pe_scale"]), pe_seed=int(chosen["pe_seed"]),
+                  context_tokens=int(chosen["context_tokens"]), input_step=[int(s) for s in chosen["input_step"]])
     return config

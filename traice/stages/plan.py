@@ -106,7 +106,7 @@ def write_plan(image_path: str | Path, channel: int | None, out_dir: str | Path,
     """Plan ``image_path`` and write ``plan.json`` and ``tiles.parquet`` into ``out_dir``.
 
     With ``sample_dir``, a previous result there is set aside for a region update
-    first (see :func:`traice.core.roi.prepare_base`).
+    first (see :func:`traice.stages.update.prepare_base`).
     """
     image = open_image(image_path, channel)
     roi_boxes(roi, image.bounds, image.spacing)  # a bad roi fails before anything is moved

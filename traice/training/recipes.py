@@ -62,7 +62,7 @@ class TrainConfig:
         object.__setattr__(self, "window", tuple(int(w) for w in self.window))
 
 
-def training_sources(traces: str | Path | None, synthetic: int = 8, seeds_per_field: int = 2,
+def training_sources(traces: str | Path | None = None, synthetic: int = 8, seeds_per_field: int = 2,
                      synthetic_shape: Sequence[int] = (32, 512, 512), folds: int = 1, fold: int = 0) -> dict[str, list]:
     """Sources for :func:`traice.training.data.load_volumes`: ``{"train": [...], "val": [...]}``.
 
