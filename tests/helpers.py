@@ -34,7 +34,7 @@ def small_config(tmp: Path, **extra) -> dict:
     """A synthetic sample small enough for tests (24 x 384 x 384 voxels, 10 cells), several jobs per stage.
 
     Orchestration tests detect with the fast classical baseline; the stage-1
-    model is tested on its own (tests/test_detect_traice.py) and in one workflow run.
+    model is tested on its own (tests/stages/test_detect_traice.py) and in one workflow run.
     """
     cfg = {
         "samples": {"small": {"synthetic": {"seed": 3, "shape": [24, 384, 384], "cells": 10}}},

@@ -1,4 +1,4 @@
-"""Neural networks of traice: the trAIce3D transformer U-Net and its blocks.
+"""Neural networks (torch): the transformer U-Net, its blocks, the prompted network, losses, inference, checkpoints.
 
 Layout: images and feature grids are ``(B, C, Z, Y, X)``; token sequences are
 ``(B, N, C)``.

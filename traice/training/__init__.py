@@ -1,0 +1,1 @@
+"""Training the networks: data (volumes, windows, augmentation), recipes (settings, sources) and the loop."""
