@@ -1,8 +1,7 @@
 # traice: find and segment every microglial cell in a 3D fluorescence volume.
 # Run: snakemake --cores N --configfile CFG   (see README.md)
 
-configfile: "config/config.yaml"
-
+# Defaults: config/config.yaml, merged under the user's --configfile in common.smk.
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/synth.smk"

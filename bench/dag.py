@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from traice.config import from_config  # noqa: E402
-from traice.io.ome import create_multiscale  # noqa: E402
+from traice.io.multiscale import create_multiscale  # noqa: E402
 from traice.io.tables import write_table  # noqa: E402
 from traice.stages.merge import n_cell_batches  # noqa: E402
 from traice.stages.plan import PlanParams, write_plan  # noqa: E402

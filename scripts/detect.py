@@ -1,10 +1,9 @@
 """Snakemake script: detect somas in one tile batch."""
-import sys
-
 from traice.config import from_config
+from traice.io.joblog import log_to
 from traice.io.plan import Plan
 from traice.stages.detect import DetectParams, detect_batch
 
-sys.stderr = open(snakemake.log[0], "w")
+log_to(snakemake.log[0])
 params = from_config(DetectParams, snakemake.params.detect)
 detect_batch(Plan.read(snakemake.input.plan), int(snakemake.wildcards.b), snakemake.output[0], params)

@@ -1,12 +1,12 @@
 """Snakemake script: create the empty multiscale label image, or take back the previous one for a region update."""
-import sys
 from pathlib import Path
 
+from traice.io.joblog import log_to
 from traice.io.plan import Plan
 from traice.stages.stitch import init_labels
 from traice.stages.update import take_base_labels
 
-sys.stderr = open(snakemake.log[0], "w")
+log_to(snakemake.log[0])
 plan = Plan.read(snakemake.input.plan)
 labels = Path(snakemake.output[0])
 if plan.update:

@@ -1,7 +1,6 @@
 """Snakemake script: one index of every stored per-cell claim."""
-import sys
-
 from traice.io.claims import collect_index
+from traice.io.joblog import log_to
 
-sys.stderr = open(snakemake.log[0], "w")
+log_to(snakemake.log[0])
 collect_index(snakemake.input, snakemake.output[0])

@@ -1,12 +1,12 @@
 """Snakemake script: merge tile detections into cells.parquet."""
-import sys
 from pathlib import Path
 
+from traice.io.joblog import log_to
 from traice.io.plan import Plan
 from traice.stages.merge import merge_files
 from traice.stages.update import base_dir
 
-sys.stderr = open(snakemake.log[0], "w")
+log_to(snakemake.log[0])
 plan = Plan.read(snakemake.input.plan)
 cells = Path(snakemake.output.cells)
 previous = base_dir(cells.parent) / cells.name if plan.update else None

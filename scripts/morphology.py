@@ -1,14 +1,14 @@
 """Snakemake script: gather morphology tables and SWC files (over the previous result's kept cells in a region update)."""
-import sys
 from pathlib import Path
 
 import pandas as pd
 
+from traice.io.joblog import log_to
 from traice.io.plan import Plan
 from traice.stages.morphology import gather
 from traice.stages.update import base_dir
 
-sys.stderr = open(snakemake.log[0], "w")
+log_to(snakemake.log[0])
 plan = Plan.read(snakemake.input.plan)
 o = snakemake.output
 base = base_dir(Path(o.table).parent) if plan.update else None

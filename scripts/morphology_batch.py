@@ -1,10 +1,9 @@
 """Snakemake script: morphology and SWC skeletons of one cell batch."""
-import sys
-
+from traice.io.joblog import log_to
 from traice.io.plan import Plan
 from traice.stages.morphology import morphology_batch
 
-sys.stderr = open(snakemake.log[0], "w")
+log_to(snakemake.log[0])
 morphology_batch(
     snakemake.input.labels, snakemake.input.cells, snakemake.input.index, Plan.read(snakemake.input.plan),
     int(snakemake.wildcards.b), snakemake.params.cells_per_job, snakemake.output[0],

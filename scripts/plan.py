@@ -1,11 +1,11 @@
 """Snakemake script: plan tiles and batches for one image."""
-import sys
 from pathlib import Path
 
 from traice.config import from_config
+from traice.io.joblog import log_to
 from traice.stages.plan import PlanParams, write_plan
 
-sys.stderr = open(snakemake.log[0], "w")
+log_to(snakemake.log[0])
 stitch = snakemake.params.stitch
 params = from_config(PlanParams, snakemake.params.plan, stitch_chunk=stitch["chunk"],
                      stitch_chunks_per_job=stitch["chunks_per_job"], margin_um=snakemake.params.margin_um)

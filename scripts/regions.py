@@ -1,9 +1,8 @@
 """Snakemake script: per-region counts, density and median morphology."""
-import sys
-
+from traice.io.joblog import log_to
 from traice.io.plan import Plan
 from traice.stages.regions import write_regions
 
-sys.stderr = open(snakemake.log[0], "w")
+log_to(snakemake.log[0])
 i = snakemake.input
 write_regions(snakemake.wildcards.sample, Plan.read(i.plan), i.cells, i.morphology, snakemake.params.regions, snakemake.output[0])

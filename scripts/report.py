@@ -1,10 +1,9 @@
 """Snakemake script: QC figures and report.html."""
-import sys
-
+from traice.io.joblog import log_to
 from traice.io.plan import Plan
 from traice.stages.report import write_report
 
-sys.stderr = open(snakemake.log[0], "w")
+log_to(snakemake.log[0])
 i = snakemake.input
 p = snakemake.params
 write_report(Plan.read(i.plan), i.cells, i.morphology, i.regions, i.labels, p.benchmarks, snakemake.output.html,

@@ -1,10 +1,9 @@
 """Snakemake script: segment the cells of one cell batch."""
-import sys
-
 from traice.config import from_config
+from traice.io.joblog import log_to
 from traice.io.plan import Plan
 from traice.stages.segment import SegmentParams, segment_batch
 
-sys.stderr = open(snakemake.log[0], "w")
+log_to(snakemake.log[0])
 params = from_config(SegmentParams, snakemake.params.segment)
 segment_batch(Plan.read(snakemake.input.plan), snakemake.input.cells, int(snakemake.wildcards.b), snakemake.output[0], params)

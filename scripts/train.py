@@ -1,11 +1,11 @@
 """Snakemake script: train a model (resumes from the checkpoint beside the outputs)."""
-import sys
 from pathlib import Path
 
+from traice.io.joblog import log_to
 from traice.training.loop import train
 from traice.training.recipes import TrainConfig, training_sources
 
-sys.stderr = open(snakemake.log[0], "w")
+log_to(snakemake.log[0])
 task = snakemake.rule.removeprefix("train_")
 t = {k: v for k, v in snakemake.params.train.items() if k not in ("soma", "branch")}
 t.update(snakemake.params.train[task])  # the task's own settings (window, steps, ...)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from traice.io.ome import write_multiscale
+from traice.io.multiscale import write_multiscale
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

@@ -6,10 +6,13 @@ import dataclasses
 import inspect
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from traice.cli import parser
+from traice.config import check_config, check_inputs, check_schema, with_defaults
+from traice.core.errors import InputError
 from traice.stages.detect import DetectParams
 from traice.stages.plan import PlanParams
 from traice.stages.segment import SegmentParams
@@ -102,3 +105,95 @@ def test_command_line_defaults_are_the_library_defaults():
     sources = {k: v.default for k, v in inspect.signature(training_sources).parameters.items()}
     for dest in ("seeds_per_field", "synthetic", "folds", "fold"):
         assert train[dest] == sources[dest], dest
+
+
+DEMO = {"demo": {"synthetic": {"seed": 0}}}
+BOX = {"start_um": [0, 0, 0], "stop_um": [10, 40, 40]}
+
+
+def _merged(user: dict) -> dict:
+    """The default config under ``user``'s, as the workflow merges a --configfile (common.smk)."""
+    return with_defaults(CONFIG, user)
+
+
+def _check(config: dict) -> None:
+    check_schema(config, SCHEMA)
+    check_config(config)
+    check_inputs(config["samples"], config["channel"], config["roi"], config["results"], config["regions"])
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"samples": {}}, "samples: {} should be non-empty"),
+    ({"samples": {"bad name!": "x.ome.zarr"}}, "samples: 'bad name!' does not match"),
+    ({"samples": DEMO, "detect": {"soma_radius_um": [6, 3]}}, "detect.soma_radius_um [6, 3]: expected [smallest, largest]"),
+    ({"samples": DEMO, "detect": {"soma_radius_um": [0, 3]}}, "detect.soma_radius_um.0: 0 is less than or equal to the minimum of 0"),
+    ({"samples": DEMO, "detect": {"soma_radius_um": [3, 3]}}, None),
+    ({"samples": DEMO, "detect": {"threshold": -1}}, "detect.threshold: -1 is less than or equal to the minimum of 0"),
+    ({"samples": DEMO, "detect": {"probability": 1.5}}, "detect.probability: 1.5 is greater than or equal to the maximum"),
+    ({"samples": DEMO, "detect": {"method": "cellpose"}}, "detect.method: 'cellpose' is not one of"),
+    ({"samples": DEMO, "segment": {"method": "watershed"}}, "segment.method: 'watershed' is not one of"),
+    ({"samples": DEMO, "plan": {"tile_shape": [64, 512]}}, "plan.tile_shape: [64, 512] is too short"),
+    ({"samples": DEMO, "plan": {"tiles_per_job": 0}}, "plan.tiles_per_job: 0 is less than the minimum of 1"),
+    ({"samples": DEMO, "stitch": {"chunk": [0, 256, 256]}}, "stitch.chunk.0: 0 is less than the minimum of 1"),
+    ({"samples": DEMO, "roi": {"start_um": [0, 50, 0], "stop_um": [10, 40, 40]}}, "roi 'roi': start_um [0, 50, 0] must lie below"),
+    ({"samples": DEMO, "roi": {"a": BOX, "b": {"start_um": [5, 0, 0], "stop_um": [5, 9, 9]}}}, "roi 'b': start_um"),
+    ({"samples": DEMO, "roi": {"start_um": [0, 0], "stop_um": [1, 1]}}, "roi"),
+    ({"samples": DEMO, "regions": {"l23": {"start_um": [0, 0, 9], "stop_um": [10, 40, 1]}}}, "regions 'l23': start_um"),
+    ({"samples": DEMO, "channel": -1}, "channel"),
+    ({"samples": DEMO, "results": 3}, "results: 3 is not of type 'string'"),
+])
+def test_bad_settings_are_refused_naming_the_key(config, message):
+    """The checks before any job (common.smk runs them in this order), on the default config merged with ``config``."""
+    merged = _merged(config)
+    if message is None:
+        _check(merged)
+        return
+    with pytest.raises(InputError) as err:
+        _check(merged)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+
+
+@pytest.mark.parametrize("section", ["detect", "segment", "train"])
+def test_a_gpu_that_is_not_there_is_refused(section, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(InputError, match=f"{section}.device cuda: this machine has no usable CUDA GPU"):
+        check_config(_merged({"samples": DEMO, section: {"device": "cuda"}}))
+
+
+def test_inputs_and_results_never_overlap(tmp_path, write_image):
+    data = np.zeros((8, 64, 64), np.uint16)
+    image = write_image(data, name="R/s1/segmentation.ome.zarr")
+    apart = write_image(data, name="elsewhere.ome.zarr")
+    R = tmp_path / "R"
+    for samples, results, message in [
+        ({"s1": image}, R, "lies inside the results folder"),
+        ({"other": image}, R, "lies inside the results folder"),
+        ({"s1": image}, image, "lies inside the results folder"),
+        ({"s1": image}, image / "out", "lies inside the input"),
+        ({"ok": apart, "s1": image}, R / "s1", "sample 's1': input"),
+    ]:
+        with pytest.raises(InputError, match=message):
+            check_inputs({k: str(v) for k, v in samples.items()}, None, None, str(results))
+    check_inputs({"ok": str(apart)}, None, None, str(R))  # apart: fine
+    check_inputs({"ok": str(apart)}, None, None, str(tmp_path / "elsewhere.results"))  # a sibling sharing a prefix
+
+
+def test_voxels_too_anisotropic_for_the_models_are_refused(write_image):
+    data = np.zeros((8, 64, 64), np.uint16)
+    flat = write_image(data, spacing=(0.001, 50.0, 50.0), name="flat.ome.zarr")
+    with pytest.raises(InputError, match=r"sample 'a': voxel size \(0.001, 50.0, 50.0\) µm .* more than 20 times"):
+        check_inputs({"a": str(flat)}, None)
+    check_inputs({"a": str(write_image(data, spacing=(5.0, 0.5, 0.5), name="thick.ome.zarr"))}, None)  # 10x: fine
+
+
+def test_user_settings_merge_over_the_defaults_key_by_key_and_samples_replace():
+    user = {"samples": {"mine": "/data/a.ome.zarr"}, "detect": {"threshold": 4.0}, "train": {"soma": {"steps": 10}}}
+    merged = with_defaults(CONFIG, user)
+    assert merged["samples"] == {"mine": "/data/a.ome.zarr"}                 # not merged with the demo sample
+    assert merged["detect"]["threshold"] == 4.0 and merged["detect"]["method"] == CONFIG["detect"]["method"]
+    assert merged["train"]["soma"] == {**CONFIG["train"]["soma"], "steps": 10}
+    assert with_defaults(CONFIG, {}) == CONFIG and CONFIG["detect"]["threshold"] != 4.0  # defaults untouched

@@ -1,16 +1,27 @@
-"""Workflow configuration helpers that need no Snakemake: samples, input checks, parameter objects."""
+"""Workflow configuration that needs no Snakemake: parameter objects, samples, and every check made before any job.
+
+The checks raise :class:`~traice.core.errors.InputError` with one line naming
+the config key, the sample or the file: the schema (types, names), then what a
+schema cannot say (ordered pairs and boxes, a GPU that is not there), then the
+inputs themselves (readable images, boxes inside them, inputs and results apart)
+and the weights files.
+"""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from pathlib import Path
 from typing import Any, TypeVar
 
 from traice.core.errors import InputError
-from traice.core.roi import roi_boxes
+from traice.core.roi import check_ordered, named_boxes_um, roi_boxes
 from traice.io.ome import open_image
 
 T = TypeVar("T")
+
+MAX_ANISOTROPY = 20.0
+"""Largest ratio of voxel sides an input may have (the models work at 1.25 x 0.4 x 0.4 µm, ratio 3.1)."""
 
 
 def from_config(cls: type[T], section: dict[str, Any] | None, **extra: Any) -> T:
@@ -21,6 +32,19 @@ def from_config(cls: type[T], section: dict[str, Any] | None, **extra: Any) -> T
     if unknown:
         raise ValueError(f"{cls.__name__} has no parameter(s) {sorted(unknown)}")
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in section.items()})
+
+
+def with_defaults(defaults: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
+    """The user's settings over the defaults, key by key at every depth, as Snakemake merges config files;
+    except ``samples``, which the user's replace whole (naming one's own images never runs the demo sample too)."""
+    def merge(base: dict, extra: dict, top: bool) -> dict:
+        out = copy.deepcopy(base)
+        for key, value in extra.items():
+            nested = isinstance(value, dict) and isinstance(out.get(key), dict) and not (top and key == "samples")
+            out[key] = merge(out[key], value, False) if nested else copy.deepcopy(value)
+        return out
+
+    return merge(defaults, user, True)
 
 
 def is_synthetic(spec: Any) -> bool:
@@ -34,14 +58,61 @@ def sample_image(sample: str, spec: Any, results: str) -> str:
     return str(spec)
 
 
-def check_inputs(samples: dict[str, Any], channel: int | None, roi: dict | None = None) -> None:
-    """Open every real input image once, before any job, and check the ROI lies in it; raise InputError naming the sample."""
+def check_schema(config: dict[str, Any], schema: dict[str, Any]) -> None:
+    """InputError naming the key of the first place ``config`` breaks the JSON ``schema`` (types, names, ranges)."""
+    import jsonschema
+
+    error = jsonschema.exceptions.best_match(jsonschema.validators.validator_for(schema)(schema).iter_errors(config))
+    if error is not None:
+        key = ".".join(str(p) for p in error.absolute_path) or "config"
+        raise InputError(f"{key}: {error.message}")
+
+
+def check_config(config: dict[str, Any]) -> None:
+    """What the schema cannot say, before any job: InputError naming the key."""
+    if not config["samples"]:
+        raise InputError("samples: none given; name at least one image (samples: {name: path})")
+    low, high = config["detect"]["soma_radius_um"]
+    if not 0 < low <= high:
+        raise InputError(f"detect.soma_radius_um {[low, high]}: expected [smallest, largest] with 0 < smallest <= largest")
+    for name, box in (named_boxes_um(config.get("roi")) or {}).items():
+        check_ordered(f"roi '{name}'", box)
+    for name, box in (config.get("regions") or {}).items():
+        check_ordered(f"regions '{name}'", box)
+    for section in ("detect", "segment", "train"):
+        if (config.get(section) or {}).get("device") == "cuda":
+            import torch  # only when a GPU is asked for
+
+            if not torch.cuda.is_available():
+                raise InputError(f"{section}.device cuda: this machine has no usable CUDA GPU; use auto or cpu")
+
+
+def check_inputs(samples: dict[str, Any], channel: int | None, roi: dict | None = None, results: str | None = None,
+                 regions: dict | None = None) -> None:
+    """Open every real input image once, before any job; raise InputError naming the sample.
+
+    The ROI and the regions must lie in each image, and inputs and results must
+    not overlap: traice never writes to, moves or deletes its inputs, so an
+    input inside ``results`` (or ``results`` inside an input) is refused.
+    """
+    out = Path(results).resolve() if results is not None else None
     for name, spec in samples.items():
         if is_synthetic(spec):
             continue
         try:
+            source = Path(spec).resolve()
+            if out is not None and (source == out or out in source.parents):
+                raise InputError(f"input {spec} lies inside the results folder {results}; traice never writes "
+                                 "to its inputs: choose a results folder apart from them")
+            if out is not None and source in out.parents:
+                raise InputError(f"the results folder {results} lies inside the input {spec}; traice never writes "
+                                 "to its inputs: choose a results folder apart from them")
             image = open_image(spec, channel)
+            if max(image.spacing) / min(image.spacing) > MAX_ANISOTROPY:
+                raise InputError(f"voxel size {image.spacing} µm (z, y, x) is more than {MAX_ANISOTROPY:g} times "
+                                 "longer on one axis than on another; the models cannot use such voxels")
             roi_boxes(roi, image.bounds, image.spacing)
+            roi_boxes(regions, image.bounds, image.spacing, key="regions")
         except InputError as err:
             raise InputError(f"sample '{name}': {err}") from None
 

@@ -8,7 +8,9 @@ from ome_zarr.writer import write_image
 from ome_zarr_models.v05 import Image, ImageLabel
 
 from traice.core.geometry import Box
-from traice.io.ome import InputError, open_image, pyramid_factors, write_multiscale
+from traice.core.errors import InputError
+from traice.io.multiscale import pyramid_factors, write_multiscale
+from traice.io.ome import open_image
 
 
 def test_round_trip_block_read(write_image):

@@ -6,12 +6,15 @@ so the same voxel gets the same value everywhere and tiles have no seams::
 
     raw (Z, Y, X) counts
       -> normalise    (raw - median) / sigma       background-noise units: 0 = background, 1 = one sigma
+                                                   (NaN and ±Inf voxels read as background, 0)
       -> model_input  arcsinh(normalised / 3)      the networks' input, float32
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from traice.core.errors import InputError
 
 MAD_TO_SIGMA = 1.4826
 """A normal distribution's standard deviation per median absolute deviation."""
@@ -31,20 +34,35 @@ def background_noise(data: np.ndarray, background: float) -> float:
 
 
 def robust_stats(data: np.ndarray) -> dict[str, float]:
-    """Median (background level), MAD-based noise sigma and percentiles of raw voxel values (any shape)."""
+    """Median (background level), MAD-based noise sigma and percentiles of raw voxel values (any shape).
+
+    Non-finite voxels (NaN, ±Inf) are left out and counted (``non_finite``);
+    InputError when no voxel is finite.
+    """
     data = np.asarray(data).ravel()
+    finite = np.isfinite(data)
+    non_finite = int(data.size - np.count_nonzero(finite))
+    if non_finite:
+        data = data[finite]
+    if data.size == 0:
+        raise InputError(f"the image has no finite voxel among the {non_finite} sampled (all NaN or infinite)")
     median = float(np.median(data))
     p1, p99, p999 = (float(v) for v in np.percentile(data, [1, 99, 99.9]))
     sigma = max(background_noise(data, median), 1e-6)
-    return {"median": median, "sigma": sigma, "p1": p1, "p99": p99, "p99_9": p999}
+    return {"median": median, "sigma": sigma, "p1": p1, "p99": p99, "p99_9": p999, "non_finite": non_finite}
 
 
 def normalise(block: np.ndarray, stats: dict) -> np.ndarray:
     """Raw counts to background-noise units: 0 = background level, 1 = one noise sigma.
 
     ``(Z, Y, X)`` -> same shape; float32 for float32 or integer input.
+    Non-finite voxels (NaN, ±Inf: a float image's holes or overflow) read as
+    background, 0, so they neither make nor hide a cell.
     """
-    return (block - np.float32(stats["median"])) / np.float32(stats["sigma"])
+    out = (block - np.float32(stats["median"])) / np.float32(stats["sigma"])
+    if np.issubdtype(out.dtype, np.floating):
+        np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    return out
 
 
 def model_input(raw: np.ndarray, stats: dict) -> np.ndarray:

@@ -25,18 +25,31 @@ def named_boxes_um(roi: dict | None) -> dict[str, dict] | None:
     return {name: {"start_um": list(b["start_um"]), "stop_um": list(b["stop_um"])} for name, b in roi.items()}
 
 
-def roi_boxes(roi: dict | None, bounds: Box, spacing: Sequence[float]) -> dict[str, Box]:
-    """The ROI boxes in level-0 voxels, inside the image (the whole image when ``roi`` is None)."""
+def roi_boxes(roi: dict | None, bounds: Box, spacing: Sequence[float], key: str = "roi") -> dict[str, Box]:
+    """The ROI boxes in level-0 voxels, inside the image (the whole image when ``roi`` is None).
+
+    InputError, naming the config ``key`` and the box, for a box that is not
+    ordered (start below stop on every axis) or lies outside the image.
+    """
     named = named_boxes_um(roi)
     if named is None:
         return {"all": bounds}
     boxes = {}
     for name, b in named.items():
+        check_ordered(f"{key} '{name}'", b)
         box = Box.from_um(b["start_um"], b["stop_um"], spacing).intersect(bounds)
         if box.empty:
-            raise InputError(f"roi '{name}' {b} does not overlap the image ({bounds.shape} voxels at {tuple(spacing)} µm)")
+            raise InputError(f"{key} '{name}' {b} does not overlap the image ({bounds.shape} voxels at {tuple(spacing)} µm)")
         boxes[name] = box
     return boxes
+
+
+def check_ordered(what: str, box_um: dict) -> None:
+    """InputError unless ``start_um`` lies below ``stop_um`` on every axis (z, y, x)."""
+    bad = [ax for ax, a, b in zip("zyx", box_um["start_um"], box_um["stop_um"]) if not a < b]
+    if bad:
+        raise InputError(f"{what}: start_um {list(box_um['start_um'])} must lie below stop_um "
+                         f"{list(box_um['stop_um'])} on every axis (not on {', '.join(bad)})")
 
 
 def points_inside(points_um: np.ndarray, boxes: Sequence[Box], spacing: Sequence[float]) -> np.ndarray:

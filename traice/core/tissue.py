@@ -23,7 +23,13 @@ TISSUE_MAX_VOXELS = 4_000_000  # the mask is made at the finest pyramid level of
 
 
 def tissue_mask(overview: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
-    """Boolean tissue mask of a coarse view of the image: ``(Z, Y, X)`` float, voxel size ``spacing`` µm -> bool, same shape."""
+    """Boolean tissue mask of a coarse view of the image: ``(Z, Y, X)`` float, voxel size ``spacing`` µm -> bool, same shape.
+
+    Non-finite voxels read as the view's median, as :func:`traice.core.intensity.normalise` reads them as background.
+    """
+    finite = np.isfinite(overview)
+    if not finite.all():
+        overview = np.where(finite, overview, np.median(overview[finite]) if finite.any() else 0.0)
     smooth = ndimage.gaussian_filter(overview, sigma=[TISSUE_BLUR_UM / s for s in spacing], mode="nearest")
     if smooth.max() - smooth.min() <= 1e-6 * max(abs(float(smooth.max())), 1.0):
         return np.ones(smooth.shape, bool)

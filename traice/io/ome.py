@@ -1,4 +1,4 @@
-"""Read OME-Zarr (NGFF 0.4 / 0.5) images block by block; write multiscale images and labels.
+"""Read OME-Zarr (NGFF 0.4 / 0.5) images block by block (writing: :mod:`traice.io.multiscale`).
 
 Reading checks everything the pipeline relies on up front and raises
 :class:`InputError` with a one-line message naming the problem, so a bad input
@@ -7,19 +7,17 @@ fails before any work starts.
 
 from __future__ import annotations
 
+import itertools
 import math
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import zarr
-from ome_zarr.format import FormatV05
-from ome_zarr.writer import add_metadata, write_multiscales_metadata
 
 from traice.core.errors import InputError
-from traice.core.geometry import Box, grid
+from traice.core.geometry import Box
 
 SPATIAL = ("z", "y", "x")
 UNIT_TO_UM = {
@@ -69,7 +67,10 @@ class OmeImage:
         return zarr.open_array(str(Path(self.path) / self.levels[level].path), mode="r")
 
     def read(self, box: Box, level: int = 0, step: Sequence[int] = (1, 1, 1)) -> np.ndarray:
-        """Voxels of ``box`` (in that level's voxels, every ``step``-th) as float32 (z, y, x)."""
+        """Voxels of ``box`` (in that level's voxels, every ``step``-th) as float32 (z, y, x).
+
+        A chunk that cannot be read (truncated, corrupt) raises InputError naming it.
+        """
         index: list[int | slice] = []
         spatial = iter(slice(a, b, k) for a, b, k in zip(box.start, box.stop, step))
         for ax in self.axes:
@@ -79,7 +80,31 @@ class OmeImage:
                 index.append(self.channel or 0)
             else:  # a singleton time axis
                 index.append(0)
-        return np.asarray(self.array(level)[tuple(index)], dtype=np.float32)
+        array = self.array(level)
+        try:
+            return np.asarray(array[tuple(index)], dtype=np.float32)
+        except Exception as err:  # codecs and stores raise many types; find and name the chunk
+            raise InputError(f"{Path(self.path) / self.levels[level].path}: {_bad_chunk(array, tuple(index))} "
+                             f"cannot be read ({type(err).__name__}: {err})") from None
+
+    def missing_chunks(self, level: int = 0) -> tuple[int, int]:
+        """How many chunks of a level are absent from the store (they read as the fill value), and how many it has."""
+        array = self.array(level)
+        return array.nchunks - array.nchunks_initialized, array.nchunks
+
+
+def _bad_chunk(array: zarr.Array, index: tuple) -> str:
+    """The key of the first chunk under ``index`` that fails to read, or 'a chunk' when each reads alone."""
+    ranges = []
+    for i, size, chunk in zip(index, array.shape, array.chunks):
+        lo, hi = (i, i + 1) if isinstance(i, int) else (i.start or 0, min(i.stop if i.stop is not None else size, size))
+        ranges.append(range(lo // chunk, -(-hi // chunk)))
+    for coords in itertools.product(*ranges):
+        try:
+            array.get_block_selection(coords)
+        except Exception:
+            return f"chunk {array.metadata.encode_chunk_key(coords)}"
+    return "a chunk"
 
 
 class ArrayImage:
@@ -115,7 +140,8 @@ def read_overview(image: OmeImage, max_voxels: int) -> tuple[np.ndarray, tuple[f
     return data, tuple(s * k for s, k in zip(lv.spacing, step))
 
 
-def _multiscales(attrs: dict) -> tuple[list, str]:
+def multiscales_metadata(attrs: dict) -> tuple[list, str]:
+    """The ``multiscales`` list of a group's attributes (NGFF 0.5 under ``ome``, or 0.4 at the top) and its version."""
     if "ome" in attrs and "multiscales" in attrs["ome"]:
         return attrs["ome"]["multiscales"], attrs["ome"].get("version", "0.5")
     if "multiscales" in attrs:
@@ -136,7 +162,7 @@ def open_image(path: str | Path, channel: int | None = None) -> OmeImage:
     except Exception:
         raise InputError(f"{path} is not an OME-Zarr image (no zarr group metadata found)") from None
     try:
-        multiscales, _ = _multiscales(dict(group.attrs))
+        multiscales, _ = multiscales_metadata(dict(group.attrs))
         ms = multiscales[0]
     except (KeyError, IndexError, TypeError):
         raise InputError(f"{path} is not an OME-Zarr image (no 'multiscales' metadata)") from None
@@ -207,139 +233,3 @@ def arr_channels(path: str, level_path: str, axes: Sequence[str]) -> int:
 
 
 # --------------------------------------------------------------------------- writing
-
-
-def pyramid_factors(shape: Sequence[int], spacing: Sequence[float], min_size: int = 64, max_levels: int = 5) -> list[tuple[int, int, int]]:
-    """Cumulative downsampling factors per level, level 0 = (1, 1, 1).
-
-    Each level halves the axes whose voxels are clearly finer than the coarsest
-    axis (towards isotropy), or all axes once isotropic; it stops when the
-    largest in-plane size would fall below ``min_size``.
-    """
-    factors = [(1, 1, 1)]
-    spacing = list(spacing)
-    shape = list(shape)
-    while len(factors) < max_levels:
-        coarse = max(spacing)
-        step = [2 if 2 * s <= 1.5 * coarse else 1 for s in spacing]
-        if step == [1, 1, 1]:
-            step = [2, 2, 2]
-        new_shape = [math.ceil(n / f) for n, f in zip(shape, step)]
-        if max(new_shape[1:]) < min_size or any(n < 1 for n in new_shape):
-            break
-        step = [f if n >= 2 * f else 1 for n, f in zip(shape, step)]
-        if step == [1, 1, 1]:
-            break
-        shape = [math.ceil(n / f) for n, f in zip(shape, step)]
-        spacing = [s * f for s, f in zip(spacing, step)]
-        factors.append(tuple(a * f for a, f in zip(factors[-1], step)))
-    return factors
-
-
-def _datasets(spacing: Sequence[float], factors: Sequence[Sequence[int]]) -> list[dict]:
-    return [
-        {
-            "path": str(i),
-            "coordinateTransformations": [{"type": "scale", "scale": [s * f for s, f in zip(spacing, fac)]}],
-        }
-        for i, fac in enumerate(factors)
-    ]
-
-
-MIN_CHUNK = (8, 32, 32)  # smallest chunk of a downsampled level; fewer levels rather than tinier chunks
-AXES = [{"name": ax, "type": "space", "unit": "micrometer"} for ax in SPATIAL]
-
-
-def create_multiscale(
-    path: str | Path,
-    shape: Sequence[int],
-    spacing: Sequence[float],
-    dtype,
-    footprint: Sequence[int],
-    label: bool = False,
-    name: str | None = None,
-    fill_value=0,
-) -> list[tuple[int, int, int]]:
-    """Create an empty NGFF 0.5 multiscale group (arrays for every level, metadata).
-
-    Chunks of level ``k`` cover exactly ``footprint`` level-0 voxels, so a writer
-    that owns a block of level-0 chunks owns whole chunks at every level.
-    Returns the cumulative downsampling factor of each level.
-    """
-    path = Path(path)
-    if path.exists():
-        shutil.rmtree(path)
-    factors = [
-        fac for fac in pyramid_factors(shape, spacing)
-        if all(c // f >= min(c, m) for c, f, m in zip(footprint, fac, MIN_CHUNK))
-    ]
-    if any(c % f for fac in factors for c, f in zip(footprint, fac)):
-        raise ValueError(f"chunk footprint {tuple(footprint)} must be a multiple of every level factor {factors[-1]}")
-    group = zarr.open_group(str(path), mode="w", zarr_format=3)
-    for i, fac in enumerate(factors):
-        lshape = tuple(math.ceil(n / f) for n, f in zip(shape, fac))
-        chunks = tuple(max(1, min(n, c // f)) for n, c, f in zip(lshape, footprint, fac))
-        group.create_array(str(i), shape=lshape, chunks=chunks, dtype=dtype, fill_value=fill_value, dimension_names=SPATIAL)
-    write_multiscales_metadata(group, _datasets(spacing, factors), fmt=FormatV05(), axes=AXES, name=name or path.stem)
-    if label:
-        add_metadata(group, {"image-label": {"version": "0.5"}}, fmt=FormatV05())
-    return factors
-
-
-def level_factors(path: str | Path) -> list[tuple[int, int, int]]:
-    """Cumulative downsampling factors of a multiscale group written by :func:`create_multiscale`."""
-    group = zarr.open_group(str(path), mode="r")
-    ms, _ = _multiscales(dict(group.attrs))
-    scales = [ds["coordinateTransformations"][0]["scale"] for ds in ms[0]["datasets"]]
-    return [tuple(int(round(s / b)) for s, b in zip(sc, scales[0])) for sc in scales]
-
-
-def write_block(path: str | Path, box: Box, data: np.ndarray, label: bool = False) -> None:
-    """Write level-0 ``data`` at ``box`` and its downsampled versions into every level.
-
-    ``box`` must start on a multiple of each level's factor (true for blocks of
-    whole chunks). Labels are downsampled by taking every ``f``-th voxel (values
-    stay valid ids); images by block means.
-    """
-    group = zarr.open_group(str(path), mode="r+")
-    for i, fac in enumerate(level_factors(path)):
-        arr = group[str(i)]
-        if any(a % f for a, f in zip(box.start, fac)):
-            raise ValueError(f"block {box} is not aligned to level {i} factors {fac}")
-        lo = tuple(a // f for a, f in zip(box.start, fac))
-        if label or fac == (1, 1, 1):
-            small = data[tuple(slice(None, None, f) for f in fac)]
-        else:
-            small = _block_mean(data, fac).astype(arr.dtype)
-        hi = tuple(min(l + n, s) for l, n, s in zip(lo, small.shape, arr.shape))
-        arr[tuple(slice(a, b) for a, b in zip(lo, hi))] = small[tuple(slice(0, b - a) for a, b in zip(lo, hi))]
-
-
-def _block_mean(data: np.ndarray, fac: Sequence[int]) -> np.ndarray:
-    pad = [(0, (-n) % f) for n, f in zip(data.shape, fac)]
-    d = np.pad(data.astype(np.float32), pad, mode="edge")
-    s = d.shape
-    d = d.reshape(s[0] // fac[0], fac[0], s[1] // fac[1], fac[1], s[2] // fac[2], fac[2])
-    return np.rint(d.mean(axis=(1, 3, 5))) if np.issubdtype(data.dtype, np.integer) else d.mean(axis=(1, 3, 5))
-
-
-def write_multiscale(
-    path: str | Path,
-    data: np.ndarray,
-    spacing: Sequence[float],
-    footprint: Sequence[int] = (32, 256, 256),
-    label: bool = False,
-    name: str | None = None,
-) -> None:
-    """Write a whole in-memory (z, y, x) volume as an NGFF 0.5 multiscale image or label image."""
-    create_multiscale(path, data.shape, spacing, data.dtype, footprint, label=label, name=name)
-    for box in grid(Box.from_shape(data.shape), footprint):
-        write_block(path, box, data[box.slices], label=label)
-
-
-def add_labels(image_path: str | Path, name: str, data: np.ndarray, spacing: Sequence[float]) -> None:
-    """Add a label image ``labels/{name}`` to an existing OME-Zarr image (NGFF labels group)."""
-    labels = zarr.open_group(str(Path(image_path) / "labels"), mode="a", zarr_format=3)
-    write_multiscale(Path(image_path) / "labels" / name, data, spacing, label=True, name=name)
-    existing = dict(labels.attrs).get("ome", {}).get("labels", [])
-    add_metadata(labels, {"labels": sorted(set(existing) | {name})}, fmt=FormatV05())

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from traice.core.batching import batches
+from traice.core.errors import InputError
 from traice.core.geometry import grid, tile_grid, um_to_voxels
 from traice.core.intensity import robust_stats
 from traice.core.roi import named_boxes_um, roi_boxes
@@ -34,6 +35,7 @@ class PlanParams:
     stitch_chunks_per_job: tuple[int, int, int] = (1, 2, 2)
     margin_um: float = 40.0                             # how far a cell's mask reaches from its soma (segment radius)
     stats_max_voxels: int = 8_000_000
+    missing_chunks: str = "report"                      # chunks absent from the input's store: report | refuse
 
 
 def intensity_stats(image: OmeImage, max_voxels: int = 16_000_000, block: Sequence[int] = (32, 256, 256)) -> dict[str, float]:
@@ -63,6 +65,10 @@ def make_plan(image: OmeImage, params: PlanParams, roi: dict | None = None, upda
     exactly the tiles a whole-image run would; those touching the ROI and holding
     tissue are kept. Stitch blocks are those touching the ROI grown by the margin.
     """
+    missing, chunks = image.missing_chunks()
+    if missing and params.missing_chunks == "refuse":
+        raise InputError(f"{image.path}: {missing} of {chunks} chunks of the full-resolution array are missing "
+                         "(they would read as empty); set plan.missing_chunks: report to run anyway")
     halo = um_to_voxels(params.halo_um, image.spacing)
     margin = um_to_voxels(params.margin_um, image.spacing)
     boxes = roi_boxes(roi, image.bounds, image.spacing)
@@ -88,6 +94,7 @@ def make_plan(image: OmeImage, params: PlanParams, roi: dict | None = None, upda
         "roi_boxes": {name: box.as_row("box") for name, box in boxes.items()},
         "affected_boxes": {name: box.as_row("box") for name, box in affected.items()},
         "update": update,
+        "missing_chunks": missing,  # absent from the store: read as the fill value (empty)
         "stats": intensity_stats(image, params.stats_max_voxels),
         "halo_voxels": list(halo),
         "tiles": len(tiles),

@@ -211,6 +211,8 @@ def run_counts(plan: Plan, cells: pd.DataFrame, morphology: pd.DataFrame) -> dic
         "tile_batches": plan.info["tile_batches"],
         "stitch_blocks": plan.info["stitch_blocks"],
         "region_update": plan.update,  # True: only the ROI's cells were (re)processed, over a previous result
+        "non_finite_voxels_sampled": int(plan.stats.get("non_finite", 0)),  # NaN/±Inf in the plan's sample; read as background
+        "missing_chunks": int(plan.info.get("missing_chunks", 0)),  # absent from the input's store; read as empty
         "cells_processed": int(plan.cells_inside(cells).sum()),
         "cells_detected": len(cells),
         "cells_segmented": len(morphology) - len(empty),
@@ -227,6 +229,8 @@ def summary_counts(plan: Plan, cells: pd.DataFrame, morphology: pd.DataFrame) ->
         "image shape (z, y, x voxels)": tuple(plan.shape),
         "voxel size (µm)": tuple(plan.spacing),
         "tiles (processed / without tissue, skipped)": f"{counts['tiles']} / {counts['tiles_without_tissue']}",
+        "non-finite voxels (NaN, ±Inf) in the sampled blocks, read as background": counts["non_finite_voxels_sampled"],
+        "chunks missing from the input (read as empty)": counts["missing_chunks"],
         "cells detected": counts["cells_detected"],
         "cells segmented": counts["cells_segmented"],
         "cells with empty masks": counts["cells_empty"],

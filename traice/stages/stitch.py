@@ -17,7 +17,7 @@ import pandas as pd
 import zarr
 
 from traice.core.geometry import Box
-from traice.io.ome import create_multiscale, write_block
+from traice.io.multiscale import create_multiscale, write_block
 from traice.io.claims import read_claim
 
 LABEL_DTYPE = np.uint32

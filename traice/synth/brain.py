@@ -21,7 +21,7 @@ import pandas as pd
 from scipy import ndimage
 
 from traice.core.geometry import Box
-from traice.io.ome import add_labels, write_multiscale
+from traice.io.multiscale import add_labels, write_multiscale
 from traice.io.tables import write_table
 from traice.synth.arbor import random_arbor
 from traice.synth.raster import ellipsoid_mask, random_rotation, tree_bounds, tube_mask

@@ -11,23 +11,30 @@ os.environ.update(
     PYTHONPATH=os.pathsep.join(p for p in [workflow.basedir, os.environ.get("PYTHONPATH")] if p)
 )
 
-from traice.config import check_inputs, check_models, is_synthetic, sample_image
+import yaml
+
+from traice.config import (check_config, check_inputs, check_models, check_schema, is_synthetic, sample_image,
+                           with_defaults)
 from traice.core.errors import InputError
+from traice.io.lock import acquire, release
 from traice.io.plan import Plan
 
-# Snakemake merges a user's --configfile into the default key by key; a user
-# who names samples gets exactly those, never the demo sample as well.
-_user_samples = workflow.config_settings.overwrite_config.get("samples")
-if _user_samples:
-    config["samples"] = _user_samples
+# The embedded defaults under what the user gave (--configfile, --config), key by
+# key; a user who names samples gets exactly those, never the demo sample as well.
+# (Not the `configfile:` directive: it prints a line before any error of ours.)
+_merged = with_defaults(yaml.safe_load(open(workflow.source_path("../../config/config.yaml"))), dict(config))
+config.clear()
+config.update(_merged)
 
-validate(config, workflow.source_path("../schemas/config.schema.yaml"))
-
+# Every check before any job; a bad input or setting ends the run with one line naming it.
 try:
-    check_inputs(config["samples"], config["channel"], config["roi"])
+    check_schema(config, yaml.safe_load(open(workflow.source_path("../schemas/config.schema.yaml"))))
+    validate(config, workflow.source_path("../schemas/config.schema.yaml"))  # fills the schema's defaults
+    check_config(config)
+    check_inputs(config["samples"], config["channel"], config["roi"], config["results"], config["regions"])
     check_models(config)
 except InputError as err:
-    raise WorkflowError(str(err)) from None
+    sys.exit(f"error: {err}")
 
 RESULTS = config["results"]
 SAMPLES = list(config["samples"])
@@ -89,3 +96,27 @@ def all_outputs(wildcards):
     names = ["run.json", "report.html", "qc", "cells.parquet", "segmentation.ome.zarr",
              "morphology.parquet", "morphology.csv", "sholl.parquet", "swc", "regions.parquet"]
     return expand(out("{name}"), sample=SAMPLES, name=names)
+
+
+# One results folder, one writer: each sample's results folder is locked while
+# this run works in it (traice.io.lock), whatever the working directory.
+def results_folders():
+    return [os.path.join(RESULTS, sample) for sample in SAMPLES]
+
+
+onstart:
+    try:
+        for folder in results_folders():
+            acquire(folder)
+    except InputError as err:
+        sys.exit(f"error: {err}")
+
+
+onsuccess:
+    for folder in results_folders():
+        release(folder)
+
+
+onerror:
+    for folder in results_folders():
+        release(folder)

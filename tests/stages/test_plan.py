@@ -1,0 +1,52 @@
+"""The plan: what it counts of a damaged input, and when it refuses one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from traice.core.errors import InputError
+from traice.core.geometry import Box
+from traice.core.intensity import robust_stats
+from traice.io.ome import open_image
+from traice.stages.plan import PlanParams, make_plan
+
+PARAMS = PlanParams(tile_shape=(40, 128, 128), halo_um=4, stitch_chunk=(8, 64, 64))
+
+
+@pytest.fixture
+def damaged(write_image):
+    """A 40 x 256 x 256 image in 32 x 128 x 128 chunks (8 at level 0): one chunk file deleted, none corrupt yet."""
+    path = write_image(np.random.default_rng(0).poisson(100, size=(40, 256, 256)).astype(np.uint16), spacing=(1.0, 1.0, 1.0))
+    chunks = sorted(p for p in (path / "0" / "c").rglob("*") if p.is_file())
+    assert len(chunks) >= 2
+    chunks[-1].unlink()
+    return path, chunks
+
+
+def test_missing_chunks_are_counted_or_refused(damaged):
+    path, chunks = damaged
+    image = open_image(path)
+    assert image.missing_chunks() == (1, len(chunks))
+    assert make_plan(image, PARAMS).info["missing_chunks"] == 1
+    with pytest.raises(InputError, match=f"1 of {len(chunks)} chunks of the full-resolution array are missing"):
+        make_plan(image, PlanParams(**{**PARAMS.__dict__, "missing_chunks": "refuse"}))
+
+
+def test_a_corrupt_chunk_is_named(damaged):
+    path, chunks = damaged
+    chunks[0].write_bytes(b"not a chunk")
+    key = "/".join(chunks[0].relative_to(path / "0").parts)
+    with pytest.raises(InputError, match=f"chunk {key} cannot be read"):
+        open_image(path).read(Box.from_shape((40, 256, 256)))
+
+
+def test_statistics_leave_non_finite_voxels_out():
+    data = np.random.default_rng(0).normal(100, 5, size=10_000).astype(np.float32)
+    holed = data.copy()
+    holed[:7] = [np.nan, np.inf, -np.inf, np.nan, np.nan, np.inf, np.nan]
+    clean, stats = robust_stats(data[7:]), robust_stats(holed)
+    assert stats["non_finite"] == 7 and clean["non_finite"] == 0
+    assert {k: v for k, v in stats.items() if k != "non_finite"} == {k: v for k, v in clean.items() if k != "non_finite"}
+    with pytest.raises(InputError, match="no finite voxel"):
+        robust_stats(np.full(10, np.nan, np.float32))
