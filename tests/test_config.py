@@ -197,3 +197,10 @@ def test_user_settings_merge_over_the_defaults_key_by_key_and_samples_replace():
     assert merged["detect"]["threshold"] == 4.0 and merged["detect"]["method"] == CONFIG["detect"]["method"]
     assert merged["train"]["soma"] == {**CONFIG["train"]["soma"], "steps": 10}
     assert with_defaults(CONFIG, {}) == CONFIG and CONFIG["detect"]["threshold"] != 4.0  # defaults untouched
+
+
+def test_a_results_folder_under_a_file_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("")
+    with pytest.raises(InputError, match=r"results .*notes.txt/results: .*notes.txt is a file, not a folder"):
+        check_config(_merged({"samples": DEMO, "results": str(tmp_path / "notes.txt" / "results")}))
+    check_config(_merged({"samples": DEMO, "results": str(tmp_path / "new" / "results")}))  # created when needed

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -70,6 +71,7 @@ def check_schema(config: dict[str, Any], schema: dict[str, Any]) -> None:
 
 def check_config(config: dict[str, Any]) -> None:
     """What the schema cannot say, before any job: InputError naming the key."""
+    check_writable("results", config["results"])
     if not config["samples"]:
         raise InputError("samples: none given; name at least one image (samples: {name: path})")
     low, high = config["detect"]["soma_radius_um"]
@@ -85,6 +87,16 @@ def check_config(config: dict[str, Any]) -> None:
 
             if not torch.cuda.is_available():
                 raise InputError(f"{section}.device cuda: this machine has no usable CUDA GPU; use auto or cpu")
+
+
+def check_writable(key: str, folder: str) -> None:
+    """InputError unless ``folder`` is, or can be made, a folder this process may write in."""
+    path = Path(folder).absolute()
+    existing = next(p for p in [path, *path.parents] if p.exists())
+    if not existing.is_dir():
+        raise InputError(f"{key} {folder}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{key} {folder}: no permission to write in {existing}")
 
 
 def check_inputs(samples: dict[str, Any], channel: int | None, roi: dict | None = None, results: str | None = None,

@@ -27,9 +27,11 @@ def damaged(write_image):
 def test_missing_chunks_are_counted_or_refused(damaged):
     path, chunks = damaged
     image = open_image(path)
-    assert image.missing_chunks() == (1, len(chunks))
-    assert make_plan(image, PARAMS).info["missing_chunks"] == 1
-    with pytest.raises(InputError, match=f"1 of {len(chunks)} chunks of the full-resolution array are missing"):
+    key = "/".join(chunks[-1].relative_to(path / "0").parts)
+    assert image.missing_chunks() == (1, len(chunks), [key])
+    plan = make_plan(image, PARAMS)
+    assert plan.info["missing_chunks"] == 1 and plan.info["missing_chunk_keys"] == [key]
+    with pytest.raises(InputError, match=f"1 of {len(chunks)} chunks of the full-resolution array are missing .first: {key}"):
         make_plan(image, PlanParams(**{**PARAMS.__dict__, "missing_chunks": "refuse"}))
 
 

@@ -87,10 +87,21 @@ class OmeImage:
             raise InputError(f"{Path(self.path) / self.levels[level].path}: {_bad_chunk(array, tuple(index))} "
                              f"cannot be read ({type(err).__name__}: {err})") from None
 
-    def missing_chunks(self, level: int = 0) -> tuple[int, int]:
-        """How many chunks of a level are absent from the store (they read as the fill value), and how many it has."""
+    def missing_chunks(self, level: int = 0, name: int = 3) -> tuple[int, int, list[str]]:
+        """Chunks of a level absent from the store (they read as the fill value): how many, of how many, and the
+        keys of the first ``name`` of them."""
         array = self.array(level)
-        return array.nchunks - array.nchunks_initialized, array.nchunks
+        missing = array.nchunks - array.nchunks_initialized
+        keys: list[str] = []
+        if missing:
+            folder = Path(self.path) / self.levels[level].path
+            for coords in itertools.product(*(range(-(-n // c)) for n, c in zip(array.shape, array.chunks))):
+                key = array.metadata.encode_chunk_key(coords)
+                if not (folder / key).exists():
+                    keys.append(key)
+                    if len(keys) == name:
+                        break
+        return missing, array.nchunks, keys
 
 
 def _bad_chunk(array: zarr.Array, index: tuple) -> str:

@@ -65,10 +65,11 @@ def make_plan(image: OmeImage, params: PlanParams, roi: dict | None = None, upda
     exactly the tiles a whole-image run would; those touching the ROI and holding
     tissue are kept. Stitch blocks are those touching the ROI grown by the margin.
     """
-    missing, chunks = image.missing_chunks()
+    missing, chunks, first = image.missing_chunks()
     if missing and params.missing_chunks == "refuse":
         raise InputError(f"{image.path}: {missing} of {chunks} chunks of the full-resolution array are missing "
-                         "(they would read as empty); set plan.missing_chunks: report to run anyway")
+                         f"(first: {', '.join(first)}; they would read as empty); set plan.missing_chunks: report "
+                         "to run anyway")
     halo = um_to_voxels(params.halo_um, image.spacing)
     margin = um_to_voxels(params.margin_um, image.spacing)
     boxes = roi_boxes(roi, image.bounds, image.spacing)
@@ -95,6 +96,7 @@ def make_plan(image: OmeImage, params: PlanParams, roi: dict | None = None, upda
         "affected_boxes": {name: box.as_row("box") for name, box in affected.items()},
         "update": update,
         "missing_chunks": missing,  # absent from the store: read as the fill value (empty)
+        "missing_chunk_keys": first,  # the first few of them
         "stats": intensity_stats(image, params.stats_max_voxels),
         "halo_voxels": list(halo),
         "tiles": len(tiles),

@@ -213,6 +213,7 @@ def run_counts(plan: Plan, cells: pd.DataFrame, morphology: pd.DataFrame) -> dic
         "region_update": plan.update,  # True: only the ROI's cells were (re)processed, over a previous result
         "non_finite_voxels_sampled": int(plan.stats.get("non_finite", 0)),  # NaN/±Inf in the plan's sample; read as background
         "missing_chunks": int(plan.info.get("missing_chunks", 0)),  # absent from the input's store; read as empty
+        "missing_chunk_keys": list(plan.info.get("missing_chunk_keys", [])),  # the first few, where to look
         "cells_processed": int(plan.cells_inside(cells).sum()),
         "cells_detected": len(cells),
         "cells_segmented": len(morphology) - len(empty),
