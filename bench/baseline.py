@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from traice.core.metrics import evaluate_run  # noqa: E402
+from traice.stages.evaluate import evaluate_run  # noqa: E402
 
 
 def main() -> None:

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from traice.config import from_config  # noqa: E402
 from traice.io.multiscale import create_multiscale  # noqa: E402
 from traice.io.tables import write_table  # noqa: E402
-from traice.stages.merge import n_cell_batches  # noqa: E402
+from traice.core.batching import n_cell_batches  # noqa: E402
 from traice.stages.plan import PlanParams, write_plan  # noqa: E402
 from traice.core.schema import CELLS, conform  # noqa: E402
 
@@ -72,7 +72,7 @@ def main() -> None:
     plan = write_plan(image, None, work / "plan", from_config(
         PlanParams, WHOLE_BRAIN["plan"], stitch_chunk=stitch["chunk"], stitch_chunks_per_job=stitch["chunks_per_job"]))
     plan_s = time.time() - t
-    for b in range(plan["tile_batches"]):
+    for b in range(plan.info["tile_batches"]):
         write_table(pd.DataFrame({"z": [], "y": [], "x": [], "score": []}), work / "somas" / f"batch_{b}.parquet")
     rng = np.random.default_rng(0)
     vox = np.sort(rng.integers(0, np.asarray(args.shape), size=(args.cells, 3)), axis=0)
@@ -101,7 +101,7 @@ def main() -> None:
     rows = [
         ("image voxels", f"{voxels:.3g}"),
         ("cells", f"{args.cells}"),
-        ("tiles (with tissue)", f"{plan['tiles']}"),
+        ("tiles (with tissue)", f"{plan.info['tiles']}"),
         ("plan step (s)", f"{plan_s:.1f}"),
         ("detect jobs", str(counts.get("detect", 0))),
         ("segment jobs", str(counts.get("segment", 0))),

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from traice.stages.detect import DetectParams, detect_classical, detect_traice, load_detector  # noqa: E402
 from traice.core.metrics import match_points  # noqa: E402
-from traice.stages.plan import robust_stats  # noqa: E402
+from traice.core.intensity import robust_stats  # noqa: E402
 from traice.synth import SynthParams, render_swc, synthesize  # noqa: E402
 from traice.synth.traces import field_split, trace_fields  # noqa: E402
 

@@ -38,10 +38,13 @@ from traice.core.geometry import Box  # noqa: E402
 from traice.nn.device import pick_device  # noqa: E402
 from traice.io.ome import ArrayImage  # noqa: E402
 from traice.core.metrics import cldice, per_cell_dice  # noqa: E402
-from traice.nn.prompted import load_prompted  # noqa: E402
-from traice.stages.plan import robust_stats  # noqa: E402
-from traice.stages.segment import SegmentParams, segment_cell, segment_traice, write_masks  # noqa: E402
-from traice.stages.stitch import collect_index, compose  # noqa: E402
+from traice.io.claims import collect_index, write_masks  # noqa: E402
+from traice.nn.checkpoints import load_prompted  # noqa: E402
+from traice.core.intensity import robust_stats  # noqa: E402
+from traice.stages.segment import SegmentParams  # noqa: E402
+from traice.stages.segment.classical import segment_cell  # noqa: E402
+from traice.stages.segment.network import segment_traice  # noqa: E402
+from traice.stages.stitch import compose  # noqa: E402
 from traice.weights import shipped_weights  # noqa: E402
 
 DENSE_UM = 30.0

@@ -22,7 +22,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from traice.core.metrics import evaluate_run  # noqa: E402
+from traice.stages.evaluate import evaluate_run  # noqa: E402
 from traice.synth import write_synthetic  # noqa: E402
 from traice.synth.traces import field_split, read_field, render_traces, trace_fields  # noqa: E402
 

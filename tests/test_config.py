@@ -155,13 +155,16 @@ def test_bad_settings_are_refused_naming_the_key(config, message):
 
 
 
-@pytest.mark.parametrize("section", ["detect", "segment", "train"])
+@pytest.mark.parametrize("section", ["detect", "segment"])
 def test_a_gpu_that_is_not_there_is_refused(section, monkeypatch):
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    config = _merged({"samples": DEMO, section: {"device": "cuda"}})
     with pytest.raises(InputError, match=f"{section}.device cuda: this machine has no usable CUDA GPU"):
-        check_config(_merged({"samples": DEMO, section: {"device": "cuda"}}))
+        check_config(config)
+    check_config(config, jobs_run_here=False)  # on a cluster the GPU is on the job's node, checked there
+    check_config(_merged({"samples": DEMO, "train": {"device": "cuda"}}))  # training is not part of a run
 
 
 def test_inputs_and_results_never_overlap(tmp_path, write_image):
@@ -204,3 +207,12 @@ def test_a_results_folder_under_a_file_is_refused(tmp_path):
     with pytest.raises(InputError, match=r"results .*notes.txt/results: .*notes.txt is a file, not a folder"):
         check_config(_merged({"samples": DEMO, "results": str(tmp_path / "notes.txt" / "results")}))
     check_config(_merged({"samples": DEMO, "results": str(tmp_path / "new" / "results")}))  # created when needed
+
+
+def test_a_region_must_lie_in_some_image_not_in_each(write_image):
+    small = write_image(np.zeros((8, 64, 64), np.uint16), spacing=(1.0, 1.0, 1.0), name="small.ome.zarr")
+    large = write_image(np.zeros((8, 256, 256), np.uint16), spacing=(1.0, 1.0, 1.0), name="large.ome.zarr")
+    far = {"far": {"start_um": [0, 100, 100], "stop_um": [8, 200, 200]}}
+    check_inputs({"s": str(small), "l": str(large)}, None, regions=far)  # in the large image only: fine
+    with pytest.raises(InputError, match="sample 's': regions 'far' .* does not overlap the image"):
+        check_inputs({"s": str(small)}, None, regions=far)

@@ -69,8 +69,12 @@ def check_schema(config: dict[str, Any], schema: dict[str, Any]) -> None:
         raise InputError(f"{key}: {error.message}")
 
 
-def check_config(config: dict[str, Any]) -> None:
-    """What the schema cannot say, before any job: InputError naming the key."""
+def check_config(config: dict[str, Any], jobs_run_here: bool = True) -> None:
+    """What the schema cannot say, before any job: InputError naming the key.
+
+    ``jobs_run_here``: the jobs run on this machine (not on cluster nodes), so a
+    GPU asked for must be here; on a cluster the job itself checks (``pick_device``).
+    """
     check_writable("results", config["results"])
     if not config["samples"]:
         raise InputError("samples: none given; name at least one image (samples: {name: path})")
@@ -81,7 +85,7 @@ def check_config(config: dict[str, Any]) -> None:
         check_ordered(f"roi '{name}'", box)
     for name, box in (config.get("regions") or {}).items():
         check_ordered(f"regions '{name}'", box)
-    for section in ("detect", "segment", "train"):
+    for section in ("detect", "segment") if jobs_run_here else ():
         if (config.get(section) or {}).get("device") == "cuda":
             import torch  # only when a GPU is asked for
 
@@ -103,11 +107,14 @@ def check_inputs(samples: dict[str, Any], channel: int | None, roi: dict | None 
                  regions: dict | None = None) -> None:
     """Open every real input image once, before any job; raise InputError naming the sample.
 
-    The ROI and the regions must lie in each image, and inputs and results must
-    not overlap: traice never writes to, moves or deletes its inputs, so an
-    input inside ``results`` (or ``results`` inside an input) is refused.
+    The ROI must lie in each image, each region in at least one (samples may
+    differ in size), and inputs and results must not overlap: traice never
+    writes to, moves or deletes its inputs, so an input inside ``results`` (or
+    ``results`` inside an input) is refused.
     """
     out = Path(results).resolve() if results is not None else None
+    outside: dict[str, list[str]] = {name: [] for name in (regions or {})}  # region -> samples it misses
+    real = [name for name, spec in samples.items() if not is_synthetic(spec)]
     for name, spec in samples.items():
         if is_synthetic(spec):
             continue
@@ -124,9 +131,16 @@ def check_inputs(samples: dict[str, Any], channel: int | None, roi: dict | None 
                 raise InputError(f"voxel size {image.spacing} µm (z, y, x) is more than {MAX_ANISOTROPY:g} times "
                                  "longer on one axis than on another; the models cannot use such voxels")
             roi_boxes(roi, image.bounds, image.spacing)
-            roi_boxes(regions, image.bounds, image.spacing, key="regions")
+            for region, box in (regions or {}).items():
+                try:
+                    roi_boxes({region: box}, image.bounds, image.spacing, key="regions")
+                except InputError as err:
+                    outside[region].append(f"sample '{name}': {err}")
         except InputError as err:
             raise InputError(f"sample '{name}': {err}") from None
+    for region, misses in outside.items():
+        if real and len(misses) == len(real):
+            raise InputError(misses[0])
 
 
 def check_models(config: dict[str, Any]) -> None:

@@ -27,3 +27,12 @@ def test_lock_is_taken_released_and_taken_over_after_a_kill(tmp_path):
     path.write_text('{"host": "another-node", "pid": 1, "cwd": "/x", "started": "then"}')
     with pytest.raises(InputError, match="in use by another traice run .*another-node"):
         acquire(folder)
+
+
+def test_lock_file_appears_whole_and_a_live_takeover_is_given_back(tmp_path):
+    """No half-written lock is ever visible, and no temporary files are left beside it."""
+    folder = tmp_path / "r"
+    path = acquire(folder)
+    holder = path.read_text()
+    assert '"pid"' in holder and sorted(p.name for p in folder.iterdir()) == [path.name]
+    release(folder)

@@ -1,4 +1,4 @@
-"""Basics every layer uses: numpy and scipy only, nothing else of traice.
+"""Basics every layer uses: numpy, scipy, pandas and scikit-image; nothing else of traice.
 
 Geometry (boxes, tiles), intensity statistics and normalisation, masks around a
 soma, windows, batching, regions of interest, the tissue mask, the output

@@ -89,7 +89,13 @@ class OmeImage:
 
     def missing_chunks(self, level: int = 0, name: int = 3) -> tuple[int, int, list[str]]:
         """Chunks of a level absent from the store (they read as the fill value): how many, of how many, and the
-        keys of the first ``name`` of them."""
+        keys of the first ``name`` of them.
+
+        Absent is not always damaged: zarr writers may leave out chunks that
+        hold only the fill value. The count covers every channel of the array;
+        it lists the store, which for a whole brain on a slow file system takes
+        a while. (Sharded arrays: the keys name shards.)
+        """
         array = self.array(level)
         missing = array.nchunks - array.nchunks_initialized
         keys: list[str] = []

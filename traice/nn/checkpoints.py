@@ -50,7 +50,9 @@ def save_model(model: nn.Module, config: dict, path: str | Path, meta: dict | No
     config is checked against the model's weights before writing: a network
     built from it on the meta device must have the same parameter names and shapes.
     """
-    kind = next(k for k, network in KINDS.items() if type(model) is network)
+    kind = next((k for k, network in KINDS.items() if type(model) is network), "unknown")
+    if kind == "unknown":
+        raise TypeError(f"cannot save a {type(model).__name__}: checkpoints hold {[n.__name__ for n in KINDS.values()]}")
     network = KINDS[kind]
     _check_plain(config, "config")
     _check_plain(meta, "meta")

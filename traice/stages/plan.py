@@ -35,7 +35,7 @@ class PlanParams:
     stitch_chunks_per_job: tuple[int, int, int] = (1, 2, 2)
     margin_um: float = 40.0                             # how far a cell's mask reaches from its soma (segment radius)
     stats_max_voxels: int = 8_000_000
-    missing_chunks: str = "report"                      # chunks absent from the input's store: report | refuse
+    missing_chunks: str = "report"                      # chunks absent from the input's store: report | refuse | ignore
 
 
 def intensity_stats(image: OmeImage, max_voxels: int = 16_000_000, block: Sequence[int] = (32, 256, 256)) -> dict[str, float]:
@@ -65,11 +65,11 @@ def make_plan(image: OmeImage, params: PlanParams, roi: dict | None = None, upda
     exactly the tiles a whole-image run would; those touching the ROI and holding
     tissue are kept. Stitch blocks are those touching the ROI grown by the margin.
     """
-    missing, chunks, first = image.missing_chunks()
+    missing, chunks, first = image.missing_chunks() if params.missing_chunks != "ignore" else (0, 0, [])
     if missing and params.missing_chunks == "refuse":
         raise InputError(f"{image.path}: {missing} of {chunks} chunks of the full-resolution array are missing "
                          f"(first: {', '.join(first)}; they would read as empty); set plan.missing_chunks: report "
-                         "to run anyway")
+                         "to run anyway (zarr leaves out chunks that hold only the fill value)")
     halo = um_to_voxels(params.halo_um, image.spacing)
     margin = um_to_voxels(params.margin_um, image.spacing)
     boxes = roi_boxes(roi, image.bounds, image.spacing)
@@ -111,8 +111,8 @@ def make_plan(image: OmeImage, params: PlanParams, roi: dict | None = None, upda
 
 
 def write_plan(image_path: str | Path, channel: int | None, out_dir: str | Path, params: PlanParams,
-               roi: dict | None = None, sample_dir: str | Path | None = None) -> dict:
-    """Plan ``image_path`` and write ``plan.json`` and ``tiles.parquet`` into ``out_dir``.
+               roi: dict | None = None, sample_dir: str | Path | None = None) -> Plan:
+    """Plan ``image_path`` and write the plan's files into ``out_dir`` (:meth:`traice.io.plan.Plan.write`).
 
     With ``sample_dir``, a previous result there is set aside for a region update
     first (see :func:`traice.stages.update.prepare_base`).

@@ -30,7 +30,7 @@ config.update(_merged)
 try:
     check_schema(config, yaml.safe_load(open(workflow.source_path("../schemas/config.schema.yaml"))))
     validate(config, workflow.source_path("../schemas/config.schema.yaml"))  # fills the schema's defaults
-    check_config(config)
+    check_config(config, jobs_run_here=workflow.local_exec and workflow.is_main_process)
     check_inputs(config["samples"], config["channel"], config["roi"], config["results"], config["regions"])
     check_models(config)
 except InputError as err:
