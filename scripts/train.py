@@ -1,6 +1,7 @@
 """Snakemake script: train a model (resumes from the checkpoint beside the outputs)."""
 from pathlib import Path
 
+from traice.config import from_config
 from traice.io.joblog import log_to
 from traice.training.loop import train
 from traice.training.recipes import TrainConfig, training_sources
@@ -10,5 +11,5 @@ task = snakemake.rule.removeprefix("train_")
 t = {k: v for k, v in snakemake.params.train.items() if k not in ("soma", "branch")}
 t.update(snakemake.params.train[task])  # the task's own settings (window, steps, ...)
 sources = training_sources(t.pop("traces"), t.pop("synthetic"), t.pop("seeds_per_field"), folds=t.pop("folds"), fold=t.pop("fold"))
-cfg = TrainConfig(task=task, **{k: tuple(v) if isinstance(v, list) else v for k, v in t.items()})
+cfg = from_config(TrainConfig, t, task=task)
 train(cfg, sources, Path(snakemake.output.model).parent)
