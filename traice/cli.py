@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from traice import __version__
 from traice.core.errors import InputError
 from traice.io.ome import open_image
 
@@ -102,6 +103,7 @@ def parser() -> argparse.ArgumentParser:
     synth, train = SynthParams(), TrainConfig()
     sources = {k: v.default for k, v in inspect.signature(training_sources).parameters.items()}
     parser = argparse.ArgumentParser(prog="traice", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"traice {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", help="write a synthetic microglia field with ground truth")

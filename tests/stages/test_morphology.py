@@ -167,3 +167,15 @@ def test_swc_total_length_matches_neurom(tmp_path):
     m = neurom.load_morphology(tmp_path / "c.swc")
     theirs = neurom.get("total_length", m)
     assert theirs == pytest.approx(metrics["total_length_um"], rel=0.1)
+
+
+def test_cells_without_processes_have_a_zero_sholl_profile():
+    """A lone voxel (no skeleton) and a small blob (a skeleton inside the first shell) get zero rows, not none."""
+    dot = np.zeros((5, 11, 11), bool)
+    dot[2, 5, 5] = True
+    blob = _ball((11, 21, 21), (5, 10, 10), 2.0, ISO)
+    for mask, centre in [(dot, (2, 5, 5)), (blob, (5, 10, 10))]:
+        metrics, skel, sholl = measure(mask, ISO, centre)
+        assert sholl["radius_um"].tolist() == [5.0] and sholl["intersections"].tolist() == [0]
+        assert metrics["sholl_max_intersections"] == 0 and metrics["sholl_max_radius_um"] == 0.0
+    assert measure(dot, ISO, (2, 5, 5))[1] is None

@@ -36,3 +36,15 @@ def test_tube_mask_straight_segment_length():
     volume = mask.sum() * np.prod(spacing)
     assert 0.8 * np.pi * 20 < volume < 1.5 * np.pi * 22
     assert mask[5, 10, 4:45].all()
+
+
+def test_written_field_is_valid_ngff_with_its_labels(tmp_path):
+    import zarr
+    from ome_zarr_models.v05 import Image
+
+    from traice.synth import write_synthetic
+
+    write_synthetic(synthesize(SynthParams(shape=(16, 128, 128), cells=2, seed=1)), tmp_path / "f.ome.zarr")
+    Image.from_zarr(zarr.open_group(str(tmp_path / "f.ome.zarr"), mode="r"))  # validates the labels group too
+    labels = zarr.open_group(str(tmp_path / "f.ome.zarr" / "labels"), mode="r").attrs["ome"]
+    assert labels["version"] == "0.5" and labels["labels"] == ["cells", "somas"]

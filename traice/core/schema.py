@@ -37,7 +37,7 @@ MORPHOLOGY = {
     "max_branch_order": ("int64", "", "highest centrifugal branch order from the soma (1 = primary)"),
     "mean_tortuosity": ("float64", "", "mean of branch path length / straight-line length"),
     "sholl_max_intersections": ("int64", "", "maximum of the Sholl profile (5 µm shells)"),
-    "sholl_max_radius_um": ("float64", "µm", "shell radius of that maximum"),
+    "sholl_max_radius_um": ("float64", "µm", "shell radius of that maximum (0 when no shell is crossed)"),
     "sholl_auc": ("float64", "µm", "area under the Sholl profile (sum of intersections × 5 µm)"),
     "status": ("string", "", "'ok', or why the cell has no mask"),
 }

@@ -149,4 +149,4 @@ def add_labels(image_path: str | Path, name: str, data: np.ndarray, spacing: Seq
     labels = zarr.open_group(str(Path(image_path) / "labels"), mode="a", zarr_format=3)
     write_multiscale(Path(image_path) / "labels" / name, data, spacing, label=True, name=name)
     existing = dict(labels.attrs).get("ome", {}).get("labels", [])
-    add_metadata(labels, {"labels": sorted(set(existing) | {name})}, fmt=FormatV05())
+    labels.attrs["ome"] = {"version": FormatV05().version, "labels": sorted(set(existing) | {name})}

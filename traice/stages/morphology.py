@@ -25,7 +25,7 @@ from skan import Skeleton, summarize
 from skimage.morphology import skeletonize
 from tqdm import tqdm
 
-from traice.core.geometry import Box
+from traice.core.geometry import Box, distance_um
 from traice.core.masks import ellipsoid_footprint, soma_component
 from traice.io.swc import SWC_COLUMNS, SWC_TYPE_PROCESS, SWC_TYPE_SOMA, write_swc
 from traice.io.tables import atomic_dir, write_table
@@ -105,6 +105,11 @@ def _branch_orders(branches: pd.DataFrame, root: int) -> np.ndarray:
     return order
 
 
+def sholl_shells(reach_um: float, step_um: float = SHOLL_STEP_UM) -> np.ndarray:
+    """Shell radii every ``step_um`` out to ``reach_um`` (µm from the soma centre); at least the first shell."""
+    return np.arange(1, max(int(np.floor(reach_um / step_um)), 1) + 1) * step_um
+
+
 def sholl_profile(skel: Skeleton, soma_um: np.ndarray, step_um: float = SHOLL_STEP_UM) -> tuple[np.ndarray, np.ndarray]:
     """Radii (µm) of shells every ``step_um`` and the skeleton crossings of each shell."""
     coords = np.asarray(skel.coordinates) * np.asarray(skel.spacing)
@@ -113,7 +118,7 @@ def sholl_profile(skel: Skeleton, soma_um: np.ndarray, step_um: float = SHOLL_ST
     keep = graph.row < graph.col
     lo = np.minimum(dist[graph.row[keep]], dist[graph.col[keep]])
     hi = np.maximum(dist[graph.row[keep]], dist[graph.col[keep]])
-    radii = np.arange(1, int(np.floor(dist.max() / step_um)) + 1) * step_um
+    radii = sholl_shells(float(dist.max()), step_um)
     counts = np.array([np.count_nonzero((lo < r) & (hi >= r)) for r in radii], dtype=int)
     return radii, counts
 
@@ -137,10 +142,11 @@ def measure(mask: np.ndarray, spacing: Sequence[float], soma: Sequence[float] | 
         territory_volume_um3=territory,
         ramification_index=territory / cell_volume if cell_volume else 0.0,
     )
-    empty_sholl = pd.DataFrame({"radius_um": [], "intersections": []})
     skel_img = skeletonize(mask) > 0
-    if skel_img.sum() < 2:
-        return metrics, None, empty_sholl
+    if skel_img.sum() < 2:  # no process to follow: the Sholl profile is zero out to the mask's reach
+        reach = float(distance_um(mask.shape, soma, sp)[mask].max()) if mask.any() else 0.0
+        radii = sholl_shells(reach)
+        return metrics, None, pd.DataFrame({"radius_um": radii, "intersections": np.zeros(len(radii), int)})
     skel = Skeleton(skel_img, spacing=sp)
     branches = summarize(skel, separator="_")
     degrees = np.asarray(skel.degrees)
@@ -160,7 +166,7 @@ def measure(mask: np.ndarray, spacing: Sequence[float], soma: Sequence[float] | 
     ends = np.unique(branches[["node_id_src", "node_id_dst"]].to_numpy())
     root = int(node_key[ends[np.argmin(np.linalg.norm(coords[ends] * np.asarray(sp) - soma_um, axis=1))]])
     radii, counts = sholl_profile(skel, soma_um)
-    best = int(np.argmax(counts)) if len(counts) else 0
+    best = int(np.argmax(counts))
     metrics.update(
         total_length_um=total_length,
         n_branches=int(len(branches)),
@@ -170,8 +176,8 @@ def measure(mask: np.ndarray, spacing: Sequence[float], soma: Sequence[float] | 
         max_branch_length_um=float(lengths.max()),
         max_branch_order=int(_branch_orders(branches, root).max()),
         mean_tortuosity=float(np.mean(lengths[straight > 0] / straight[straight > 0])) if (straight > 0).any() else 0.0,
-        sholl_max_intersections=int(counts[best]) if len(counts) else 0,
-        sholl_max_radius_um=float(radii[best]) if len(counts) else 0.0,
+        sholl_max_intersections=int(counts[best]),
+        sholl_max_radius_um=float(radii[best]) if counts[best] else 0.0,
         sholl_auc=float(counts.sum() * SHOLL_STEP_UM),
     )
     return metrics, skel, pd.DataFrame({"radius_um": radii, "intersections": counts})
