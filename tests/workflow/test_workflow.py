@@ -78,7 +78,8 @@ def test_swc_load_in_neurom_with_our_length(small_run):
     for cid, row in branched.iterrows():
         m = neurom.load_morphology(small_run / "swc" / f"{cid}.swc")
         theirs = neurom.get("total_length", m)
-        assert theirs == pytest.approx(row["total_length_um"], rel=0.1), cid
+        assert theirs == pytest.approx(row["total_length_um"], rel=0.01), cid
+        assert len(m.neurites) == row["n_primary_processes"], cid
 
 
 def test_labels_open_with_ome_zarr_reader(small_run):

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from traice.core.geometry import Box, distance_um
 from traice.core.masks import ellipsoid_footprint, soma_component
+from traice.core.tree import SOMA, ProcessTree, process_tree
 from traice.io.swc import SWC_COLUMNS, SWC_TYPE_PROCESS, SWC_TYPE_SOMA, write_swc
 from traice.io.tables import atomic_dir, write_table
 from traice.core.schema import MORPHOLOGY, SHOLL, conform
@@ -123,11 +124,14 @@ def sholl_profile(skel: Skeleton, soma_um: np.ndarray, step_um: float = SHOLL_ST
     return radii, counts
 
 
-def measure(mask: np.ndarray, spacing: Sequence[float], soma: Sequence[float] | None = None) -> tuple[dict, Skeleton | None, pd.DataFrame]:
+def measure(mask: np.ndarray, spacing: Sequence[float],
+            soma: Sequence[float] | None = None) -> tuple[dict, ProcessTree | None, pd.DataFrame]:
     """Metrics of one cell mask (z, y, x bool) whose soma centre is voxel ``soma`` (default: mask centroid).
 
-    Returns the metrics dictionary, the skan skeleton (None when the skeleton is
-    a single voxel or empty) and the Sholl profile (radius_um, intersections).
+    Returns the metrics dictionary, the skeleton as a tree hanging from the soma
+    (:func:`traice.core.tree.process_tree`; None when the skeleton is a single
+    voxel or empty) and the Sholl profile (radius_um, intersections). Lengths
+    of processes count from where they leave the soma, as NeuroM counts them.
     """
     sp = tuple(float(s) for s in spacing)
     soma = np.asarray(ndimage.center_of_mass(mask) if soma is None else soma, dtype=float)
@@ -136,8 +140,9 @@ def measure(mask: np.ndarray, spacing: Sequence[float], soma: Sequence[float] | 
     cell_volume = float(mask.sum() * voxel)
     territory = territory_volume(mask, sp)
     metrics = dict.fromkeys(METRIC_COLUMNS, 0.0)
+    soma_region = soma_mask(mask, soma, sp)
     metrics.update(
-        soma_volume_um3=float(soma_mask(mask, soma, sp).sum() * voxel),
+        soma_volume_um3=float(soma_region.sum() * voxel),
         cell_volume_um3=cell_volume,
         territory_volume_um3=territory,
         ramification_index=territory / cell_volume if cell_volume else 0.0,
@@ -148,12 +153,13 @@ def measure(mask: np.ndarray, spacing: Sequence[float], soma: Sequence[float] | 
         radii = sholl_shells(reach)
         return metrics, None, pd.DataFrame({"radius_um": radii, "intersections": np.zeros(len(radii), int)})
     skel = Skeleton(skel_img, spacing=sp)
+    tree = process_tree(skel.coordinates, skel.graph, soma_region[tuple(np.asarray(skel.coordinates).astype(int).T)],
+                        soma, sp)
     branches = summarize(skel, separator="_")
     degrees = np.asarray(skel.degrees)
     coords = np.asarray(skel.coordinates).astype(int)
     junction_img = np.zeros(mask.shape, bool)
     junction_img[tuple(coords[degrees >= 3].T)] = True
-    total_length = float(branches["branch_distance"].sum())
     clusters, _ = ndimage.label(junction_img, structure=np.ones((3, 3, 3)))
     node_key = _merge_junctions(branches, np.where(clusters[tuple(coords.T)] > 0, -clusters[tuple(coords.T)], np.arange(len(coords))))
     n_junctions = len(np.unique(node_key[node_key < 0]))
@@ -168,7 +174,8 @@ def measure(mask: np.ndarray, spacing: Sequence[float], soma: Sequence[float] | 
     radii, counts = sholl_profile(skel, soma_um)
     best = int(np.argmax(counts))
     metrics.update(
-        total_length_um=total_length,
+        total_length_um=tree.length_um(),
+        n_primary_processes=tree.n_primary,
         n_branches=int(len(branches)),
         n_branch_points=int(n_junctions),
         n_endpoints=int((degrees == 1).sum()),
@@ -180,38 +187,32 @@ def measure(mask: np.ndarray, spacing: Sequence[float], soma: Sequence[float] | 
         sholl_max_radius_um=float(radii[best]) if counts[best] else 0.0,
         sholl_auc=float(counts.sum() * SHOLL_STEP_UM),
     )
-    return metrics, skel, pd.DataFrame({"radius_um": radii, "intersections": counts})
+    return metrics, tree, pd.DataFrame({"radius_um": radii, "intersections": counts})
 
 
-def swc_table(mask: np.ndarray, skel: Skeleton | None, soma: Sequence[float], spacing: Sequence[float], origin_um: Sequence[float]) -> pd.DataFrame:
-    """SWC rows (id, type, x, y, z, radius, parent) in µm; node 1 is the soma, the root.
+def swc_table(mask: np.ndarray, tree: ProcessTree | None, soma: Sequence[float], spacing: Sequence[float],
+              origin_um: Sequence[float]) -> pd.DataFrame:
+    """SWC rows (id, type, x, y, z, radius, parent) in µm of :func:`measure`'s tree.
 
-    Skeleton nodes are visited breadth-first from the node nearest the soma, so
-    the result is one tree (the mask is expected to be one connected piece).
+    Node 1 is the soma (type 1, the root; radius: distance from its centre to
+    the mask's edge); skeleton nodes inside it are folded into it; every
+    primary process is its own child of the soma (:mod:`traice.core.tree`).
+    Process nodes (type 3) have the distance-transform radius.
     """
     sp = np.asarray(spacing, dtype=float)
     edt = ndimage.distance_transform_edt(mask, sampling=sp)
     soma = np.asarray(soma, dtype=float)
     soma_vox = tuple(np.clip(np.rint(soma).astype(int), 0, np.asarray(mask.shape) - 1))
     rows = [(1, SWC_TYPE_SOMA, *(soma * sp + origin_um)[::-1], float(max(edt[soma_vox], sp.min())), -1)]
-    if skel is None:
+    if tree is None:
         return pd.DataFrame(rows, columns=SWC_COLUMNS)
-    coords = np.asarray(skel.coordinates)
-    graph = skel.graph.tocsr()
-    ids = np.zeros(len(coords), int)
-    start = int(np.argmin(np.linalg.norm((coords - soma) * sp, axis=1)))
-    queue = deque([(start, 1)])
-    ids[start] = -1  # queued
-    while queue:
-        node, parent = queue.popleft()
+    ids = np.zeros(len(tree.coords), int)
+    for node in tree.order:
         ids[node] = len(rows) + 1
-        pos = coords[node] * sp + origin_um
-        radius = float(max(edt[tuple(coords[node].astype(int))], sp.min() / 2))
-        rows.append((ids[node], SWC_TYPE_PROCESS, pos[2], pos[1], pos[0], radius, parent))
-        for nb in graph.indices[graph.indptr[node]:graph.indptr[node + 1]]:
-            if ids[nb] == 0:
-                ids[nb] = -1
-                queue.append((nb, ids[node]))
+        pos = tree.coords[node] * sp + origin_um
+        radius = float(max(edt[tuple(tree.coords[node].astype(int))], sp.min() / 2))
+        up = tree.parent[node]
+        rows.append((ids[node], SWC_TYPE_PROCESS, pos[2], pos[1], pos[0], radius, 1 if up == SOMA else ids[up]))
     return pd.DataFrame(rows, columns=SWC_COLUMNS)
 
 
@@ -226,8 +227,8 @@ def measure_cell(labels: zarr.Array, cell, box: Box, spacing: Sequence[float]) -
     start = np.asarray(box.start) + np.asarray(tight.start)
     soma = np.array([cell[a] for a in "zyx"], dtype=float) - start
     mask = soma_component(mask[tight.slices], soma)
-    metrics, skel, sholl = measure(mask, spacing, soma)
-    swc = swc_table(mask, skel, soma, spacing, start * np.asarray(spacing))
+    metrics, tree, sholl = measure(mask, spacing, soma)
+    swc = swc_table(mask, tree, soma, spacing, start * np.asarray(spacing))
     return metrics, swc, sholl.assign(cell_id=cid)[SHOLL_COLUMNS]
 
 
