@@ -184,3 +184,27 @@ def test_cells_without_processes_have_a_zero_sholl_profile():
         assert sholl["radius_um"].tolist() == [5.0] and sholl["intersections"].tolist() == [0]
         assert metrics["sholl_max_intersections"] == 0 and metrics["sholl_max_radius_um"] == 0.0
     assert measure(dot, ISO, (2, 5, 5))[1] is None
+
+
+def test_quality_flags_of_a_cut_cell_a_blob_and_a_cell_in_pieces():
+    import pandas as pd
+    import zarr
+
+    from traice.core.geometry import Box
+    from traice.stages.morphology import border_faces, measure_cell
+
+    labels = np.zeros((20, 80, 80), np.uint32)
+    labels[_ball((20, 80, 80), (10, 40, 20), 4.0, ISO)] = 1     # cell 1: soma and a process out to x = 0
+    labels[10, 40, 0:20] = 1
+    labels[10, 60, 60:70] = 1                                  # ... and a loose piece
+    labels[_ball((20, 80, 80), (10, 15, 60), 3.0, ISO)] = 2     # cell 2: a process-free blob
+    store = zarr.create_array(zarr.storage.MemoryStore(), shape=labels.shape, dtype=np.uint32, chunks=(20, 80, 80))
+    store[...] = labels
+    box = Box.from_shape(labels.shape)
+    one, _, _ = measure_cell(store, pd.Series({"cell_id": 1, "z": 10, "y": 40, "x": 20}), box, ISO)
+    two, _, _ = measure_cell(store, pd.Series({"cell_id": 2, "z": 10, "y": 15, "x": 60}), box, ISO)
+    assert one["border_faces"] == "x0" and one["n_components"] == 2 and one["has_processes"]
+    assert two["border_faces"] == "" and two["n_components"] == 1 and not two["has_processes"]
+    corner = np.zeros((3, 3, 3), bool)
+    corner[2, 0, 2] = True
+    assert border_faces(corner, (7, 0, 5), (10, 10, 10)) == "y0 z1"

@@ -40,6 +40,9 @@ MORPHOLOGY = {
     "sholl_max_intersections": ("int64", "", "maximum of the Sholl profile (5 µm shells)"),
     "sholl_max_radius_um": ("float64", "µm", "shell radius of that maximum (0 when no shell is crossed)"),
     "sholl_auc": ("float64", "µm", "area under the Sholl profile (sum of intersections × 5 µm)"),
+    "border_faces": ("string", "", "faces of the volume the cell touches ('z0 y1 ...'; '' none): its arbor may be cut"),
+    "has_processes": ("bool", "", "at least 5 µm of process beyond the soma (False: likely a macrophage or lipofuscin)"),
+    "n_components": ("int64", "", "separate pieces of the cell's label (morphology measures the piece at the soma)"),
     "status": ("string", "", "'ok', or why the cell has no mask"),
 }
 

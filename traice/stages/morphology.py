@@ -26,14 +26,17 @@ from skimage.morphology import skeletonize
 from tqdm import tqdm
 
 from traice.core.geometry import Box, distance_um
-from traice.core.masks import ellipsoid_footprint, soma_component
+from traice.core.masks import FULL_CONNECTIVITY, ellipsoid_footprint, soma_component
 from traice.core.tree import SOMA, ProcessTree, process_tree
 from traice.io.swc import SWC_COLUMNS, SWC_TYPE_PROCESS, SWC_TYPE_SOMA, write_swc
 from traice.io.tables import atomic_dir, write_table
 from traice.core.schema import MORPHOLOGY, SHOLL, conform
 from traice.io.plan import Plan
 
-METRIC_COLUMNS = [c for c in MORPHOLOGY if c not in ("cell_id", "z_um", "y_um", "x_um", "status")]
+QUALITY_COLUMNS = ["border_faces", "has_processes", "n_components"]
+METRIC_COLUMNS = [c for c in MORPHOLOGY if c not in ("cell_id", "z_um", "y_um", "x_um", "status", *QUALITY_COLUMNS)]
+NO_MASK_QUALITY = {"border_faces": "", "has_processes": False, "n_components": 0}
+PROCESS_MIN_UM = 5.0     # less process than this beyond the soma: a cell without processes
 SHOLL_COLUMNS = list(SHOLL)
 SHOLL_STEP_UM = 5.0
 SOMA_OPENING_UM = 2.0   # processes thinner than this radius are not soma
@@ -222,6 +225,7 @@ def measure_cell(labels: zarr.Array, cell, box: Box, spacing: Sequence[float]) -
     mask = np.asarray(labels[box.slices]) == cid
     if not mask.any():
         return {}, None, pd.DataFrame(columns=SHOLL_COLUMNS)
+    pieces = ndimage.label(mask, structure=FULL_CONNECTIVITY)[1]
     found = ndimage.find_objects(mask.astype(np.uint8))[0]
     tight = Box(tuple(s.start for s in found), tuple(s.stop for s in found)).grow((1, 1, 1)).intersect(Box.from_shape(mask.shape))
     start = np.asarray(box.start) + np.asarray(tight.start)
@@ -229,7 +233,18 @@ def measure_cell(labels: zarr.Array, cell, box: Box, spacing: Sequence[float]) -
     mask = soma_component(mask[tight.slices], soma)
     metrics, tree, sholl = measure(mask, spacing, soma)
     swc = swc_table(mask, tree, soma, spacing, start * np.asarray(spacing))
+    metrics.update(border_faces=border_faces(mask, start, labels.shape), n_components=pieces,
+                   has_processes=bool(metrics["total_length_um"] >= PROCESS_MIN_UM))
     return metrics, swc, sholl.assign(cell_id=cid)[SHOLL_COLUMNS]
+
+
+def border_faces(mask: np.ndarray, start: Sequence[int], shape: Sequence[int]) -> str:
+    """The faces of the volume (``shape``) that a mask placed at ``start`` touches: 'z0 y1 ...', '' for none."""
+    found = ndimage.find_objects(mask.astype(np.uint8))[0]
+    lo = [a + s.start for a, s in zip(start, found)]
+    hi = [a + s.stop for a, s in zip(start, found)]
+    return " ".join([f"{ax}0" for ax, v in zip("zyx", lo) if v == 0] +
+                    [f"{ax}1" for ax, v, n in zip("zyx", hi, shape) if v == n])
 
 
 def morphology_batch(
@@ -255,7 +270,8 @@ def morphology_batch(
             metrics, swc, sholl = measure_cell(labels, cell, Box.from_row(index.loc[cid], "box"), spacing)
             if swc is None:
                 reason = index.loc[cid, "status"]
-                rows.append({**row, **dict.fromkeys(METRIC_COLUMNS, 0), "status": reason if reason != "ok" else "lost to neighbours in stitching"})
+                rows.append({**row, **dict.fromkeys(METRIC_COLUMNS, 0), **NO_MASK_QUALITY,
+                             "status": reason if reason != "ok" else "lost to neighbours in stitching"})
                 continue
             write_swc(swc, tmp / "swc" / f"{cid}.swc", cid)
             rows.append({**row, **metrics, "status": "ok"})

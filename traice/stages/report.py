@@ -205,6 +205,7 @@ def run_counts(plan: Plan, cells: pd.DataFrame, morphology: pd.DataFrame) -> dic
     region update ``cells_processed`` is the part this run detected and segmented.
     """
     empty = morphology[morphology["status"] != "ok"]
+    ok = morphology[morphology["status"] == "ok"]
     return {
         "tiles": plan.info["tiles"],
         "tiles_without_tissue": plan.info["tiles_without_tissue"],
@@ -218,6 +219,10 @@ def run_counts(plan: Plan, cells: pd.DataFrame, morphology: pd.DataFrame) -> dic
         "cells_detected": len(cells),
         "cells_segmented": len(morphology) - len(empty),
         "cells_empty": len(empty),
+        # quality flags of the segmented cells (morphology.parquet), so they can be left out before statistics
+        "cells_touching_a_face": int((ok["border_faces"] != "").sum()),
+        "cells_without_processes": int((~ok["has_processes"]).sum()),
+        "cells_in_pieces": int((ok["n_components"] > 1).sum()),
         "empty_reasons": empty["status"].value_counts().to_dict(),
     }
 
@@ -235,6 +240,9 @@ def summary_counts(plan: Plan, cells: pd.DataFrame, morphology: pd.DataFrame) ->
         "cells detected": counts["cells_detected"],
         "cells segmented": counts["cells_segmented"],
         "cells with empty masks": counts["cells_empty"],
+        "segmented cells touching a face of the volume (arbor may be cut)": counts["cells_touching_a_face"],
+        "segmented cells without processes (likely macrophages or lipofuscin)": counts["cells_without_processes"],
+        "segmented cells whose label is in several pieces": counts["cells_in_pieces"],
         "density (cells / mm³)": round(len(cells) / float(np.prod(shape_um) * 1e-9), 1),
     }
 
