@@ -208,3 +208,20 @@ def test_quality_flags_of_a_cut_cell_a_blob_and_a_cell_in_pieces():
     corner = np.zeros((3, 3, 3), bool)
     corner[2, 0, 2] = True
     assert border_faces(corner, (7, 0, 5), (10, 10, 10)) == "y0 z1"
+
+
+def test_a_region_update_over_an_older_result_is_refused_with_a_reason(tmp_path):
+    import pandas as pd
+
+    from traice.core.errors import InputError
+    from traice.core.schema import MORPHOLOGY, SHOLL, conform
+    from traice.stages.morphology import gather
+
+    base = tmp_path / "base"
+    (base / "swc").mkdir(parents=True)
+    conform(pd.DataFrame(), MORPHOLOGY).drop(columns=["n_components"]).to_parquet(base / "morphology.parquet")
+    conform(pd.DataFrame(), SHOLL).to_parquet(base / "sholl.parquet")
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=r"morphology.parquet lacks \['n_components'\] .* run the whole image again"):
+        gather([], out / "m.parquet", out / "m.csv", out / "s.parquet", out / "swc", base, keep_ids=[1])
+    assert not out.exists()

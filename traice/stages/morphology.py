@@ -18,6 +18,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import zarr
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
@@ -25,6 +26,7 @@ from skan import Skeleton, summarize
 from skimage.morphology import skeletonize
 from tqdm import tqdm
 
+from traice.core.errors import InputError
 from traice.core.geometry import Box, distance_um
 from traice.core.masks import FULL_CONNECTIVITY, ellipsoid_footprint, soma_component
 from traice.core.tree import SOMA, ProcessTree, process_tree
@@ -299,6 +301,11 @@ def gather(batch_dirs: Sequence[str | Path], table_path: str | Path, csv_path: s
     swc_files = [f for d in batch_dirs for f in sorted((Path(d) / "swc").glob("*.swc"))]
     if base is not None:
         base, keep = Path(base), np.asarray(keep_ids, dtype=np.int64)
+        for name, schema in (("morphology.parquet", MORPHOLOGY), ("sholl.parquet", SHOLL)):
+            missing = [c for c in schema if c not in pq.read_schema(base / name).names]
+            if missing:
+                raise InputError(f"the previous result's {name} lacks {missing} (written by an older traice); "
+                                 "run the whole image again, without roi, before updating a region")
         tables.insert(0, _rows_of(pd.read_parquet(base / "morphology.parquet"), keep))
         profiles.insert(0, _rows_of(pd.read_parquet(base / "sholl.parquet"), keep))
         swc_files = [f for f in (base / "swc" / f"{c}.swc" for c in keep) if f.exists()] + swc_files
