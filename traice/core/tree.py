@@ -70,32 +70,29 @@ def process_tree(coords: np.ndarray, graph: csr_matrix, inside: np.ndarray, soma
     parent = np.full(n, FOLDED)
     order: list[int] = []
     outside = np.flatnonzero(~inside)
-    _, piece = connected_components(graph[outside][:, outside], directed=False)
+    n_pieces, piece = connected_components(graph[outside][:, outside], directed=False)
     touches = np.array([inside[graph.indices[graph.indptr[i]:graph.indptr[i + 1]]].any() for i in outside], bool)
-    pieces = [outside[piece == k] for k in range(piece.max() + 1)] if len(outside) else []
-    attached = [p for p in pieces if touches[np.isin(outside, p)].any()]
-    detached = [p for p in pieces if not touches[np.isin(outside, p)].any()]
+    attached = np.zeros(n_pieces, bool)
+    attached[piece[touches]] = True
 
     def walk(root: int, up: int) -> None:
         parent[root] = up
         queue = deque([root])
-        seen = {root}
         while queue:
             node = queue.popleft()
             order.append(node)
             for nb in graph.indices[graph.indptr[node]:graph.indptr[node + 1]]:
-                if not inside[nb] and parent[nb] == FOLDED and nb not in seen:
-                    seen.add(nb)
+                if not inside[nb] and parent[nb] == FOLDED:  # not yet in the tree
                     parent[nb] = node
                     queue.append(nb)
 
     roots = []
-    for p in attached:
-        next_to_soma = p[touches[np.isin(outside, p)]]
+    for k in np.flatnonzero(attached):
+        next_to_soma = outside[(piece == k) & touches]
         roots.append(int(next_to_soma[np.lexsort((next_to_soma, to_soma[next_to_soma]))[0]]))
     for root in sorted(roots):
         walk(root, SOMA)
-    for p in sorted(detached, key=lambda p: int(p.min())):
+    for p in sorted((outside[piece == k] for k in np.flatnonzero(~attached)), key=lambda p: int(p.min())):
         placed = np.asarray(order, int)
         gaps = np.linalg.norm((coords[p][:, None] - coords[placed][None]) * sp, axis=2) if len(placed) else None
         if gaps is not None and gaps.min() < to_soma[p].min():
