@@ -57,7 +57,7 @@ def segment_all(method: str, image: ArrayImage, cells: pd.DataFrame, stats: dict
         params = SegmentParams(method="classical")
         masks = [segment_cell(image, row, stats, params) for _, row in cells.iterrows()]
     else:
-        params = SegmentParams(method="traice", device=device)
+        params = SegmentParams(method="prompted", device=device)
         masks = segment_traice(image, cells, stats, params, model)
     return masks, time.perf_counter() - started
 

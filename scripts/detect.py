@@ -6,4 +6,5 @@ from traice.stages.detect import DetectParams, detect_batch
 
 log_to(snakemake.log[0])
 params = from_config(DetectParams, snakemake.params.detect)
-detect_batch(Plan.read(snakemake.input.plan), int(snakemake.wildcards.b), snakemake.output[0], params)
+detect_batch(Plan.read(snakemake.input.plan), int(snakemake.wildcards.b), snakemake.output.somas, params,
+             snakemake.output.maps)

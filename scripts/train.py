@@ -8,8 +8,9 @@ from traice.training.recipes import TrainConfig, training_sources
 
 log_to(snakemake.log[0])
 task = snakemake.rule.removeprefix("train_")
-t = {k: v for k, v in snakemake.params.train.items() if k not in ("soma", "branch")}
+t = {k: v for k, v in snakemake.params.train.items() if k not in ("soma", "branch", "cells")}
 t.update(snakemake.params.train[task])  # the task's own settings (window, steps, ...)
-sources = training_sources(t.pop("traces"), t.pop("synthetic"), t.pop("seeds_per_field"), folds=t.pop("folds"), fold=t.pop("fold"))
+sources = training_sources(t.pop("traces"), t.pop("synthetic"), t.pop("seeds_per_field"), folds=t.pop("folds"), fold=t.pop("fold"),
+                           regimes=t.pop("regimes"))
 cfg = from_config(TrainConfig, t, task=task)
 train(cfg, sources, Path(snakemake.output.model).parent)

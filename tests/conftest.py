@@ -33,3 +33,14 @@ def reference_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("reference")
     run_workflow(small_config(tmp), tmp)
     return tmp / "results" / "small"
+
+
+@pytest.fixture
+def float32_cpu(monkeypatch):
+    """Keep CPU inference in float32 (no bf16 autocast) for comparisons with float32 references."""
+    from traice.nn.device import cpu_has_native_bf16
+
+    monkeypatch.setenv("TRAICE_CPU_BF16", "0")
+    cpu_has_native_bf16.cache_clear()
+    yield
+    cpu_has_native_bf16.cache_clear()

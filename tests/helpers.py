@@ -41,7 +41,7 @@ def small_config(tmp: Path, **extra) -> dict:
         "results": str(tmp / "results"),
         "plan": {"tile_shape": [64, 256, 256], "tiles_per_job": 2},
         "detect": {"method": "classical"},
-        "segment": {"cells_per_job": 6},
+        "segment": {"method": "classical", "cells_per_job": 6},
         "stitch": {"chunk": [32, 128, 128], "chunks_per_job": [1, 2, 2]},
     }
     cfg.update(extra)

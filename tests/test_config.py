@@ -86,7 +86,7 @@ def test_train_section_is_the_training_defaults():
                 assert _plain(getattr(cfg, k)) == v, f"train.{key}.{k}"
             assert cfg.window == TASK_WINDOWS[key]
         elif key in sources:
-            assert sources[key] == value, f"train.{key}"
+            assert _plain(sources[key]) == value, f"train.{key}"
         else:
             assert getattr(TrainConfig, key) == value, f"train.{key}"
 
@@ -216,3 +216,15 @@ def test_a_region_must_lie_in_some_image_not_in_each(write_image):
     check_inputs({"s": str(small), "l": str(large)}, None, regions=far)  # in the large image only: fine
     with pytest.raises(InputError, match="sample 's': regions 'far' .* does not overlap the image"):
         check_inputs({"s": str(small)}, None, regions=far)
+
+
+def test_ownership_needs_the_one_pass_maps():
+    from traice.config import check_models
+    from traice.weights import shipped_weights
+
+    with pytest.raises(InputError, match="segment.method growth owns the one-pass foreground"):
+        check_models({"detect": {"method": "classical"}, "segment": {"method": "growth"}})
+    with pytest.raises(InputError, match="soma-only network"):
+        check_models({"detect": {"method": "traice", "model": str(shipped_weights("soma"))}, "segment": {"method": "votes"}})
+    check_models({"detect": {"method": "traice", "model": str(shipped_weights("soma"))}, "segment": {"method": "classical"}})
+    check_models({"detect": {"method": "classical"}, "segment": {"method": "classical"}})

@@ -26,17 +26,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _synth(args) -> None:
-    from traice.synth import SynthParams, synthesize, write_synthetic
+    from traice.synth import synthesize, write_synthetic
+    from traice.synth.regimes import regime_params
 
-    params = SynthParams(shape=tuple(args.shape), cells=args.cells, seed=args.seed)
+    params = regime_params(args.regime, shape=tuple(args.shape), cells=args.cells, seed=args.seed)
     write_synthetic(synthesize(params), args.out)
     print(f"wrote {args.out} ({args.cells} cells, seed {args.seed})")
 
 
 def _render_swc(args) -> None:
-    from traice.synth import SynthParams, render_swc, write_synthetic
+    from traice.synth import render_swc, write_synthetic
+    from traice.synth.regimes import regime_params
 
-    brain = render_swc(args.folder, SynthParams(seed=args.seed))
+    brain = render_swc(args.folder, regime_params(args.regime, seed=args.seed))
     write_synthetic(brain, args.out)
     print(f"wrote {args.out}: {len(brain.truth)} traced cells, shape {brain.image.shape}")
 
@@ -78,6 +80,7 @@ def _run(args) -> None:
 
 def _train(args) -> None:
     from traice.training.loop import train
+    from traice.synth.regimes import REGIMES
     from traice.training.recipes import TrainConfig, training_sources
 
     if args.traces is None and args.synthetic == 0:
@@ -90,7 +93,11 @@ def _train(args) -> None:
                       lr=args.lr, seed=args.seed, device=args.device, threads=args.threads, embed_dim=args.embed_dim,
                       eval_every=args.eval_every, val_windows=args.val_windows, init=args.init, rcam=not args.no_rcam,
                       input_step=tuple(args.input_step), shift=args.shift)
-    sources = training_sources(args.traces, args.synthetic, args.seeds_per_field, folds=args.folds, fold=args.fold)
+    unknown = sorted(set(args.regimes) - set(REGIMES) - {"random"})
+    if unknown:
+        raise InputError(f"--regimes: unknown {unknown}; choose from {', '.join(sorted(REGIMES))}, random")
+    sources = training_sources(args.traces, args.synthetic, args.seeds_per_field, folds=args.folds, fold=args.fold,
+                               regimes=args.regimes)
     summary = train(cfg, sources, args.out, args.cache)
     print(json.dumps({k: summary[k] for k in ("steps", "best_val_dice", "train_seconds", "device_name")}, indent=2))
 
@@ -98,6 +105,7 @@ def _train(args) -> None:
 def parser() -> argparse.ArgumentParser:
     """The command line; its defaults are the library's (:class:`SynthParams`, :class:`TrainConfig`, ``training_sources``)."""
     from traice.synth import SynthParams
+    from traice.synth.regimes import REGIMES
     from traice.training.recipes import TrainConfig, training_sources
 
     synth, train = SynthParams(), TrainConfig()
@@ -112,12 +120,16 @@ def parser() -> argparse.ArgumentParser:
                    help="voxels, at 1.25 x 0.4 x 0.4 µm (default: %(default)s)")
     p.add_argument("--cells", type=int, default=synth.cells, help="microglia to place (default: %(default)s)")
     p.add_argument("--seed", type=int, default=synth.seed, help="random seed: the same seed, the same field")
+    p.add_argument("--regime", default="default", choices=sorted(REGIMES),
+                   help="imaging regime (traice.synth.regimes; confocal: Iba1 confocal stacks) (default: %(default)s)")
     p.set_defaults(func=_synth)
 
     p = sub.add_parser("render-swc", help="render a folder of SWC tracings (one field, µm) into an image with truth")
     p.add_argument("folder", help="one field of view: a folder of SWC files in µm, all in one frame")
     p.add_argument("out", help="the OME-Zarr image to write, with the traced cells as truth")
     p.add_argument("--seed", type=int, default=0, help="random seed of the microscope (brightness, noise, distractors)")
+    p.add_argument("--regime", default="default", choices=sorted(REGIMES),
+                   help="imaging regime (traice.synth.regimes; confocal: Iba1 confocal stacks) (default: %(default)s)")
     p.set_defaults(func=_render_swc)
 
     p = sub.add_parser("inspect", help="check an OME-Zarr image and print what traice reads from it")
@@ -137,21 +149,26 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_run)
 
     p = sub.add_parser("train", help="train a model (resumes from OUT_DIR/checkpoint.pt)")
-    p.add_argument("task", choices=["soma", "branch"], help="soma: stage 1; branch: stage 2 (prompted by the soma)")
+    p.add_argument("task", choices=["soma", "branch", "cells"],
+                   help="soma: stage 1; branch: stage 2 (prompted by the soma); "
+                        "cells: the one-pass network (soma, foreground, offsets to the own soma), from stage-1 weights")
     p.add_argument("out", help="checkpoint, metrics.csv, best.pt, model.pt, training.json go here")
     p.add_argument("--traces", help="folder of SWC fields of view (one subfolder each), rendered for training")
     p.add_argument("--seeds-per-field", type=int, default=sources["seeds_per_field"], help="renderings of each traced field")
     p.add_argument("--synthetic", type=int, default=sources["synthetic"], help="synthetic generator fields to add")
+    p.add_argument("--regimes", nargs="+", default=list(sources["regimes"]),
+                   help="imaging regimes the renderings cycle through (traice.synth.regimes: "
+                        "default, confocal, dim, bright, random; validation uses the first) (default: %(default)s)")
     p.add_argument("--size", default=train.size, choices=["S", "L"], help="network size: S (embed 32) or L (embed 128)")
     p.add_argument("--embed-dim", type=int, help="override the size's width")
     p.add_argument("--window", type=int, nargs=3, metavar=("Z", "Y", "X"),
-                   help="training window (default: soma 16 256 256, branch 32 256 256)")
+                   help="training window (default: soma 16 256 256, branch 32 256 256, cells 16 128 128)")
     p.add_argument("--batch", type=int, default=train.batch_size, help="windows per step (default: %(default)s)")
     p.add_argument("--steps", type=int, default=train.steps, help="optimiser steps (default: %(default)s)")
     p.add_argument("--lr", type=float, default=train.lr, help="peak learning rate, AdamW (default: %(default)s)")
     p.add_argument("--eval-every", type=int, default=train.eval_every, help="steps between validations")
     p.add_argument("--val-windows", type=int, default=train.val_windows, help="fixed validation windows")
-    p.add_argument("--init", help="branch: stage-1 weights to start from (default: the shipped ones)")
+    p.add_argument("--init", help="branch, cells: stage-1 weights to start from (default: the shipped ones)")
     p.add_argument("--no-rcam", action="store_true", help="branch: train the ablation with plain skips (no prompt)")
     p.add_argument("--input-step", type=int, nargs=3, default=list(train.input_step), metavar=("Z", "Y", "X"),
                    help="branch: image voxels averaged into one input voxel (the window covers window x step)")

@@ -144,19 +144,32 @@ def check_inputs(samples: dict[str, Any], channel: int | None, roi: dict | None 
 
 
 def check_models(config: dict[str, Any]) -> None:
-    """Raise InputError when a configured weights file (``detect.model``, ``segment.model``) is missing or of the wrong kind."""
+    """Raise InputError when a configured weights file (``detect.model``, ``segment.model``) is missing or of
+    the wrong kind, or when the segment method needs the one-pass maps and detection will not make them."""
+    from traice.stages.segment.params import NEEDS_MAPS
+
+    detect, segment = config.get("detect") or {}, config.get("segment") or {}
+    if segment.get("method") in NEEDS_MAPS and detect.get("method") != "traice":
+        raise InputError(f"segment.method {segment['method']} owns the one-pass foreground, which only "
+                         f"detect.method traice makes (detect.method is {detect.get('method')})")
+    methods = {"detect": "traice", "segment": "prompted"}  # the method that loads each section's model
     kinds = {"detect": None, "segment": "prompted"}  # the checkpoint kind each network method loads
     for section, kind in kinds.items():
         path = (config.get(section) or {}).get("model")
-        if path is None or config[section].get("method") != "traice":
+        if path is None or config[section].get("method") != methods[section]:
             continue
         if not Path(path).is_file():
             raise InputError(f"{section}.model {path}: no such file")
         from traice.nn.checkpoints import kind_name, load_checkpoint  # torch: only when a weights file is configured
 
         try:
-            found = load_checkpoint(path).get("kind")
+            checkpoint = load_checkpoint(path)
         except Exception as err:  # torch raises many types for a file that is not a checkpoint
             raise InputError(f"{section}.model {path}: not a traice checkpoint ({type(err).__name__})") from None
+        found = checkpoint.get("kind")
         if found != kind:
             raise InputError(f"{section}.model {path}: a {kind_name(found)} checkpoint, expected {kind_name(kind)}")
+        channels = checkpoint["config"].get("out_channels", 1)
+        if section == "detect" and segment.get("method") in NEEDS_MAPS and channels != 5:
+            raise InputError(f"detect.model {path}: a soma-only network ({channels} output); segment.method "
+                             f"{segment['method']} needs a one-pass network (5 outputs: soma, foreground, offsets)")

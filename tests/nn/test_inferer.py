@@ -22,7 +22,8 @@ TINY = dict(embed_dim=8, depths=(1, 1, 1, 1), window=WINDOW)
 
 
 @pytest.fixture(autouse=True)
-def _seed():
+def _seed(float32_cpu):
+    """A fixed seed, and float32 on the CPU: these tests compare with MONAI's float32 inference."""
     torch.manual_seed(0)
 
 

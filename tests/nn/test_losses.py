@@ -147,3 +147,40 @@ def test_gradient_reaches_logits_and_shapes_are_checked():
         SegmentationLoss()(torch.zeros(1, 1, 4, 4, 4), torch.zeros(1, 1, 4, 4, 5))
     with pytest.raises(ValueError):
         SegmentationLoss()(torch.zeros(1, 2, 4, 4, 4), torch.zeros(1, 2, 4, 4, 4))
+
+
+def test_offset_loss_is_zero_for_the_truth_and_sees_gradients():
+    from traice.core.maps import offsets_to_soma
+    from traice.nn.losses import offset_loss
+
+    spacing = (1.25, 0.4, 0.4)
+    ratio = [s / 40.0 for s in spacing]
+    labels = np.zeros((6, 16, 16), np.int64)
+    labels[1:5, 2:8, 2:14] = 1
+    labels[1:5, 8:14, 2:14] = 2  # touching cells: the jump between them is not a gradient
+    off = torch.from_numpy(offsets_to_soma(labels, np.array([[3.0, 5.0, 8.0], [3.0, 11.0, 8.0]]), spacing))[None]
+    mask = torch.from_numpy(labels > 0).float()[None, None]
+    terms = offset_loss(off, off, mask, ratio)
+    assert float(terms["offset_mse"]) == 0.0 and float(terms["offset_grad"]) == 0.0
+    shifted = offset_loss(off + 0.1, off, mask, ratio)  # a constant error: MSE only
+    assert abs(float(shifted["offset_mse"]) - 0.01) < 1e-6 and float(shifted["offset_grad"]) < 1e-9
+    rough = off + 0.01 * torch.randn_like(off)  # a noisy map: mostly a gradient error
+    terms = offset_loss(rough, off, mask, ratio)
+    assert float(terms["offset_grad"]) > 100 * float(terms["offset_mse"])
+
+
+def test_cell_maps_loss_terms_and_checks():
+    from traice.nn.losses import CellMapsLoss
+
+    loss = CellMapsLoss()
+    target = torch.zeros(1, 1, 8, 16, 16)
+    target[..., 2:6, 4:12, 4:12] = 1
+    batch = {"soma": target, "foreground": target, "weight": torch.ones_like(target),
+             "offsets": torch.zeros(1, 3, 8, 16, 16), "spacing_ratio": torch.tensor([1.25, 0.4, 0.4]) / 40}
+    good = torch.cat([20 * (2 * target - 1), 20 * (2 * target - 1), torch.zeros(1, 3, 8, 16, 16)], dim=1)
+    terms = loss.terms(good, batch)
+    assert set(terms) == {"soma_dice", "soma_focal", "fg_dice", "fg_focal", "fg_cldice", "offset_mse", "offset_grad"}
+    assert float(loss(good, batch)) < 0.05
+    assert float(loss(-good, batch)) > 2.0
+    with pytest.raises(ValueError, match="5 output channels"):
+        loss(good[:, :1], batch)

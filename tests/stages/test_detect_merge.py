@@ -50,7 +50,7 @@ def test_soma_on_tile_border_found_once(write_image, method):
     tiles = tile_grid(bounds, bounds, (24, 64, 64), (13, 40, 40))
     params = DetectParams(method=method)
     model = load_detector(params)
-    parts = [detect_tile(image, t.core, t.read, STATS, params, model) for t in tiles]
+    parts = [detect_tile(image, t.core, t.read, STATS, params, model)[0] for t in tiles]
     found = pd.concat(parts)
     assert len(found) == 1
     assert np.abs(found[["z", "y", "x"]].to_numpy()[0] - soma).max() < 2.0

@@ -52,3 +52,17 @@ def test_statistics_leave_non_finite_voxels_out():
     assert {k: v for k, v in stats.items() if k != "non_finite"} == {k: v for k, v in clean.items() if k != "non_finite"}
     with pytest.raises(InputError, match="no finite voxel"):
         robust_stats(np.full(10, np.nan, np.float32))
+
+
+def test_ownership_runs_detect_out_to_the_cells_reach(write_image):
+    """With maps_cover_margin, a region run also detects in the tiles the ROI's arbors reach into,
+    so the one-pass maps cover them; without it, only in the tiles touching the ROI."""
+    import dataclasses
+
+    path = write_image(np.random.default_rng(1).poisson(100, size=(40, 384, 384)).astype(np.uint16), spacing=(1.0, 1.0, 1.0))
+    image = open_image(path)
+    roi = {"start_um": [0, 130, 130], "stop_um": [40, 250, 250]}  # inside the middle tile of a 3 x 3 grid
+    params = dataclasses.replace(PARAMS, margin_um=20.0)
+    plain = make_plan(image, params, roi)
+    covered = make_plan(image, dataclasses.replace(params, maps_cover_margin=True), roi)
+    assert len(plain.tiles) == 1 and len(covered.tiles) == 9

@@ -43,7 +43,7 @@ def _scene() -> tuple[np.ndarray, pd.DataFrame]:
 def test_claims_are_the_probability_connected_to_each_soma(write_image):
     data, cells = _scene()
     image = open_image(write_image(data, SPACING))
-    params = SegmentParams(method="traice", batch_size=2, device="cpu")
+    params = SegmentParams(method="prompted", batch_size=2, device="cpu")
     masks = segment_traice(image, cells, STATS, params, BrightIsArbor())
     assert [m.cell_id for m in masks] == [1, 2] and all(m.status == "ok" for m in masks)
     for m in masks:
@@ -58,7 +58,7 @@ def test_claims_are_the_probability_connected_to_each_soma(write_image):
         else:
             assert labels[12, 125, 4] and labels[12, 101, 2] and not labels[12, 45, 45]
     # batching changes nothing
-    one = segment_traice(image, cells, STATS, SegmentParams(method="traice", batch_size=1, device="cpu"), BrightIsArbor())
+    one = segment_traice(image, cells, STATS, SegmentParams(method="prompted", batch_size=1, device="cpu"), BrightIsArbor())
     for a, b in zip(masks, one):
         assert a.box == b.box and np.array_equal(a.claim, b.claim)
 
@@ -107,7 +107,7 @@ def test_shipped_weights_segment_the_arbors():
     from traice.core.intensity import robust_stats
     from traice.synth import SynthParams, synthesize
 
-    model = load_segmenter(SegmentParams(method="traice"))
+    model = load_segmenter(SegmentParams(method="prompted"))
     assert model.use_rcam and model.input_step == (1, 2, 2)
     brain = synthesize(SynthParams(seed=21, shape=(32, 512, 512), cells=16))
     half = np.asarray(model.window) * np.asarray(model.input_step) // 2
@@ -116,7 +116,7 @@ def test_shipped_weights_segment_the_arbors():
     assert len(centred) >= 3, "the field must hold cells for the test to mean anything"
 
     masks = segment_traice(ArrayImage(brain.image, brain.params.spacing), centred[["cell_id", "z", "y", "x"]], robust_stats(brain.image[:, ::2, ::2]),
-                           SegmentParams(method="traice", device="cpu"), model)
+                           SegmentParams(method="prompted", device="cpu"), model)
     labels = np.zeros(brain.image.shape, np.uint32)
     for m in masks:
         labels[m.box.slices][m.claim > 0] = m.cell_id
@@ -132,7 +132,7 @@ def test_workflow_runs_stage_2(tmp_path):
     import zarr
     from helpers import run_workflow, small_config
 
-    cfg = small_config(tmp_path, segment={"method": "traice", "cells_per_job": 6})  # the shipped weights
+    cfg = small_config(tmp_path, segment={"method": "prompted", "cells_per_job": 6})  # the shipped weights
     run_workflow(cfg, tmp_path)
     out = tmp_path / "results" / "small"
     cells = pd.read_parquet(out / "cells.parquet")

@@ -129,7 +129,7 @@ def test_region_update_changes_only_the_region(reference_run, tmp_path):
     roi = {"start_um": [0, 0, 0], "stop_um": [30, 60, 60]}  # grown by the 40 µm arbor radius: 250 of 384 voxels
     run_workflow(small_config(tmp_path), tmp_path)
     sample = tmp_path / "results" / "small"
-    run_workflow(small_config(tmp_path, roi=roi, segment={"cells_per_job": 6, "soma_fraction": 0.3}), tmp_path)
+    run_workflow(small_config(tmp_path, roi=roi, segment={"method": "classical", "cells_per_job": 6, "soma_fraction": 0.3}), tmp_path)
 
     plan = Plan.read(sample / "work" / "plan")
     assert plan.info["update"] is True

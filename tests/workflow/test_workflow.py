@@ -27,6 +27,8 @@ from traice.synth import truth_path
 from helpers import ROOT, cli, run_workflow
 
 F1_FLOOR = 0.6  # classical baseline on the small test volume (distractor puncta are counted as errors)
+LEARNED_F1_FLOOR = 0.8        # the defaults (one-pass network + growth) on the same volume
+LEARNED_CLDICE_FLOOR = 0.5
 
 pytestmark = pytest.mark.workflow
 
@@ -171,9 +173,9 @@ def test_missing_or_wrong_weights_are_named(tmp_path):
     from traice.weights import shipped_weights
 
     demo = {"demo": {"synthetic": {"seed": 0}}}
-    out = _bad_input_case(tmp_path, demo, segment={"method": "traice", "model": str(tmp_path / "nope.pt")})
+    out = _bad_input_case(tmp_path, demo, segment={"method": "prompted", "model": str(tmp_path / "nope.pt")})
     assert "segment.model" in out.stderr and "no such file" in out.stderr
-    out = _bad_input_case(tmp_path, demo, segment={"method": "traice", "model": str(shipped_weights("soma"))})
+    out = _bad_input_case(tmp_path, demo, segment={"method": "prompted", "model": str(shipped_weights("soma"))})
     assert "a stage-1 checkpoint, expected prompted" in out.stderr
 
 
@@ -205,10 +207,30 @@ def test_lint_is_clean():
     assert "Lints for" not in out.stdout + out.stderr
 
 
-@pytest.mark.parametrize("task", ["soma", "branch"])
+@pytest.mark.parametrize("task", ["soma", "branch", "cells"])
 def test_train_rules_resolve(tmp_path, task):
     cfg = tmp_path / "train.yaml"
     cfg.write_text(yaml.safe_dump({"results": str(tmp_path / "results"), "train": {"synthetic": 2, task: {"steps": 3}}}))
     out = cli(["-n", f"train_{task}", "--cores", "1", "--configfile", str(cfg)])
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"train_{task}" in out.stdout and str(tmp_path / "results" / "models" / task / "model.pt") in out.stdout
+
+
+def test_default_learned_path_owns_the_arbors(tmp_path):
+    """The defaults end to end: the one-pass network (detect.method traice) stores its maps per detect job and
+    seeded growth (segment.method growth) shares their foreground between the somas."""
+    from helpers import small_config
+    from traice.io.maps import MapReader
+    from traice.stages.evaluate import evaluate_run
+
+    cfg = small_config(tmp_path, segment={"cells_per_job": 6})
+    del cfg["detect"]
+    run_workflow(cfg, tmp_path)
+    out = tmp_path / "results" / "small"
+    groups = sorted((out / "work" / "maps").glob("batch_*.zarr"))
+    assert len(groups) >= 2 and MapReader(groups).tiles  # several detect jobs, each with its tiles' maps
+    scores = evaluate_run(out)
+    assert scores["soma F1"] >= LEARNED_F1_FLOOR, scores
+    assert scores["branch clDice (all true cells)"] >= LEARNED_CLDICE_FLOOR, scores
+    morphology = pd.read_parquet(out / "morphology.parquet")
+    assert (morphology["total_length_um"] > 0).mean() > 0.8  # arbors, not bare somas

@@ -89,3 +89,33 @@ def per_cell_dice(pred_labels: np.ndarray, true_labels: np.ndarray, pairs: list[
         box = tuple(slice(min(a.start, b.start), max(a.stop, b.stop)) for a, b in zip(pb, tb))
         out.append(score(pred_labels[box] == p, true_labels[box] == t))
     return np.asarray(out, dtype=float)
+
+
+def panoptic_quality(pred_labels: np.ndarray, true_labels: np.ndarray, min_iou: float = 0.5) -> dict[str, float]:
+    """Panoptic quality of an instance label image against the truth (Kirillov et al. 2019).
+
+    Instances match when their IoU exceeds ``min_iou`` (> 0.5 makes the match
+    unique); ``PQ = sum of matched IoUs / (TP + FP / 2 + FN / 2)`` = segmentation
+    quality (mean matched IoU) x recognition quality (an F1). Returns
+    ``{"pq", "sq", "rq", "tp", "fp", "fn"}``; PQ is 1.0 when both images are empty.
+    """
+    pred = np.asarray(pred_labels).ravel()
+    true = np.asarray(true_labels).ravel()
+    both = (pred > 0) | (true > 0)
+    pairs, overlap = np.unique(np.stack([pred[both], true[both]]), axis=1, return_counts=True)
+    pred_ids, pred_size = np.unique(pred[pred > 0], return_counts=True)
+    true_ids, true_size = np.unique(true[true > 0], return_counts=True)
+    size_p = dict(zip(pred_ids.tolist(), pred_size.tolist()))
+    size_t = dict(zip(true_ids.tolist(), true_size.tolist()))
+    ious = []
+    for (p, t), n in zip(pairs.T.tolist(), overlap.tolist()):
+        if p and t:
+            iou = n / (size_p[p] + size_t[t] - n)
+            if iou > min_iou:
+                ious.append(iou)
+    tp = len(ious)
+    fp, fn = len(size_p) - tp, len(size_t) - tp
+    denominator = tp + 0.5 * fp + 0.5 * fn
+    pq = float(sum(ious) / denominator) if denominator else 1.0
+    return {"pq": pq, "sq": float(np.mean(ious)) if ious else 0.0, "rq": tp / denominator if denominator else 1.0,
+            "tp": tp, "fp": fp, "fn": fn}

@@ -102,3 +102,12 @@ def load_model(path: str | Path) -> TransformerUNet3d:
 def load_prompted(path: str | Path) -> PromptedUNet3d:
     """The stage-2 :class:`PromptedUNet3d` of a checkpoint."""
     return load_network(path, "prompted")
+
+
+def to_float16(source: str | Path, target: str | Path) -> None:
+    """Copy a checkpoint with its floating-point weights in float16 (half the file; loading casts them back
+    to float32), as the shipped weights are stored."""
+    checkpoint = load_checkpoint(source)
+    checkpoint["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in checkpoint["state_dict"].items()}
+    with atomic_path(target) as tmp:
+        torch.save(checkpoint, tmp)

@@ -66,15 +66,38 @@ def sliding_window_probabilities(
     device: str | torch.device = "auto",
     progress: bool = False,
 ) -> np.ndarray:
-    """Foreground probabilities of a whole volume from overlapping windows.
+    """Probabilities of a one-channel model over a whole volume: :func:`sliding_window_maps`'s only channel,
+    ``(Z, Y, X)`` float32 in [0, 1]."""
+    maps = sliding_window_maps(model, volume, window, overlap, batch_size, device, progress)
+    if maps.shape[0] != 1:
+        raise ValueError(f"model must return (B, 1, *window) logits, got {maps.shape[0]} channels")
+    return maps[0]
+
+
+def sliding_window_maps(
+    model: nn.Module,
+    volume: np.ndarray,
+    window: Sequence[int] = (16, 256, 256),
+    overlap: float = 0.25,
+    batch_size: int = 4,
+    device: str | torch.device = "auto",
+    progress: bool = False,
+    probability_channels: int | None = None,
+) -> np.ndarray:
+    """Every output map of a model over a whole volume from overlapping windows: ``(C, Z, Y, X)`` float32.
+
+    The first ``probability_channels`` channels (default: all but the
+    offsets of a one-pass model, i.e. 2 of 5, else all) are sigmoid
+    probabilities; the others (offsets) are blended as they are.
 
     ``volume (Z, Y, X) float32`` (already :func:`model_input`-normalised)
     ``-> (Z, Y, X) float32`` in [0, 1].
 
-    The model maps ``(B, 1, *window) -> (B, 1, *window)`` logits; ``window``
+    The model maps ``(B, 1, *window) -> (B, C, *window)`` outputs; ``window``
     must be a shape it accepts (divisible by ``model.divisor``, at most
     ``model.window``). It is moved to ``device`` and run in eval mode under
-    ``torch.inference_mode`` (with bf16/fp16 autocast on CUDA; float32 on CPU);
+    ``torch.inference_mode`` with :func:`traice.nn.device.autocast` (bf16/fp16 on CUDA, bf16 on CPUs with
+    native bf16, else float32);
     its train/eval mode and memory layout are restored afterwards. While it
     runs, the model's convolution weights are in the channels-last 3D layout,
     which oneDNN (CPU) and cuDNN convolve fastest.
@@ -88,9 +111,9 @@ def sliding_window_probabilities(
     mode="gaussian", sigma_scale=0.125, padding_mode="constant")`` run on
     ``sigmoid(model(x))``.
 
-    Memory on ``device``: the padded volume and two float32 accumulators
-    (3 x 4 bytes per voxel) plus one batch of windows; callers tile large
-    images (a (64, 1024, 1024) tile needs 0.8 GB).
+    Memory on ``device``: the padded volume and C + 1 float32 accumulators
+    ((C + 2) x 4 bytes per voxel) plus one batch of windows; callers tile
+    large images (a (64, 1024, 1024) tile needs 0.8 GB for C = 1).
     """
     dev = pick_device(device)
     window = as_triple(window, "window")
@@ -116,7 +139,10 @@ def sliding_window_probabilities(
         image[inner].copy_(source, non_blocking=True)
 
     weight = gaussian_importance(window).to(dev)
-    total = torch.zeros(padded_shape, dtype=torch.float32, device=dev)  # sum of probability * weight
+    channels = int(getattr(getattr(model, "head", None), "out_channels", 1))
+    if probability_channels is None:
+        probability_channels = 2 if channels == 5 else channels
+    total = torch.zeros((channels, *padded_shape), dtype=torch.float32, device=dev)  # sum of map * weight
     weight_sum = torch.zeros(padded_shape, dtype=torch.float32, device=dev)
     starts = list(itertools.product(*(window_starts(s, w, overlap) for s, w in zip(padded_shape, window))))
     boxes = [tuple(slice(o, o + w) for o, w in zip(start, window)) for start in starts]
@@ -133,17 +159,17 @@ def sliding_window_probabilities(
                 group = boxes[first : first + batch_size]
                 for i, box in enumerate(group):
                     batch[i, 0].copy_(image[box])
-                logits = model(batch[: len(group)])
-                if logits.shape[1:] != (1, *window):
-                    raise ValueError(f"model must return (B, 1, *window) logits, got {tuple(logits.shape)}")
-                probability = torch.sigmoid(logits.float())
+                output = model(batch[: len(group)]).float()
+                if output.shape[1:] != (channels, *window):
+                    raise ValueError(f"model must return (B, {channels}, *window) outputs, got {tuple(output.shape)}")
+                output[:, :probability_channels].sigmoid_()
                 for i, box in enumerate(group):
-                    total[box].addcmul_(probability[i, 0], weight)
+                    total[(slice(None), *box)].addcmul_(output[i], weight)
                     weight_sum[box].add_(weight)
     finally:
         model.to(memory_format=torch.contiguous_format)
         model.train(was_training)
 
     total.div_(weight_sum)
-    out = total[inner].cpu().numpy()
+    out = total[(slice(None), *inner)].cpu().numpy()
     return np.ascontiguousarray(out)

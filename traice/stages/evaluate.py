@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import zarr
 
-from traice.core.metrics import match_points, per_cell_dice
+from traice.core.metrics import cldice, match_points, panoptic_quality, per_cell_dice
 from traice.synth import truth_path
 
 
 def evaluate_run(results: str | Path, image: str | Path | None = None) -> dict:
-    """Soma P/R/F1 and per-cell Dice of a finished run against the truth of its synthetic or rendered image.
+    """Soma P/R/F1, per-cell Dice and clDice, and PQ of a finished run against the truth of its synthetic or rendered image.
 
     ``image`` defaults to the sample's own ``input.ome.zarr`` (a synthetic sample);
     its truth table lies beside it and its cell labels in ``labels/cells``.
@@ -27,6 +27,7 @@ def evaluate_run(results: str | Path, image: str | Path | None = None) -> dict:
     true = np.asarray(zarr.open_array(str(image / "labels" / "cells" / "0"), mode="r")[...])
     pairs = [(int(cells["cell_id"].iloc[p]), int(truth["cell_id"].iloc[t])) for p, t in m.pairs]
     d = per_cell_dice(pred, true, pairs)
+    cl = per_cell_dice(pred, true, pairs, score=cldice)
     return {
         "cells (true)": len(truth),
         "cells (detected)": len(cells),
@@ -35,4 +36,6 @@ def evaluate_run(results: str | Path, image: str | Path | None = None) -> dict:
         "soma F1": m.f1,
         "branch Dice (matched cells)": float(d.mean()) if len(d) else 0.0,
         "branch Dice (all true cells)": float(d.sum() / max(len(truth), 1)),
+        "branch clDice (all true cells)": float(cl.sum() / max(len(truth), 1)),
+        "PQ": panoptic_quality(pred, true)["pq"],
     }

@@ -34,6 +34,7 @@ class PlanParams:
     stitch_chunk: tuple[int, int, int] = (32, 256, 256)  # label chunk footprint, level-0 voxels
     stitch_chunks_per_job: tuple[int, int, int] = (1, 2, 2)
     margin_um: float = 40.0                             # how far a cell's mask reaches from its soma (segment radius)
+    maps_cover_margin: bool = False                     # detect also where the margin reaches (segment reads its maps)
     stats_max_voxels: int = 8_000_000
     missing_chunks: str = "report"                      # chunks absent from the input's store: report | refuse | ignore
 
@@ -62,8 +63,10 @@ def make_plan(image: OmeImage, params: PlanParams, roi: dict | None = None, upda
     """The plan of a run over ``image``: tiles with core/read boxes and batch, stitch blocks, statistics, tissue.
 
     Tiles come from the one grid over the whole image, so a region run reads
-    exactly the tiles a whole-image run would; those touching the ROI and holding
-    tissue are kept. Stitch blocks are those touching the ROI grown by the margin.
+    exactly the tiles a whole-image run would; those touching the ROI (with
+    ``maps_cover_margin``: the ROI grown by the margin, so the one-pass maps
+    cover every arbor of the ROI's cells) and holding tissue are kept. Stitch
+    blocks are those touching the ROI grown by the margin.
     """
     missing, chunks, first = image.missing_chunks() if params.missing_chunks != "ignore" else (0, 0, [])
     if missing and params.missing_chunks == "refuse":
@@ -75,8 +78,9 @@ def make_plan(image: OmeImage, params: PlanParams, roi: dict | None = None, upda
     boxes = roi_boxes(roi, image.bounds, image.spacing)
     affected = {name: box.grow(margin).intersect(image.bounds) for name, box in boxes.items()}
     tissue, tissue_spacing = image_tissue(image)
+    needed = affected if params.maps_cover_margin else boxes  # ownership reads maps out to the cells' reach
     touching = [t for t in tile_grid(image.bounds, image.bounds, params.tile_shape, halo)
-                if any(t.core.intersects(b) for b in boxes.values())]
+                if any(t.core.intersects(b) for b in needed.values())]
     tiles = [t for t in touching if box_has_tissue(t.read, tissue, tissue_spacing, image.spacing)]
     rows = []
     for batch, members in enumerate(batches(len(tiles), params.tiles_per_job)):

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from traice.core.geometry import Box
+from traice.core.geometry import Box, distance_um
 from traice.io.multiscale import add_labels, write_multiscale
 from traice.io.tables import write_table
 from traice.synth.arbor import random_arbor
@@ -38,7 +38,8 @@ class SynthParams:
     min_distance_um: float = 30.0        # between somas, except touching pairs
     touching_fraction: float = 0.1
     brightness_sigma: float = 0.45       # log-normal spread of per-cell brightness
-    process_brightness: tuple[float, float] = (0.45, 0.8)  # relative to the soma
+    process_brightness: tuple[float, float] = (0.45, 0.8)  # relative to the soma, at the soma
+    process_falloff: float = 0.0         # share of the process brightness lost at the arbor's far end (linear in distance)
     puncta_per_cell: float = 3.0
     large_puncta_fraction: float = 0.15  # soma-sized puncta among them
     macrophages: int = 2                 # bright, process-free, elongated
@@ -154,6 +155,10 @@ def render_scene(specs: list[CellSpec], rng: np.random.Generator, p: SynthParams
             continue
         intensity = np.where(tube_mask(cell.points_um, rad, cell.parents, box, spacing),
                              np.float32(cell.process_brightness), np.float32(0))
+        if p.process_falloff > 0:
+            reach = max(float(np.linalg.norm(cell.points_um - c, axis=1).max()), 1.0)
+            near = 1.0 - p.process_falloff * np.minimum(distance_um(box.shape, c / spacing - box.start, spacing) / reach, 1.0)
+            intensity *= near.astype(np.float32)
         soma_box = Box.from_um(c - semi.max() - 1, c + semi.max() + 1, spacing).intersect(box)
         soma_mask = np.zeros(box.shape, bool)
         soma_mask[soma_box.relative_to(box).slices] = ellipsoid_mask(c, semi, cell.rotation, soma_box, spacing)

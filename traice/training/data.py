@@ -29,9 +29,11 @@ from scipy import ndimage
 
 from traice.core.geometry import distance_um
 from traice.core.intensity import model_input, robust_stats
+from traice.core.maps import OFFSET_SCALE_UM, offsets_to_soma
 from traice.core.windows import block_mean, window_box, window_point
 from traice.synth import SynthParams, render_swc, synthesize
 from traice.synth.brain import SyntheticBrain
+from traice.synth.regimes import random_regime, regime_params
 
 
 BRANCH_SHIFT = 0.375
@@ -83,9 +85,9 @@ def load_volumes(sources: Sequence[tuple[str, dict]], cache: str | Path) -> list
         if kind == "traces":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # malformed SWC files are skipped with a warning
-                brain = render_swc(spec["folder"], SynthParams(seed=int(spec["seed"])))
+                brain = render_swc(spec["folder"], source_params({"seed": spec["seed"], "regime": spec.get("regime")}))
         elif kind == "synthetic":
-            brain = synthesize(SynthParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}))
+            brain = synthesize(source_params(spec))
         else:
             raise ValueError(f"unknown training source {kind!r}")
         volume = from_brain(brain, name)
@@ -97,9 +99,22 @@ def load_volumes(sources: Sequence[tuple[str, dict]], cache: str | Path) -> list
     return volumes
 
 
+def source_params(spec: dict) -> SynthParams:
+    """The rendering parameters of a source: SynthParams fields, plus an optional ``regime``, a name of
+    :data:`traice.synth.regimes.REGIMES` or ``"random"`` (:func:`~traice.synth.regimes.random_regime`, drawn from the seed)."""
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items() if k != "regime"}
+    regime = spec.get("regime")
+    if regime is None:
+        return SynthParams(**fields)
+    if regime == "random":
+        return random_regime(np.random.default_rng([int(fields.get("seed", 0)), 7]), **fields)
+    return regime_params(regime, **fields)
+
+
 def _source_name(kind: str, spec: dict) -> str:
     if kind == "traces":
-        return f"traces-{Path(spec['folder']).name}-seed{spec['seed']}"
+        regime = f"-{spec['regime']}" if spec.get("regime") else ""
+        return f"traces-{Path(spec['folder']).name}-seed{spec['seed']}{regime}"
     return "synthetic-" + "-".join(f"{k}{'x'.join(map(str, v)) if isinstance(v, (list, tuple)) else v}" for k, v in sorted(spec.items()))
 
 
@@ -187,7 +202,7 @@ def augment_pair(image: np.ndarray, target: np.ndarray, rng: np.random.Generator
 def flip_turn(arrays: Sequence[np.ndarray], point: np.ndarray | None, rng: np.random.Generator,
               augment: Augment) -> tuple[list[np.ndarray], np.ndarray | None]:
     """Random flips on each axis and a quarter turn in (y, x), the same for all ``arrays`` (one shape)
-    and for ``point`` (3,) in their voxel frame (None: no point)."""
+    and for ``point`` (3,) or points (N, 3) in their voxel frame (None: no point)."""
     arrays = list(arrays)
     shape = np.asarray(arrays[0].shape)
     point = None if point is None else np.asarray(point, dtype=np.float32).copy()
@@ -196,13 +211,15 @@ def flip_turn(arrays: Sequence[np.ndarray], point: np.ndarray | None, rng: np.ra
             if rng.random() < 0.5:
                 arrays = [np.flip(a, axis) for a in arrays]
                 if point is not None:
-                    point[axis] = shape[axis] - 1 - point[axis]
+                    point[..., axis] = shape[axis] - 1 - point[..., axis]
     if augment.quarter_turns:
         k = int(rng.integers(4))
         arrays = [np.rot90(a, k, axes=(1, 2)) for a in arrays]
         if point is not None:
             for _ in range(k):  # np.rot90 once moves voxel (y, x) of an (Y, X) plane to (X - 1 - x, y)
-                point[1], point[2] = shape[2] - 1 - point[2], point[1]
+                y = point[..., 1].copy()
+                point[..., 1] = shape[2] - 1 - point[..., 2]
+                point[..., 2] = y
                 shape[1], shape[2] = shape[2], shape[1]
     return [np.ascontiguousarray(a) for a in arrays], point
 
@@ -256,3 +273,39 @@ def branch_window(volume: Volume, window: Sequence[int], step: Sequence[int], rn
     (image, target, weight), point = flip_turn([image, target, weight], point, rng, augment)
     return BranchWindow(augment_intensity(image, rng, augment), target.astype(np.float32),
                         weight.astype(np.float32), point)
+
+
+@dataclass
+class CellsWindow:
+    """One training sample of the one-pass network, all (Z, Y, X) float32 unless said:
+    ``image`` model input; ``soma`` and ``foreground`` targets in {0, 1}; ``weight`` the
+    foreground's loss weight; ``offsets`` (3, Z, Y, X) to each voxel's own soma
+    (:func:`traice.core.maps.offsets_to_soma`)."""
+
+    image: np.ndarray
+    soma: np.ndarray
+    foreground: np.ndarray
+    weight: np.ndarray
+    offsets: np.ndarray
+
+
+def cells_window(volume: Volume, window: Sequence[int], rng: np.random.Generator, augment: Augment = Augment(),
+                 cell_bias: float = 0.7, weight_um: float = BRANCH_WEIGHT_UM,
+                 max_weight: float = BRANCH_MAX_WEIGHT) -> CellsWindow:
+    """A random window (as :func:`crop_box`) with the one-pass targets: every cell's soma and foreground,
+    and offsets to the own soma, computed after the flips and quarter turns (which move the somas too).
+
+    The foreground weight is ``min(1 + d / weight_um, max_weight)`` with ``d``
+    the distance to the own soma in µm, so distal processes count more.
+    """
+    start, stop = crop_box(volume, window, rng, cell_bias)
+    image = read_padded(volume.image, start, stop, 0.0)
+    labels = read_padded(volume.cells, start, stop, 0)
+    somas = read_padded(volume.somas, start, stop, 0) > 0
+    centres = np.asarray(volume.centres, np.float32).reshape(-1, 3) - start
+    (image, labels, somas), centres = flip_turn([image, labels, somas], centres, rng, augment)
+    offsets = offsets_to_soma(labels, centres, volume.spacing)
+    foreground = (labels > 0).astype(np.float32)
+    distance = np.sqrt((offsets**2).sum(0)) * OFFSET_SCALE_UM
+    weight = np.where(foreground > 0, np.minimum(1.0 + distance / weight_um, max_weight), 1.0).astype(np.float32)
+    return CellsWindow(augment_intensity(image, rng, augment), somas.astype(np.float32), foreground, weight, offsets)

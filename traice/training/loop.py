@@ -36,8 +36,9 @@ from tqdm import tqdm
 from traice.io.tables import atomic_path, write_json
 from traice.nn.checkpoints import save_model
 from traice.nn.device import autocast, pick_device
-from traice.nn.losses import SegmentationLoss
-from traice.training.data import NO_AUGMENT, Augment, Volume, branch_window, load_volumes, soma_window
+from traice.core.maps import OFFSET_SCALE_UM
+from traice.nn.losses import CellMapsLoss, SegmentationLoss
+from traice.training.data import NO_AUGMENT, Augment, Volume, branch_window, cells_window, load_volumes, soma_window
 from traice.training.recipes import AUGMENT, TASK_LOSS_WEIGHTS, TrainConfig, build
 
 def _lr_factor(step: int, warmup: int, total: int) -> float:
@@ -48,8 +49,19 @@ def _lr_factor(step: int, warmup: int, total: int) -> float:
 
 
 def _batch(volumes: Sequence[Volume], cfg: TrainConfig, rng: np.random.Generator, augment: Augment) -> dict[str, torch.Tensor]:
-    """``{"image", "target"}`` (and for ``branch`` ``"weight"``) ``(B, 1, Z, Y, X)``, ``"points"`` ``(B, 1, 3)``."""
+    """``{"image", "target"}`` (and for ``branch`` ``"weight"``) ``(B, 1, Z, Y, X)``, ``"points"`` ``(B, 1, 3)``;
+    ``cells``: ``{"image", "soma", "foreground", "weight"}`` ``(B, 1, Z, Y, X)``, ``"offsets"`` ``(B, 3, Z, Y, X)``
+    and ``"spacing_ratio"`` (3,) the voxel size in offset units."""
     picks = [volumes[rng.integers(len(volumes))] for _ in range(cfg.batch_size)]
+    if cfg.task == "cells":
+        if len({v.spacing for v in picks}) > 1:
+            raise ValueError("one-pass training needs one voxel size in a batch")
+        maps = [cells_window(v, cfg.window, rng, augment, cfg.cell_bias, cfg.weight_um, cfg.max_weight) for v in picks]
+        stack = {name: torch.from_numpy(np.stack([getattr(m, name) for m in maps])[:, None])
+                 for name in ("image", "soma", "foreground", "weight")}
+        stack["offsets"] = torch.from_numpy(np.stack([m.offsets for m in maps]))
+        stack["spacing_ratio"] = torch.tensor(picks[0].spacing) / OFFSET_SCALE_UM
+        return stack
     if cfg.task == "soma":
         pairs = [soma_window(v, cfg.window, rng, augment, cfg.cell_bias) for v in picks]
         return {"image": torch.from_numpy(np.stack([p[0] for p in pairs])[:, None]),
@@ -64,7 +76,7 @@ def _batch(volumes: Sequence[Volume], cfg: TrainConfig, rng: np.random.Generator
 
 def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     """The batch on ``device``, images in the channels-last 3D layout of the model."""
-    out = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    out = {k: v if k == "spacing_ratio" else v.to(device, non_blocking=True) for k, v in batch.items()}
     out["image"] = out["image"].contiguous(memory_format=torch.channels_last_3d)
     return out
 
@@ -80,23 +92,47 @@ def validation_set(volumes: Sequence[Volume], cfg: TrainConfig) -> list[dict[str
     return [_batch(volumes, one, rng, NO_AUGMENT) for _ in range(cfg.val_windows)] if volumes else []
 
 
+def _loss(loss_fn, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The loss terms of one batch, for either kind of loss."""
+    if isinstance(loss_fn, CellMapsLoss):
+        return loss_fn.terms(output.float(), batch)
+    return loss_fn.terms(output.float(), batch["target"], batch.get("weight"))
+
+
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, windows, loss_fn: SegmentationLoss, device: torch.device) -> dict[str, float]:
-    """Mean loss and the Dice of the thresholded prediction (0.5) pooled over the validation windows."""
+def evaluate(model: torch.nn.Module, windows, loss_fn, device: torch.device) -> dict[str, float]:
+    """Mean loss and the Dice of the thresholded prediction (0.5) pooled over the validation windows.
+
+    For the one-pass network ``val_dice`` is the foreground's Dice, ``val_soma_dice`` the soma's,
+    ``val_offset_um`` the mean offset error in µm on the true foreground.
+    """
     model.eval()
-    losses, inter, total = [], 0.0, 0.0
+    losses, counts = [], {"inter": 0.0, "total": 0.0, "s_inter": 0.0, "s_total": 0.0, "err": 0.0, "n": 0.0}
     for batch in windows:
         batch = _to_device(batch, device)
         with autocast(device):
-            logits = _forward(model, batch).float()
-        target = batch["target"]
-        losses.append(float(loss_fn(logits, target, batch.get("weight"))))
-        pred = (logits > 0).float()
-        inter += float((pred * target).sum())
-        total += float(pred.sum() + target.sum())
+            output = _forward(model, batch).float()
+        losses.append(float(loss_fn.combine(_loss(loss_fn, output, batch))))
+        cells = isinstance(loss_fn, CellMapsLoss)
+        target = batch["foreground"] if cells else batch["target"]
+        pred = ((output[:, 1:2] if cells else output) > 0).float()
+        counts["inter"] += float((pred * target).sum())
+        counts["total"] += float(pred.sum() + target.sum())
+        if cells:
+            soma = (output[:, :1] > 0).float()
+            counts["s_inter"] += float((soma * batch["soma"]).sum())
+            counts["s_total"] += float(soma.sum() + batch["soma"].sum())
+            error = (output[:, 2:] - batch["offsets"]).norm(dim=1, keepdim=True) * OFFSET_SCALE_UM
+            counts["err"] += float((error * target).sum())
+            counts["n"] += float(target.sum())
     model.train()
-    return {"val_loss": float(np.mean(losses)) if losses else float("nan"),
-            "val_dice": 2 * inter / total if total else float("nan")}
+    nan = float("nan")
+    out = {"val_loss": float(np.mean(losses)) if losses else nan,
+           "val_dice": 2 * counts["inter"] / counts["total"] if counts["total"] else nan}
+    if isinstance(loss_fn, CellMapsLoss):
+        out["val_soma_dice"] = 2 * counts["s_inter"] / counts["s_total"] if counts["s_total"] else nan
+        out["val_offset_um"] = counts["err"] / counts["n"] if counts["n"] else nan
+    return out
 
 
 def train(cfg: TrainConfig, sources: dict[str, list], out_dir: str | Path, cache: str | Path | None = None,
@@ -119,7 +155,8 @@ def train(cfg: TrainConfig, sources: dict[str, list], out_dir: str | Path, cache
     model = model.to(device, memory_format=torch.channels_last_3d)  # 2x faster backward on the CPU
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: _lr_factor(s, cfg.warmup, cfg.steps))
-    loss_fn = SegmentationLoss(*(cfg.loss_weights or TASK_LOSS_WEIGHTS[cfg.task]))  # Dice, Focal, clDice weights
+    loss_fn = (CellMapsLoss() if cfg.task == "cells"
+               else SegmentationLoss(*(cfg.loss_weights or TASK_LOSS_WEIGHTS[cfg.task])))  # Dice, Focal, clDice weights
     rng = np.random.default_rng(cfg.seed)
     step, best, elapsed = 0, -1.0, 0.0
     checkpoint = out / "checkpoint.pt"
@@ -133,7 +170,9 @@ def train(cfg: TrainConfig, sources: dict[str, list], out_dir: str | Path, cache
         step, best, elapsed = state["step"], state["best"], state["elapsed"]
     val = validation_set(val_volumes, cfg)
     log_path = out / "metrics.csv"
-    fields = ["step", "loss", "dice", "focal", "cldice", "lr", "val_loss", "val_dice", "seconds"]
+    fields = (["step", "loss", "soma_dice", "soma_focal", "fg_dice", "fg_focal", "fg_cldice", "offset_mse", "offset_grad",
+               "lr", "val_loss", "val_dice", "val_soma_dice", "val_offset_um", "seconds"] if cfg.task == "cells"
+              else ["step", "loss", "dice", "focal", "cldice", "lr", "val_loss", "val_dice", "seconds"])
     if not log_path.exists():
         with open(log_path, "w", newline="") as f:
             csv.writer(f).writerow(fields)
@@ -142,16 +181,20 @@ def train(cfg: TrainConfig, sources: dict[str, list], out_dir: str | Path, cache
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.task} {cfg.size}", unit="step", disable=not progress)
     t0 = time.time() - elapsed
     running: list[dict[str, float]] = []
+    skipped = 0
     while step < cfg.steps:
         batch = _to_device(_batch(train_volumes, cfg, rng, AUGMENT[cfg.task]), device)
-        with autocast(device):
-            logits = _forward(model, batch)
-        terms = loss_fn.terms(logits.float(), batch["target"], batch.get("weight"))
+        with autocast(device, training=True):
+            output = _forward(model, batch)
+        terms = _loss(loss_fn, output, batch)
         loss = loss_fn.combine(terms)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimiser.step()
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        if torch.isfinite(norm):  # a non-finite gradient would turn every weight to NaN: skip that step
+            optimiser.step()
+        else:
+            skipped += 1
         schedule.step()
         step += 1
         running.append({"loss": loss.item(), **{k: v.item() for k, v in terms.items()}})
@@ -165,7 +208,7 @@ def train(cfg: TrainConfig, sources: dict[str, list], out_dir: str | Path, cache
             row = {"step": step, **mean, "lr": schedule.get_last_lr()[0], **metrics, "seconds": time.time() - t0}
             with open(log_path, "a", newline="") as f:
                 csv.writer(f).writerow([row.get(k, "") for k in fields])
-            score = metrics["val_dice"] if not math.isnan(metrics["val_dice"]) else -mean["loss"]
+            score = _score(metrics, mean)
             if score > best:
                 best = score
                 save_model(model, config, out / "best.pt", _meta(cfg, sources, step, row))
@@ -173,13 +216,20 @@ def train(cfg: TrainConfig, sources: dict[str, list], out_dir: str | Path, cache
             _save_checkpoint(checkpoint, model, optimiser, schedule, rng, step, best, time.time() - t0)
     bar.close()
     seconds = time.time() - t0
-    summary = {"task": cfg.task, "steps": step, "best_val_dice": best, "train_seconds": seconds,
+    summary = {"task": cfg.task, "steps": step, "skipped_steps": skipped, "best_val_dice": best, "train_seconds": seconds,
                "data_seconds": data_seconds, "device": str(device), "device_name": _device_name(device),
                "train_volumes": [v.name for v in train_volumes], "val_volumes": [v.name for v in val_volumes],
                "config": dataclasses.asdict(cfg), "model": config}
     save_model(model, config, out / "model.pt", _meta(cfg, sources, step, summary))
     write_json(summary, out / "training.json")
     return summary
+
+
+def _score(metrics: dict[str, float], mean: dict[str, float]) -> float:
+    """What picks the best model: validation Dice (the one-pass network: the mean of foreground and soma Dice),
+    or minus the training loss without validation windows."""
+    dice = [metrics[k] for k in ("val_dice", "val_soma_dice") if k in metrics and not math.isnan(metrics[k])]
+    return float(np.mean(dice)) if dice else -mean["loss"]
 
 
 def _meta(cfg: TrainConfig, sources: dict, step: int, metrics: dict) -> dict:

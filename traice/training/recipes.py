@@ -20,11 +20,13 @@ from traice.training.data import BRANCH_MAX_WEIGHT, BRANCH_SHIFT, BRANCH_WEIGHT_
 if TYPE_CHECKING:
     import torch
 
-TASKS = ("soma", "branch")
-TASK_WINDOWS = {"soma": (16, 256, 256), "branch": (32, 256, 256)}
-"""Default training window per task: stage 1 slides windows; stage 2 needs the whole arbor (±40 µm) in one."""
-TASK_LOSS_WEIGHTS = {"soma": (1.0, 1.0, 0.0), "branch": (1.0, 1.0, 1.0)}
-"""Default Dice, Focal, clDice weights: clDice only for arbors (somas are blobs, with no topology to keep)."""
+TASKS = ("soma", "branch", "cells")
+TASK_WINDOWS = {"soma": (16, 256, 256), "branch": (32, 256, 256), "cells": (16, 128, 128)}
+"""Default training window per task: stage 1 slides windows; stage 2 needs the whole arbor (±40 µm) in one;
+the one-pass maps (``cells``) are local, so stage 1's sliding windows suffice."""
+TASK_LOSS_WEIGHTS = {"soma": (1.0, 1.0, 0.0), "branch": (1.0, 1.0, 1.0), "cells": (1.0, 1.0, 1.0)}
+"""Default Dice, Focal, clDice weights: clDice only for arbors (somas are blobs, with no topology to keep);
+``cells`` uses :class:`~traice.nn.losses.CellMapsLoss`, whose weights are fixed there."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class TrainConfig:
     warmup: int = 100
     cell_bias: float = 0.7                           # soma: share of windows placed on a cell
     loss_weights: tuple[float, float, float] | None = None  # Dice, Focal, clDice; None: TASK_LOSS_WEIGHTS
-    init: str | None = None                          # branch: stage-1 weights to start from (None: shipped)
+    init: str | None = None                          # branch, cells: stage-1 weights to start from (None: shipped)
     rcam: bool = True                                # branch: False trains the no-prompt ablation
     input_step: tuple[int, int, int] = (1, 1, 1)     # branch: image voxels per input voxel
     shift: float = BRANCH_SHIFT                      # branch: random window shift, share of the window (see docs/stage2.md)
@@ -63,13 +65,21 @@ class TrainConfig:
 
 
 def training_sources(traces: str | Path | None = None, synthetic: int = 8, seeds_per_field: int = 2,
-                     synthetic_shape: Sequence[int] = (32, 512, 512), folds: int = 1, fold: int = 0) -> dict[str, list]:
+                     synthetic_shape: Sequence[int] = (32, 512, 512), folds: int = 1, fold: int = 0,
+                     regimes: Sequence[str] = ("default",)) -> dict[str, list]:
     """Sources for :func:`traice.training.data.load_volumes`: ``{"train": [...], "val": [...]}``.
 
     Each traced field is rendered ``seeds_per_field`` times (different brightness,
     soma orientation, distractors); ``synthetic`` generator fields are added, a
-    fifth of them (at least one) for validation.
+    fifth of them (at least one) for validation. Rendering ``k`` of a field
+    (and synthetic field ``k``) uses imaging regime ``regimes[k % len(regimes)]``
+    (:func:`traice.training.data.source_params`; ``default``: the generator's own);
+    validation fields use ``regimes[0]``.
     """
+    def spec(fields: dict, k: int) -> dict:
+        regime = regimes[k % len(regimes)]
+        return fields if regime in (None, "default") else {**fields, "regime": regime}
+
     train: list = []
     val: list = []
     if traces is not None:
@@ -83,17 +93,21 @@ def training_sources(traces: str | Path | None = None, synthetic: int = 8, seeds
             held = [f for i, f in enumerate(split["train"]) if i % folds == fold]
         else:
             fit, held = split["train"], split["val"]
-        train += [("traces", {"folder": str(f), "seed": s}) for f in fit for s in range(seeds_per_field)]
-        val += [("traces", {"folder": str(f), "seed": 0}) for f in held]
+        train += [("traces", spec({"folder": str(f), "seed": s}, s)) for f in fit for s in range(seeds_per_field)]
+        val += [("traces", spec({"folder": str(f), "seed": 0}, 0)) for f in held]
     n_val = max(1, synthetic // 5) if synthetic else 0
     for i in range(synthetic):
-        spec = {"seed": 1000 + i, "shape": list(synthetic_shape), "cells": int(np.prod(synthetic_shape) // 250_000)}
-        (val if i < n_val else train).append(("synthetic", spec))
+        fields = {"seed": 1000 + i, "shape": list(synthetic_shape), "cells": int(np.prod(synthetic_shape) // 250_000)}
+        (val if i < n_val else train).append(("synthetic", spec(fields, 0 if i < n_val else i)))
     return {"train": train, "val": val}
 
 
-AUGMENT = {"soma": Augment(), "branch": Augment(affine_p=0.0)}
-"""Training augmentation per task (stage 2 without the in-plane rotation/scaling, which would move the prompt)."""
+AUGMENT = {"soma": Augment(), "branch": Augment(affine_p=0.0), "cells": Augment(affine_p=0.0)}
+"""Training augmentation per task (stages 2 and cells without the in-plane rotation/scaling, which would
+move the prompt or turn the offsets)."""
+
+CELL_MAPS_CHANNELS = 5
+"""Output channels of the one-pass network (:data:`traice.core.maps.CHANNELS`)."""
 
 
 def model_config(cfg: TrainConfig) -> dict:
@@ -114,7 +128,8 @@ def build(cfg: TrainConfig) -> tuple[torch.nn.Module, dict]:
 
     ``soma``: a fresh :class:`TransformerUNet3d`. ``branch``: a
     :class:`PromptedUNet3d` holding the stage-1 weights ``cfg.init`` (default
-    the shipped ones), with the training window and ``input_step``.
+    the shipped ones), with the training window and ``input_step``. ``cells``:
+    the one-pass network (:func:`cells_from_stage1`).
     """
     from traice.nn.checkpoints import load_model
     from traice.nn.prompted import PromptedUNet3d
@@ -125,6 +140,40 @@ def build(cfg: TrainConfig) -> tuple[torch.nn.Module, dict]:
         return TransformerUNet3d(**config), config
     from traice.weights import shipped_weights
 
+    if cfg.task == "cells":
+        return cells_from_stage1(load_model(cfg.init or shipped_weights("soma")), cfg.window)
+
     stage1 = load_model(cfg.init or shipped_weights("soma"))
     model = PromptedUNet3d.from_stage1(stage1, rcam=cfg.rcam, window=cfg.window, input_step=cfg.input_step)
     return model, model.config()
+
+
+def cells_from_stage1(stage1: torch.nn.Module, window: Sequence[int]) -> tuple[torch.nn.Module, dict]:
+    """The one-pass network started from a stage-1 soma network, and its config.
+
+    Same encoder, decoder and window (``window`` must be stage 1's); the head gets
+    :data:`CELL_MAPS_CHANNELS` outputs: soma and foreground start as the soma
+    head (the foreground holds the somas), the offsets with 1 % of the layer's
+    random initial weights and bias 0: near 0 and smooth, but not exactly 0
+    (with zero weights the offset loss sends no gradient into the decoder; in
+    a first run the offsets had not moved after 800 steps).
+    """
+    import torch
+
+    from traice.nn.prompted import stage1_config
+    from traice.nn.unet import TransformerUNet3d
+
+    if tuple(int(w) for w in window) != tuple(stage1.window):
+        raise ValueError(f"the one-pass window {tuple(window)} must be the stage-1 network's {tuple(stage1.window)}")
+    config = {**stage1_config(stage1), "out_channels": CELL_MAPS_CHANNELS}
+    model = TransformerUNet3d(**config)
+    state = {k: v for k, v in stage1.state_dict().items() if not k.startswith("head.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or set(missing) != {"head.weight", "head.bias"}:
+        raise ValueError(f"stage-1 weights do not fit the one-pass network: missing {missing}, unexpected {unexpected}")
+    with torch.no_grad():
+        model.head.weight[:2] = stage1.head.weight[:1]
+        model.head.bias[:2] = stage1.head.bias[:1]
+        model.head.weight[2:] *= 0.01  # offsets start near 0, smooth; not exactly 0, so that their loss
+        model.head.bias[2:] = 0.0       # reaches the decoder
+    return model, config

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SHIPPED = {"soma": HERE / "soma_S.pt", "branch": HERE / "branch_S.pt"}
+SHIPPED = {"cells": HERE / "cells_S.pt", "soma": HERE / "soma_S.pt", "branch": HERE / "branch_S.pt"}
+"""``cells``: the one-pass network (detection's default); ``soma``: stage 1, soma only (it starts the others'
+training); ``branch``: stage 2, the prompted network."""
 
 
 def shipped_weights(task: str) -> Path:

@@ -16,6 +16,7 @@ import yaml
 from traice.config import (check_config, check_inputs, check_models, check_schema, is_synthetic, sample_image,
                            with_defaults)
 from traice.core.errors import InputError
+from traice.stages.segment.params import NEEDS_MAPS
 from traice.io.lock import acquire, release
 from traice.io.plan import Plan
 
@@ -67,6 +68,14 @@ def plan_of(wildcards):
 def detect_batches(wildcards):
     n = plan_of(wildcards).info["tile_batches"]
     return expand(work("somas/batch_{b}.parquet"), sample=wildcards.sample, b=range(n))
+
+
+def segment_maps(wildcards):
+    """The detect jobs' one-pass maps, for the segment methods that own their foreground."""
+    if config["segment"]["method"] not in NEEDS_MAPS:
+        return []
+    n = plan_of(wildcards).info["tile_batches"]
+    return expand(work("maps/batch_{b}.zarr"), sample=wildcards.sample, b=range(n))
 
 
 def n_cell_batches(wildcards, section):

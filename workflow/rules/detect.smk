@@ -6,7 +6,8 @@ rule detect:
         plan=work("plan/plan.json"),
         tiles=work("plan/tiles.parquet"),
     output:
-        work("somas/batch_{b}.parquet"),
+        somas=work("somas/batch_{b}.parquet"),
+        maps=directory(work("maps/batch_{b}.zarr")),
     params:
         detect=lambda wc: config["detect"],
     resources:

@@ -14,6 +14,7 @@ checkpoint plan:
         stitch=lambda wc: config["stitch"],
         roi=lambda wc: config["roi"],
         margin_um=config["segment"]["radius_um"],
+        maps_cover_margin=config["segment"]["method"] in NEEDS_MAPS,
         channel=config["channel"],
     log:
         work("logs/plan.log"),

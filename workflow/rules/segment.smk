@@ -5,6 +5,7 @@ rule segment:
     input:
         plan=work("plan/plan.json"),
         cells=out("cells.parquet"),
+        maps=segment_maps,
     output:
         directory(work("masks/batch_{b}.zarr")),
     params:

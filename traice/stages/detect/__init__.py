@@ -5,6 +5,8 @@ Methods (``detect.method``), each in its own module with the same two functions,
 ``detect_xxx(block, spacing, stats, params, model) -> table``:
 
 - ``traice`` (default): stage 1 of trAIce3D (:mod:`traice.stages.detect.network`);
+  with a one-pass model it also gives the maps that per-cell ownership reads
+  (:mod:`traice.core.maps`, stored by :mod:`traice.io.maps`);
 - ``classical``: the named baseline (:mod:`traice.stages.detect.classical`).
 """
 
@@ -17,6 +19,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from traice.core.geometry import Box
+from traice.io.maps import write_maps
 from traice.io.plan import Plan
 from traice.io.tables import write_table
 from traice.stages.detect import classical, network
@@ -26,8 +29,9 @@ from traice.stages.detect.params import DetectParams
 from traice.stages.detect.somas import COLUMNS
 from traice.stages.methods import choose
 
-METHODS = {"traice": (network.load, detect_traice), "classical": (classical.load, detect_classical)}
-"""``detect.method`` -> (load the model, find somas in a raw block)."""
+METHODS = {"traice": (network.load, network.detect_traice_maps),
+           "classical": (classical.load, lambda *args: (detect_classical(*args), None))}
+"""``detect.method`` -> (load the model, find somas in a raw block: (table, one-pass maps or None))."""
 
 __all__ = ["DetectParams", "METHODS", "detect_batch", "detect_classical", "detect_tile", "detect_traice", "load_detector"]
 
@@ -38,27 +42,36 @@ def load_detector(params: DetectParams):
     return load(params)
 
 
-def detect_tile(image, core: Box, read: Box, stats: dict, params: DetectParams, model=None) -> pd.DataFrame:
-    """Detections of one tile in level-0 voxels, keeping only those its core owns.
+def detect_tile(image, core: Box, read: Box, stats: dict, params: DetectParams, model=None) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """Detections of one tile in level-0 voxels, keeping only those its core owns, and the one-pass maps
+    over the core ``(5, *core.shape)`` (None unless the model is a one-pass network).
 
     ``model`` is :func:`load_detector`'s (loaded once per batch of tiles).
     """
     _, find = choose(METHODS, params.method, "detect")
-    found = find(image.read(read), image.spacing, stats, params, model)
+    found, maps = find(image.read(read), image.spacing, stats, params, model)
+    if maps is not None:
+        maps = np.ascontiguousarray(maps[(slice(None), *core.relative_to(read).slices)])
     if found.empty:
-        return found
+        return found, maps
     found[["z", "y", "x"]] += np.asarray(read.start, dtype=float)
-    return found[core.contains_points(found[["z", "y", "x"]].to_numpy())].reset_index(drop=True)
+    return found[core.contains_points(found[["z", "y", "x"]].to_numpy())].reset_index(drop=True), maps
 
 
-def detect_batch(plan: Plan, batch: int, out_path: str | Path, params: DetectParams) -> pd.DataFrame:
-    """Detect somas in every tile of one tile batch; write one table (level-0 voxels)."""
+def detect_batch(plan: Plan, batch: int, out_path: str | Path, params: DetectParams,
+                 maps_path: str | Path | None = None) -> pd.DataFrame:
+    """Detect somas in every tile of one tile batch; write one table (level-0 voxels) and, at ``maps_path``,
+    the tiles' one-pass maps (:func:`traice.io.maps.write_maps`; an empty group for a model without maps)."""
     model = load_detector(params)
-    parts = []
+    parts, maps = [], []
     for tile, core, read in tqdm(plan.tiles_of_batch(batch), desc=f"detect batch {batch}", unit="tile"):
-        found = detect_tile(plan.image, core, read, plan.stats, params, model)
+        found, tile_maps = detect_tile(plan.image, core, read, plan.stats, params, model)
         parts.append(found.assign(tile=tile))
+        if tile_maps is not None:
+            maps.append((tile, core, tile_maps))
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
     table = table.reindex(columns=COLUMNS).astype({"tile": "int64"})
+    if maps_path is not None:
+        write_maps(maps, maps_path)
     write_table(table, out_path)
     return table

@@ -1,6 +1,7 @@
 """Soma detection with stage 1 of trAIce3D, the transformer U-Net.
 
-The network's soma probability over the tile's read box in Gaussian-blended
+The network's soma probability (and, for the one-pass network, its foreground
+and offset maps, :mod:`traice.core.maps`) over the tile's read box in Gaussian-blended
 sliding windows (:func:`traice.nn.inferer.sliding_window_probabilities`,
 input normalised with the plan's statistics of the whole image, so tiles have
 no seams), thresholded; touching somas are split by a marker watershed on the
@@ -19,20 +20,28 @@ from traice.stages.detect.somas import split_somas
 
 
 def load(params: DetectParams):
-    """The stage-1 network of ``params`` (``model``, or the shipped S weights)."""
+    """The network of ``params`` (``model``, or the shipped one-pass S weights)."""
     from traice.nn.checkpoints import load_model
     from traice.weights import shipped_weights
 
-    return load_model(params.model or shipped_weights("soma"))
+    return load_model(params.model or shipped_weights("cells"))
 
 
 def detect_traice(block: np.ndarray, spacing, stats: dict, params: DetectParams, model) -> pd.DataFrame:
     """Somas in one raw (z, y, x) block from the stage-1 model; columns as :func:`detect_classical`,
     ``score`` = the soma's peak probability."""
-    from traice.nn.inferer import sliding_window_probabilities
+    return detect_traice_maps(block, spacing, stats, params, model)[0]
+
+
+def detect_traice_maps(block: np.ndarray, spacing, stats: dict, params: DetectParams, model) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """:func:`detect_traice` and, for a one-pass model (5 outputs), its maps ``(5, *block.shape)``
+    (:mod:`traice.core.maps`); None for a soma-only model."""
+    from traice.nn.inferer import sliding_window_maps
 
     spacing = np.asarray(spacing, dtype=float)
-    prob = sliding_window_probabilities(model, model_input(block, stats), model.window, params.overlap,
-                                        params.batch_size, params.device)
+    maps = sliding_window_maps(model, model_input(block, stats), model.window, params.overlap,
+                               params.batch_size, params.device)
+    prob = maps[0]
     blob = ndimage.gaussian_filter(prob, sigma=(params.soma_radius_um[0] / 2) / spacing)
-    return split_somas(prob > params.probability, blob, prob, prob, spacing, params.soma_radius_um)
+    table = split_somas(prob > params.probability, blob, prob, prob, spacing, params.soma_radius_um)
+    return table, (maps if maps.shape[0] == 5 else None)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class DetectParams:
-    method: str = "traice"         # traice (stage-1 model) | classical (baseline)
+    method: str = "traice"         # traice (the one-pass network) | classical (baseline)
     soma_radius_um: tuple[float, float] = (3.0, 6.0)
     # classical
     smooth_um: float = 1.0
@@ -15,7 +15,7 @@ class DetectParams:
     background_um: float = 20.0    # Gaussian sigma of the local background
     threshold: float = 3.0         # in units of the image's background noise sigma
     # traice
-    model: str | None = None       # weights file; None = the shipped stage-1 S weights
+    model: str | None = None       # weights file; None = the shipped one-pass S weights
     probability: float = 0.5       # soma probability threshold
     overlap: float = 0.25          # sliding-window overlap
     batch_size: int = 2            # windows per forward pass

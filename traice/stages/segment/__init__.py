@@ -4,28 +4,36 @@ Methods (``segment.method``), each in its own module with the same two functions
 ``load(params) -> model`` (once per job) and
 ``segment_xxx(image, cells, stats, params, model) -> [CellMask]``:
 
-- ``classical`` (default): the named baseline (:mod:`traice.stages.segment.classical`);
-- ``traice``: stage 2 of trAIce3D, the prompted network (:mod:`traice.stages.segment.network`).
+- ``growth`` and ``votes``: ownership of the one-pass foreground the detect jobs
+  stored (:mod:`traice.stages.segment.ownership`); their "model" is the maps'
+  :class:`~traice.io.maps.MapReader`;
+- ``prompted``: stage 2 of trAIce3D, the prompted network (:mod:`traice.stages.segment.network`);
+- ``classical``: the named baseline (:mod:`traice.stages.segment.classical`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
 from traice.io.claims import write_masks
 from traice.io.plan import Plan
 from traice.stages.methods import choose
-from traice.stages.segment import classical, network
+from traice.io.maps import MapReader
+from traice.stages.segment import classical, network, ownership
 from traice.stages.segment.classical import segment_cells
 from traice.stages.segment.network import segment_traice
-from traice.stages.segment.params import SegmentParams
+from traice.stages.segment.ownership import segment_owned
+from traice.stages.segment.params import NEEDS_MAPS, SegmentParams
 
-METHODS = {"classical": (classical.load, segment_cells), "traice": (network.load, segment_traice)}
+METHODS = {"growth": (ownership.load, segment_owned), "votes": (ownership.load, segment_owned),
+           "prompted": (network.load, segment_traice), "classical": (classical.load, segment_cells)}
 """``segment.method`` -> (load the model, claims of a table of cells)."""
 
-__all__ = ["METHODS", "SegmentParams", "load_segmenter", "segment_batch"]
+
+__all__ = ["METHODS", "NEEDS_MAPS", "SegmentParams", "load_segmenter", "segment_batch"]
 
 
 def load_segmenter(params: SegmentParams):
@@ -34,10 +42,12 @@ def load_segmenter(params: SegmentParams):
     return load(params)
 
 
-def segment_batch(plan: Plan, cells_path: str | Path, batch: int, out_path: str | Path, params: SegmentParams) -> pd.DataFrame:
-    """Segment every cell of one batch of the cells to process and store their claims at ``out_path``."""
+def segment_batch(plan: Plan, cells_path: str | Path, batch: int, out_path: str | Path, params: SegmentParams,
+                  maps: Sequence[str | Path] = ()) -> pd.DataFrame:
+    """Segment every cell of one batch of the cells to process and store their claims at ``out_path``;
+    ``maps``: the detect jobs' map groups, for the methods that need them (:data:`NEEDS_MAPS`)."""
     _, segment = choose(METHODS, params.method, "segment")
-    model = load_segmenter(params)
+    model = MapReader(maps) if params.method in NEEDS_MAPS else load_segmenter(params)
     cells = plan.cell_batch(pd.read_parquet(cells_path), batch, params.cells_per_job)
     masks = segment(plan.image, cells, plan.stats, params, model, progress=True)
     return write_masks(masks, out_path)

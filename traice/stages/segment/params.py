@@ -7,14 +7,18 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class SegmentParams:
-    method: str = "classical"
+    method: str = "growth"           # growth | votes (one-pass foreground) | prompted (stage 2) | classical (baseline)
     radius_um: float = 40.0          # maximum arbor radius (classical: also the window half-size)
-    model: str | None = None         # traice: stage-2 weights; None = shipped (traice/weights)
-    probability: float = 0.5         # traice: arbor probability threshold
-    batch_size: int = 4              # traice: cells per forward pass
-    device: str = "auto"             # traice: auto (cuda when present) | cpu | cuda
+    model: str | None = None         # prompted: stage-2 weights; None = shipped (traice/weights)
+    probability: float = 0.5         # growth, votes, prompted: foreground probability threshold
+    batch_size: int = 4              # prompted: cells per forward pass
+    device: str = "auto"             # prompted: auto (cuda when present) | cpu | cuda
     smooth_um: float = 0.4
     soma_fraction: float = 0.15      # threshold = background + this * (soma - background) ...
     min_snr: float = 2.5             # ... but at least this many noise sigmas of the smoothed image
     decay_um: float = 30.0           # claim halves every decay_um * ln 2 from the soma
     cells_per_job: int = 32
+
+
+NEEDS_MAPS = ("growth", "votes")
+"""Segment methods that read the one-pass maps of the detect jobs (:mod:`traice.stages.segment.ownership`)."""

@@ -1,0 +1,42 @@
+"""One-pass maps on disk: written per detect job, read back over any box."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from traice.core.geometry import Box
+from traice.core.maps import decode_offsets, decode_probability, encode
+from traice.io.maps import ArrayMaps, MapReader, write_maps
+
+
+def _maps(shape, seed=0):
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.random((2, *shape)), rng.uniform(-1, 1, (3, *shape))]).astype(np.float32)
+
+
+def test_maps_read_back_across_tiles_and_jobs(tmp_path):
+    whole = _maps((8, 40, 60))
+    tiles = [(0, Box((0, 0, 0), (8, 40, 30))), (1, Box((0, 0, 30), (8, 20, 60))), (2, Box((0, 20, 30), (8, 40, 60)))]
+    write_maps([(t, core, whole[(slice(None), *core.slices)]) for t, core in tiles[:2]], tmp_path / "batch_0.zarr")
+    write_maps([(t, core, whole[(slice(None), *core.slices)]) for t, core in tiles[2:]], tmp_path / "batch_1.zarr")
+    reader = MapReader([tmp_path / "batch_0.zarr", tmp_path / "batch_1.zarr"])
+    prob, off = encode(whole)
+    box = Box((2, 10, 20), (7, 35, 50))  # overlaps all three tiles
+    fg, offsets = reader.read(box)
+    np.testing.assert_array_equal(fg, decode_probability(prob[1])[box.slices])
+    np.testing.assert_array_equal(offsets, decode_offsets(off)[(slice(None), *box.slices)])
+    np.testing.assert_array_equal(ArrayMaps(whole).read(box)[0], fg)
+    assert reader.stored_bytes() > 0
+    # outside every tile: background
+    outside = MapReader([tmp_path / "batch_0.zarr"]).read(Box((0, 30, 40), (8, 40, 60)))
+    assert (outside[0] == 0).all() and (outside[1] == 0).all()
+
+
+def test_maps_must_cover_their_tile_and_exist(tmp_path):
+    with pytest.raises(ValueError, match="do not cover"):
+        write_maps([(0, Box((0, 0, 0), (4, 4, 4)), _maps((4, 4, 5)))], tmp_path / "bad.zarr")
+    assert not (tmp_path / "bad.zarr").exists()  # nothing half-written
+    write_maps([], tmp_path / "empty.zarr")
+    with pytest.raises(ValueError, match="one-pass"):
+        MapReader([tmp_path / "empty.zarr"])

@@ -1,0 +1,87 @@
+"""Ownership of the one-pass foreground: seeded geodesic growth and offset voting, stitched by the highest claim."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from traice.core.geometry import Box
+from traice.core.maps import OFFSET_SCALE_UM
+from traice.io.claims import collect_index, write_masks
+from traice.io.maps import ArrayMaps
+from traice.io.ome import ArrayImage
+from traice.stages.segment import SegmentParams
+from traice.stages.segment.ownership import segment_owned
+from traice.stages.stitch import compose
+
+SPACING = np.array([1.25, 0.4, 0.4])
+SHAPE = (8, 40, 120)
+SOMAS = np.array([[4.0, 20.0, 20.0], [4.0, 20.0, 80.0]])
+
+
+def _maps(foreground: np.ndarray, owner: np.ndarray) -> np.ndarray:
+    """Maps with this foreground and offsets pointing each voxel at soma ``owner`` (1 or 2; 0: none)."""
+    maps = np.zeros((5, *SHAPE), np.float32)
+    maps[1] = foreground
+    grid = np.indices(SHAPE).astype(np.float32)
+    for cell, centre in enumerate(SOMAS, start=1):
+        at = owner == cell
+        for axis in range(3):
+            maps[2 + axis][at] = (centre[axis] - grid[axis][at]) * SPACING[axis] / OFFSET_SCALE_UM
+    return maps
+
+
+def _balls(fg: np.ndarray) -> None:
+    grid = np.indices(SHAPE)
+    for centre in SOMAS:
+        fg[np.sqrt((((grid - centre[:, None, None, None]) * SPACING[:, None, None, None]) ** 2).sum(0)) <= 3.0] = 1.0
+
+
+def _owned(maps: np.ndarray, method: str, tmp_path, radius_um: float = 40.0) -> np.ndarray:
+    cells = pd.DataFrame({"cell_id": [1, 2], "z": SOMAS[:, 0], "y": SOMAS[:, 1], "x": SOMAS[:, 2]})
+    image = ArrayImage(np.zeros(SHAPE, np.uint16), SPACING)
+    masks = segment_owned(image, cells, {}, SegmentParams(method=method, radius_um=radius_um), ArrayMaps(maps))
+    assert [m.status for m in masks] == ["ok", "ok"]
+    write_masks(masks, tmp_path / f"{method}.zarr")
+    return compose(Box.from_shape(SHAPE), collect_index([tmp_path / f"{method}.zarr"]))
+
+
+@pytest.mark.parametrize("method", ["growth", "votes"])
+def test_a_process_goes_to_the_soma_it_grows_from(method, tmp_path):
+    fg = np.zeros(SHAPE, np.float32)
+    _balls(fg)
+    fg[3:6, 19:22, 20:66] = 0.9       # cell 1's process, ending 2.6 µm from cell 2's soma surface
+    fg[3:6, 30:33, 100:110] = 0.9     # a blob touching no soma
+    owner = np.where(fg > 0, 1, 0)
+    owner[:, :, 60:][fg[:, :, 60:] > 0] = 2
+    owner[3:6, 19:22, 20:66] = 1
+    labels = _owned(_maps(fg, owner), method, tmp_path)
+    assert (labels[3:6, 19:22, 28:66] == 1).all()
+    assert (labels[4, 20, 78:83] == 2).all()
+    assert (labels[3:6, 30:33, 100:110] == 0).all()
+    assert (labels[fg == 0] == 0).all()
+
+
+def test_growth_and_votes_share_a_bridge_differently(tmp_path):
+    """Foreground bridges the two somas; the offsets say the split is at x = 35, nearer soma 1.
+    Growth splits at the geodesic midpoint (x = 50); votes follow the offsets."""
+    fg = np.zeros(SHAPE, np.float32)
+    _balls(fg)
+    fg[3:6, 19:22, 20:81] = 0.9
+    owner = np.zeros(SHAPE, int)
+    owner[fg > 0] = np.where(np.indices(SHAPE)[2][fg > 0] < 35, 1, 2)
+    maps = _maps(fg, owner)
+    growth = _owned(maps, "growth", tmp_path)
+    votes = _owned(maps, "votes", tmp_path)
+    assert (growth[4, 20, 30:46] == 1).all() and (growth[4, 20, 55:70] == 2).all()
+    assert (votes[4, 20, 26:34] == 1).all() and (votes[4, 20, 37:70] == 2).all()
+
+
+def test_radius_limits_the_cell(tmp_path):
+    fg = np.zeros(SHAPE, np.float32)
+    _balls(fg)
+    fg[3:6, 19:22, 20:60] = 0.9       # 16 µm of process from soma 1
+    labels = _owned(_maps(fg, np.where(fg > 0, 1, 0)), "growth", tmp_path, radius_um=8.0)
+    assert (labels[4, 20, 20:38] == 1).all()  # within 8 µm (20 voxels)
+    assert (labels[4, 20, 42:60] == 0).all()

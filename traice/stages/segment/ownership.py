@@ -1,0 +1,107 @@
+"""Per-cell ownership of the one-pass foreground: which soma each foreground voxel belongs to.
+
+The one-pass network (``detect.method: traice`` with a one-pass model) has
+already said, for every voxel, how likely it is microglia (the foreground) and
+where its soma should be (the offsets, :mod:`traice.core.maps`). What is left
+is to share the foreground between the detected somas. Each method claims, for
+one cell, the foreground voxels within ``segment.radius_um`` of its soma that
+connect to it, with a claim that falls with how far the voxel is from *this*
+soma in the method's sense; ``stitch`` then gives each voxel to its highest
+claim, that is to the soma it is nearest to:
+
+- ``growth``: seeded geodesic growth. The distance is the cost of the cheapest
+  path from the soma through the foreground (µm of path, each µm costing
+  ``1 / p`` for foreground probability ``p``), so a process goes to the soma it
+  grows from even where another soma is nearer in a straight line.
+- ``votes``: offset voting. The distance is how far the voxel's own vote (the
+  voxel plus its offset) lands from the soma.
+
+Claims are ``255 - distance`` (``growth``, in µm of path cost) or
+``255 - 4 * distance`` (``votes``, in µm), at least 1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+from tqdm import tqdm
+
+from traice.core.geometry import Box, distance_um, um_to_voxels
+from traice.core.maps import OFFSET_SCALE_UM
+from traice.core.masks import connected_to
+from traice.io.claims import CellMask
+from traice.stages.segment.params import SegmentParams
+
+SEED_UM = 2.0
+"""The soma's seed: voxels within this distance of the detected centre (always part of the cell)."""
+MIN_PROBABILITY = 0.05
+"""Path cost per µm is at most 1 / MIN_PROBABILITY (the seed may sit on voxels the network doubts)."""
+
+
+def load(params: SegmentParams) -> None:
+    """Ownership reads the maps the detect jobs stored (:class:`traice.io.maps.MapReader`), no model."""
+    return None
+
+
+def cell_foreground(maps, centre, spacing, bounds: Box, params: SegmentParams):
+    """The box around one soma and, in it: foreground probability, offsets, distance from the soma (µm),
+    the soma seed, and the candidate voxels (foreground within the radius, plus the seed)."""
+    box = Box.around(centre, um_to_voxels(params.radius_um, spacing)).intersect(bounds)
+    fg, offsets = maps.read(box)
+    soma = tuple(float(c) - a for c, a in zip(centre, box.start))
+    dist = distance_um(box.shape, soma, spacing)
+    seed = dist <= SEED_UM
+    candidates = ((fg > params.probability) & (dist <= params.radius_um)) | seed
+    return box, fg, offsets, soma, dist, seed, candidates
+
+
+def growth_claim(fg: np.ndarray, seed: np.ndarray, candidates: np.ndarray, spacing) -> np.ndarray:
+    """Claim (uint8) from the geodesic path cost from ``seed`` through ``candidates``, 0 where unreached."""
+    from skimage.graph import MCP_Geometric
+
+    costs = np.where(candidates, 1.0 / np.maximum(fg, MIN_PROBABILITY), np.inf)
+    mcp = MCP_Geometric(costs, sampling=tuple(float(s) for s in spacing))
+    cost, _ = mcp.find_costs(np.argwhere(seed))
+    reached = np.isfinite(cost) & candidates
+    return np.where(reached, np.clip(np.rint(255.0 - cost), 1, 255), 0).astype(np.uint8)
+
+
+def votes_claim(offsets: np.ndarray, soma, seed: np.ndarray, candidates: np.ndarray, spacing) -> np.ndarray:
+    """Claim (uint8) from how far each connected candidate's vote lands from the soma, 0 elsewhere."""
+    mask = connected_to(candidates, seed)
+    idx = np.nonzero(mask)
+    miss = np.zeros(len(idx[0]))
+    for axis in range(3):
+        vote_um = idx[axis] * spacing[axis] + offsets[axis][idx] * OFFSET_SCALE_UM
+        miss += (vote_um - soma[axis] * spacing[axis]) ** 2
+    claim = np.zeros(mask.shape, np.uint8)
+    claim[idx] = np.clip(np.rint(255.0 - 4.0 * np.sqrt(miss)), 1, 255)
+    claim[seed] = 255
+    return claim
+
+
+def segment_owned(image, cells: pd.DataFrame, stats: dict, params: SegmentParams, maps,
+                  progress: bool = False) -> list[CellMask]:
+    """Claims of ``cells`` (rows of cells.parquet) on the stored one-pass maps ``maps`` (a MapReader),
+    by ``params.method`` (``growth`` or ``votes``)."""
+    spacing = np.asarray(image.spacing, dtype=float)
+    masks = []
+    for _, cell in tqdm(cells.iterrows(), total=len(cells), desc=params.method, unit="cell", disable=not progress):
+        centre = (float(cell["z"]), float(cell["y"]), float(cell["x"]))
+        box, fg, offsets, soma, dist, seed, candidates = cell_foreground(maps, centre, spacing, image.bounds, params)
+        if params.method == "votes":
+            claim = votes_claim(offsets, soma, seed, candidates, spacing)
+        else:
+            claim = growth_claim(fg, seed, candidates, spacing)
+        masks.append(_cropped(int(cell["cell_id"]), claim, box, (fg[seed] > params.probability).any()))
+    return masks
+
+
+def _cropped(cell_id: int, claim: np.ndarray, box: Box, soma_in_foreground: bool) -> CellMask:
+    """The claim (never empty: the seed is always claimed) in the smallest box holding it; the status says
+    whether the network saw foreground at the soma."""
+    status = "ok" if soma_in_foreground else "no foreground at the soma"
+    tight = ndimage.find_objects((claim > 0).astype(np.uint8))[0]
+    start = tuple(a + t.start for a, t in zip(box.start, tight))
+    return CellMask(cell_id, Box(start, tuple(a + n for a, n in zip(start, claim[tight].shape))), claim[tight], status)
