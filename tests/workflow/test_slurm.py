@@ -55,7 +55,7 @@ def test_slurm_profile_run_equals_local_run(slurm, reference_run, tmp_path):
     # fewer, larger batches than the reference run (each Slurm job costs seconds of start-up);
     # results must not depend on how work is batched
     config = small_config(tmp_path, plan={"tile_shape": [64, 256, 256], "tiles_per_job": 4},
-                          segment={"cells_per_job": 32}, stitch={"chunk": [32, 128, 128], "chunks_per_job": [1, 3, 3]})
+                          segment={"method": "classical", "cells_per_job": 32}, stitch={"chunk": [32, 128, 128], "chunks_per_job": [1, 3, 3]})
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     out = cli(["--profile", "profiles/slurm", "--configfile", str(tmp_path / "config.yaml"),
                "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "5",

@@ -10,7 +10,7 @@ class SegmentParams:
     method: str = "growth"           # growth | votes (one-pass foreground) | prompted (stage 2) | classical (baseline)
     radius_um: float = 40.0          # maximum arbor radius (classical: also the window half-size)
     model: str | None = None         # prompted: stage-2 weights; None = shipped (traice/weights)
-    probability: float = 0.5         # growth, votes, prompted: foreground probability threshold
+    probability: float = 0.3         # growth, votes, prompted: foreground probability threshold (0.3: docs/arbors.md)
     batch_size: int = 4              # prompted: cells per forward pass
     device: str = "auto"             # prompted: auto (cuda when present) | cpu | cuda
     smooth_um: float = 0.4
