@@ -29,8 +29,12 @@ from traice.stages.detect.params import DetectParams
 from traice.stages.detect.somas import COLUMNS
 from traice.stages.methods import choose
 
-METHODS = {"traice": (network.load, network.detect_traice_maps),
-           "classical": (classical.load, lambda *args: (detect_classical(*args), None))}
+def _classical_without_maps(block, spacing, stats, params, model):
+    """The classical detector in the methods' shape: (table, no maps)."""
+    return detect_classical(block, spacing, stats, params, model), None
+
+
+METHODS = {"traice": (network.load, network.detect_traice_maps), "classical": (classical.load, _classical_without_maps)}
 """``detect.method`` -> (load the model, find somas in a raw block: (table, one-pass maps or None))."""
 
 __all__ = ["DetectParams", "METHODS", "detect_batch", "detect_classical", "detect_tile", "detect_traice", "load_detector"]
