@@ -26,6 +26,8 @@ import numpy as np
 OFFSET_SCALE_UM = 40.0
 """One offset unit in µm (about a microglial arbor's radius)."""
 CHANNELS = ("soma", "foreground", "offset_z", "offset_y", "offset_x")
+PROBABILITY_CHANNELS = 2
+"""The first channels are probabilities (sigmoid of the network's logits); the rest are offsets."""
 OFFSET_STEP = 1.0 / 64
 """Offsets are stored as int8 multiples of this (0.625 µm at OFFSET_SCALE_UM = 40; range ±79 µm)."""
 
@@ -50,8 +52,8 @@ def offsets_to_soma(labels: np.ndarray, centres: np.ndarray, spacing, origin=(0,
 def encode(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``maps (5, Z, Y, X)`` float -> probabilities ``(2, Z, Y, X)`` uint8 and offsets ``(3, Z, Y, X)`` int8
     (0 where the foreground rounds to 0)."""
-    prob = np.clip(np.rint(maps[:2] * 255), 0, 255).astype(np.uint8)
-    off = np.clip(np.rint(maps[2:] / OFFSET_STEP), -127, 127).astype(np.int8)
+    prob = np.clip(np.rint(maps[:PROBABILITY_CHANNELS] * 255), 0, 255).astype(np.uint8)
+    off = np.clip(np.rint(maps[PROBABILITY_CHANNELS:] / OFFSET_STEP), -127, 127).astype(np.int8)
     off[:, prob[1] == 0] = 0
     return prob, off
 

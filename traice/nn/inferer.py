@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from traice.core.maps import CHANNELS, PROBABILITY_CHANNELS
 from traice.core.windows import padding, window_starts
 from traice.nn.blocks import as_triple
 from traice.nn.device import autocast, pick_device
@@ -91,7 +92,7 @@ def sliding_window_maps(
     probabilities; the others (offsets) are blended as they are.
 
     ``volume (Z, Y, X) float32`` (already :func:`model_input`-normalised)
-    ``-> (Z, Y, X) float32`` in [0, 1].
+    ``-> (C, Z, Y, X) float32``.
 
     The model maps ``(B, 1, *window) -> (B, C, *window)`` outputs; ``window``
     must be a shape it accepts (divisible by ``model.divisor``, at most
@@ -140,8 +141,8 @@ def sliding_window_maps(
 
     weight = gaussian_importance(window).to(dev)
     channels = int(getattr(getattr(model, "head", None), "out_channels", 1))
-    if probability_channels is None:
-        probability_channels = 2 if channels == 5 else channels
+    if probability_channels is None:  # a one-pass model: soma and foreground, then offsets
+        probability_channels = PROBABILITY_CHANNELS if channels == len(CHANNELS) else channels
     total = torch.zeros((channels, *padded_shape), dtype=torch.float32, device=dev)  # sum of map * weight
     weight_sum = torch.zeros(padded_shape, dtype=torch.float32, device=dev)
     starts = list(itertools.product(*(window_starts(s, w, overlap) for s, w in zip(padded_shape, window))))
