@@ -29,6 +29,7 @@ lint: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/baseline.py
+	$(BIN)/python bench/dag.py
 
 clean:
 	rm -rf results .snakemake

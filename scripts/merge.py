@@ -3,6 +3,7 @@ from pathlib import Path
 
 from traice.io.joblog import log_to
 from traice.io.plan import Plan
+from traice.io.tables import write_json
 from traice.stages.merge import merge_files
 from traice.stages.update import base_dir
 
@@ -10,4 +11,5 @@ log_to(snakemake.log[0])
 plan = Plan.read(snakemake.input.plan)
 cells = Path(snakemake.output.cells)
 previous = base_dir(cells.parent) / cells.name if plan.update else None
-merge_files(snakemake.input.somas, plan, snakemake.params.dedupe_um, cells, previous)
+merged = merge_files(snakemake.input.somas, plan, snakemake.params.dedupe_um, cells, previous)
+write_json({"cells": len(merged), "to_process": int(plan.cells_inside(merged).sum())}, snakemake.output.to_process)

@@ -8,7 +8,8 @@ from traice.stages.plan import PlanParams, write_plan
 log_to(snakemake.log[0])
 stitch = snakemake.params.stitch
 params = from_config(PlanParams, snakemake.params.plan, stitch_chunk=stitch["chunk"],
-                     stitch_chunks_per_job=stitch["chunks_per_job"], margin_um=snakemake.params.margin_um,
+                     stitch_chunks_per_job=stitch["chunks_per_job"], stitch_max_jobs=stitch["max_jobs"],
+                     margin_um=snakemake.params.margin_um,
                      maps_cover_margin=snakemake.params.maps_cover_margin)
 plan_dir = Path(snakemake.output.plan).parent
 write_plan(snakemake.input.image, snakemake.params.channel, plan_dir, params, snakemake.params.roi, sample_dir=plan_dir.parents[1])

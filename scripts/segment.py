@@ -7,4 +7,4 @@ from traice.stages.segment import SegmentParams, segment_batch
 log_to(snakemake.log[0])
 params = from_config(SegmentParams, snakemake.params.segment)
 segment_batch(Plan.read(snakemake.input.plan), snakemake.input.cells, int(snakemake.wildcards.b), snakemake.output[0], params,
-              snakemake.input.maps)
+              snakemake.input.maps or None)

@@ -59,7 +59,7 @@ def test_schema_defaults_are_the_config_file_values():
     ("detect", DetectParams, {}),
     ("segment", SegmentParams, {}),
     ("plan", PlanParams, {}),
-    ("stitch", PlanParams, {"chunk": "stitch_chunk", "chunks_per_job": "stitch_chunks_per_job"}),
+    ("stitch", PlanParams, {"chunk": "stitch_chunk", "chunks_per_job": "stitch_chunks_per_job", "max_jobs": "stitch_max_jobs"}),
 ])
 def test_config_sections_are_the_dataclass_defaults(section, params, renamed):
     fields = {f.name: f.default for f in dataclasses.fields(params)}

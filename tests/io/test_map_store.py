@@ -7,7 +7,7 @@ import pytest
 
 from traice.core.geometry import Box
 from traice.core.maps import decode_offsets, decode_probability, encode
-from traice.io.maps import ArrayMaps, MapReader, write_maps
+from traice.io.maps import ArrayMaps, MapReader, write_map_index, write_maps
 
 
 def _maps(shape, seed=0):
@@ -20,7 +20,10 @@ def test_maps_read_back_across_tiles_and_jobs(tmp_path):
     tiles = [(0, Box((0, 0, 0), (8, 40, 30))), (1, Box((0, 0, 30), (8, 20, 60))), (2, Box((0, 20, 30), (8, 40, 60)))]
     write_maps([(t, core, whole[(slice(None), *core.slices)]) for t, core in tiles[:2]], tmp_path / "batch_0.zarr")
     write_maps([(t, core, whole[(slice(None), *core.slices)]) for t, core in tiles[2:]], tmp_path / "batch_1.zarr")
-    reader = MapReader([tmp_path / "batch_0.zarr", tmp_path / "batch_1.zarr"])
+    groups = [tmp_path / "batch_0.zarr", tmp_path / "batch_1.zarr"]
+    write_map_index(groups, tmp_path / "index.parquet")
+    reader = MapReader.from_index(tmp_path / "index.parquet")
+    assert reader.tiles == 3
     prob, off = encode(whole)
     box = Box((2, 10, 20), (7, 35, 50))  # overlaps all three tiles
     fg, offsets = reader.read(box)
@@ -28,8 +31,13 @@ def test_maps_read_back_across_tiles_and_jobs(tmp_path):
     np.testing.assert_array_equal(offsets, decode_offsets(off)[(slice(None), *box.slices)])
     np.testing.assert_array_equal(ArrayMaps(whole).read(box)[0], fg)
     assert reader.stored_bytes() > 0
+    assert list(reader.opened) == ["batch_0.zarr", "batch_1.zarr"]
+    # a box within one tile opens only that tile's group
+    one = MapReader.from_index(tmp_path / "index.parquet")
+    np.testing.assert_array_equal(one.read(Box((0, 0, 0), (8, 10, 10)))[0], decode_probability(prob[1])[:, :10, :10])
+    assert list(one.opened) == ["batch_0.zarr"]
     # outside every tile: background
-    outside = MapReader([tmp_path / "batch_0.zarr"]).read(Box((0, 30, 40), (8, 40, 60)))
+    outside = MapReader.from_groups([tmp_path / "batch_0.zarr"]).read(Box((0, 30, 40), (8, 40, 60)))
     assert (outside[0] == 0).all() and (outside[1] == 0).all()
 
 
@@ -39,4 +47,4 @@ def test_maps_must_cover_their_tile_and_exist(tmp_path):
     assert not (tmp_path / "bad.zarr").exists()  # nothing half-written
     write_maps([], tmp_path / "empty.zarr")
     with pytest.raises(ValueError, match="one-pass"):
-        MapReader([tmp_path / "empty.zarr"])
+        MapReader.from_groups([tmp_path / "empty.zarr"])

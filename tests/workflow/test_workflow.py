@@ -228,7 +228,8 @@ def test_default_learned_path_owns_the_arbors(tmp_path):
     run_workflow(cfg, tmp_path)
     out = tmp_path / "results" / "small"
     groups = sorted((out / "work" / "maps").glob("batch_*.zarr"))
-    assert len(groups) >= 2 and MapReader(groups).tiles  # several detect jobs, each with its tiles' maps
+    reader = MapReader.from_index(out / "work" / "maps" / "index.parquet")
+    assert len(groups) >= 2 and set(reader.index["group"]) == {g.name for g in groups}  # every detect job's tiles
     scores = evaluate_run(out)
     assert scores["soma F1"] >= LEARNED_F1_FLOOR, scores
     assert scores["branch clDice (all true cells)"] >= LEARNED_CLDICE_FLOOR, scores

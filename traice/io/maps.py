@@ -11,9 +11,11 @@ no foreground) over the tile's core, as one zarr group per job::
 
 Cores do not overlap, so every voxel the plan detects in is stored once. The
 group is written to a temporary folder and renamed: a killed job leaves
-nothing half-written. :class:`MapReader` assembles the maps of any box from
-the tiles it overlaps; voxels outside every tile read as background (no
-foreground, offsets 0).
+nothing half-written. Once every detect job is done, one small index
+(``maps/index.parquet``, :func:`write_map_index`) says which group holds which
+tile, so a segment job depends on one file, not on every detect job's group.
+:class:`MapReader` assembles the maps of any box from the tiles it overlaps;
+voxels outside every tile read as background (no foreground, offsets 0).
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 import zarr
 
 from traice.core.geometry import Box
 from traice.core.maps import decode_offsets, decode_probability, encode
-from traice.io.tables import atomic_dir
+from traice.io.tables import atomic_dir, write_table
 
 MAP_CHUNKS = (32, 128, 128)
 
@@ -48,35 +51,93 @@ def write_maps(tiles: Sequence[tuple[int, Box, np.ndarray]], path: str | Path) -
         group.attrs["tiles"] = boxes
 
 
-class MapReader:
-    """The maps of any box, from the detect jobs' groups (``maps/batch_*.zarr``) of one run."""
+INDEX_COLUMNS = ["group", "tile", *Box.from_shape((1, 1, 1)).as_row("core")]
 
-    def __init__(self, groups: Sequence[str | Path]):
-        self.paths = [Path(p) for p in groups]
-        self.tiles: list[tuple[Box, zarr.Group]] = []
-        for path in self.paths:
-            group = zarr.open_group(str(path), mode="r")
-            for tile, corners in dict(group.attrs.get("tiles", {})).items():
-                self.tiles.append((Box(tuple(corners[:3]), tuple(corners[3:])), group[tile]))
-        if not self.tiles:
+
+def map_index(groups: Sequence[str | Path]) -> pd.DataFrame:
+    """Which tile each detect job's group holds: one row per tile, ``group`` (the group's folder name, beside
+    the index), ``tile`` and its ``core_*`` box in level-0 voxels."""
+    rows = []
+    for path in groups:
+        path = Path(path)
+        tiles = dict(zarr.open_group(str(path), mode="r").attrs.get("tiles", {}))
+        for tile, corners in tiles.items():
+            core = Box(tuple(corners[:3]), tuple(corners[3:]))
+            rows.append({"group": path.name, "tile": int(tile), **core.as_row("core")})
+    return pd.DataFrame(rows, columns=INDEX_COLUMNS)
+
+
+def write_map_index(groups: Sequence[str | Path], path: str | Path) -> pd.DataFrame:
+    """Write :func:`map_index` of ``groups`` to ``path`` (a parquet file in the groups' folder)."""
+    index = map_index(groups)
+    if any(Path(g).parent.resolve() != Path(path).parent.resolve() for g in groups):
+        raise ValueError(f"the map index {path} must lie beside the groups it indexes")
+    write_table(index, path)
+    return index
+
+
+class MapReader:
+    """The maps of any box, from the detect jobs' groups (``maps/batch_*.zarr``) of one run.
+
+    ``index``: :func:`map_index`'s table and the folder its groups lie in. A
+    group is opened only when a box read overlaps one of its tiles, so a
+    segment job touches the few detect jobs around its cells, not all of them.
+    """
+
+    def __init__(self, index: pd.DataFrame, folder: str | Path):
+        if not len(index):
             raise ValueError("no one-pass maps were written: detect.method traice needs a one-pass (5-channel) model")
+        self.folder = Path(folder)
+        self.index = index.reset_index(drop=True)
+        self._starts = self.index[["core_z0", "core_y0", "core_x0"]].to_numpy()
+        self._stops = self.index[["core_z1", "core_y1", "core_x1"]].to_numpy()
+        self._groups: dict[str, zarr.Group] = {}
+
+    @classmethod
+    def from_index(cls, path: str | Path) -> "MapReader":
+        """The reader of a run's stored index (:func:`write_map_index`)."""
+        return cls(pd.read_parquet(path), Path(path).parent)
+
+    @classmethod
+    def from_groups(cls, groups: Sequence[str | Path]) -> "MapReader":
+        """The reader of some groups (in one folder), indexed on the fly."""
+        groups = [Path(g) for g in groups]
+        return cls(map_index(groups), groups[0].parent if groups else ".")
+
+    @property
+    def tiles(self) -> int:
+        """How many tiles the maps cover."""
+        return len(self.index)
+
+    @property
+    def opened(self) -> list[str]:
+        """The groups read so far, in the order they were first read."""
+        return list(self._groups)
+
+    def _tile(self, row: int) -> zarr.Group:
+        name = self.index.at[row, "group"]
+        if name not in self._groups:
+            self._groups[name] = zarr.open_group(str(self.folder / name), mode="r")
+        return self._groups[name][str(self.index.at[row, "tile"])]
 
     def read(self, box: Box) -> tuple[np.ndarray, np.ndarray]:
         """Foreground probability ``box.shape`` float32 and offsets ``(3, *box.shape)`` float32 (offset units)."""
         foreground = np.zeros(box.shape, np.uint8)
         offsets = np.zeros((3, *box.shape), np.int8)
-        for core, group in self.tiles:
+        overlapping = np.flatnonzero(((self._starts < np.asarray(box.stop)) & (self._stops > np.asarray(box.start))).all(axis=1))
+        for row in overlapping:
+            core = Box(tuple(int(v) for v in self._starts[row]), tuple(int(v) for v in self._stops[row]))
             part = core.intersect(box)
-            if part.empty:
-                continue
             src, dst = part.relative_to(core).slices, part.relative_to(box).slices
-            foreground[dst] = group["probability"][(1, *src)]
-            offsets[(slice(None), *dst)] = group["offsets"][(slice(None), *src)]
+            tile = self._tile(row)
+            foreground[dst] = tile["probability"][(1, *src)]
+            offsets[(slice(None), *dst)] = tile["offsets"][(slice(None), *src)]
         return decode_probability(foreground), decode_offsets(offsets)
 
     def stored_bytes(self) -> int:
         """Bytes the maps take on disk (compressed chunks)."""
-        return sum(f.stat().st_size for path in self.paths for f in path.rglob("*") if f.is_file())
+        return sum(f.stat().st_size for name in self.index["group"].unique()
+                   for f in (self.folder / name).rglob("*") if f.is_file())
 
 
 class ArrayMaps:

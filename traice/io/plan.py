@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from traice.core.batching import cell_batch, n_cell_batches
+from traice.core.batching import batch_size, cell_batch, n_batches
 from traice.core.geometry import Box, Triple, grid
 from traice.core.roi import cells_inside
 from traice.io.ome import OmeImage, open_image
@@ -125,10 +125,11 @@ class Plan:
         """``cell_id``s of the cells outside the ROI: a region update leaves them as they were."""
         return cells["cell_id"].to_numpy()[~self.cells_inside(cells)]
 
-    def cell_batch(self, cells: pd.DataFrame, batch: int, cells_per_job: int) -> pd.DataFrame:
-        """The cells to process of one segment or morphology batch."""
-        return cell_batch(self.cells_to_process(cells), batch, cells_per_job)
+    def cell_batch(self, cells: pd.DataFrame, batch: int, cells_per_job: int, max_jobs: int) -> pd.DataFrame:
+        """The cells to process of one segment or morphology batch (:func:`traice.core.batching.batch_size`)."""
+        todo = self.cells_to_process(cells)
+        return cell_batch(todo, batch, batch_size(len(todo), cells_per_job, max_jobs))
 
-    def n_cell_batches(self, cells: pd.DataFrame, cells_per_job: int) -> int:
+    def n_cell_batches(self, cells: pd.DataFrame, cells_per_job: int, max_jobs: int) -> int:
         """How many segment or morphology jobs the cells to process need."""
-        return n_cell_batches(int(self.cells_inside(cells).sum()), cells_per_job)
+        return n_batches(int(self.cells_inside(cells).sum()), cells_per_job, max_jobs)

@@ -256,12 +256,14 @@ def morphology_batch(
     plan: Plan,
     batch: int,
     cells_per_job: int,
+    max_jobs: int,
     out_dir: str | Path,
 ) -> pd.DataFrame:
-    """Measure every cell of one batch of the cells to process; write morphology and Sholl tables and SWC files to ``out_dir``."""
+    """Measure every cell of one batch of the cells to process (``cells_per_job`` and ``max_jobs``:
+    :func:`traice.core.batching.batch_size`); write morphology and Sholl tables and SWC files to ``out_dir``."""
     labels = zarr.open_array(str(Path(labels_path) / "0"), mode="r")
     spacing = plan.spacing
-    cells = plan.cell_batch(pd.read_parquet(cells_path), batch, cells_per_job)
+    cells = plan.cell_batch(pd.read_parquet(cells_path), batch, cells_per_job, max_jobs)
     index = pd.read_parquet(index_path).set_index("cell_id")
     rows, profiles = [], []
     with atomic_dir(out_dir) as tmp:

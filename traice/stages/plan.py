@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from traice.core.batching import batches
+from traice.core.batching import batch_size, batches, block_shape
 from traice.core.errors import InputError
 from traice.core.geometry import grid, tile_grid, um_to_voxels
 from traice.core.intensity import robust_stats
@@ -30,9 +30,11 @@ from traice.stages.update import prepare_base
 class PlanParams:
     tile_shape: tuple[int, int, int] = (64, 512, 512)   # tile core, level-0 voxels
     halo_um: float = 16.0                               # read context around each core
-    tiles_per_job: int = 2
+    tiles_per_job: int = 2                              # at least this many tiles per detect job ...
+    max_jobs: int = 1000                                # ... more once there would be more detect jobs than this
     stitch_chunk: tuple[int, int, int] = (32, 256, 256)  # label chunk footprint, level-0 voxels
-    stitch_chunks_per_job: tuple[int, int, int] = (1, 2, 2)
+    stitch_chunks_per_job: tuple[int, int, int] = (1, 2, 2)  # at least this block of chunks per stitch job ...
+    stitch_max_jobs: int = 1000                         # ... doubled along one axis at a time while there are more jobs
     margin_um: float = 40.0                             # how far a cell's mask reaches from its soma (segment radius)
     maps_cover_margin: bool = False                     # detect also where the margin reaches (segment reads its maps)
     stats_max_voxels: int = 8_000_000
@@ -66,7 +68,9 @@ def make_plan(image: OmeImage, params: PlanParams, roi: dict | None = None, upda
     exactly the tiles a whole-image run would; those touching the ROI (with
     ``maps_cover_margin``: the ROI grown by the margin, so the one-pass maps
     cover every arbor of the ROI's cells) and holding tissue are kept. Stitch
-    blocks are those touching the ROI grown by the margin.
+    blocks are those touching the ROI grown by the margin. Tiles per detect job and
+    the stitch block grow past their settings when the jobs would exceed
+    ``max_jobs`` / ``stitch_max_jobs`` (:mod:`traice.core.batching`).
     """
     missing, chunks, first = image.missing_chunks() if params.missing_chunks != "ignore" else (0, 0, [])
     if missing and params.missing_chunks == "refuse":
@@ -83,12 +87,14 @@ def make_plan(image: OmeImage, params: PlanParams, roi: dict | None = None, upda
                 if any(t.core.intersects(b) for b in needed.values())]
     tiles = [t for t in touching if box_has_tissue(t.read, tissue, tissue_spacing, image.spacing)]
     rows = []
-    for batch, members in enumerate(batches(len(tiles), params.tiles_per_job)):
+    per_job = batch_size(len(tiles), params.tiles_per_job, params.max_jobs)
+    for batch, members in enumerate(batches(len(tiles), per_job)):
         for i in members:
             t = tiles[i]
             rows.append({"tile": t.index, "batch": batch, **t.core.as_row("core"), **t.read.as_row("read")})
     table = pd.DataFrame(rows, columns=TILE_COLUMNS)
-    block = tuple(c * n for c, n in zip(params.stitch_chunk, params.stitch_chunks_per_job))
+    block = block_shape(params.stitch_chunk, params.stitch_chunks_per_job, image.shape,
+                        [(a.start, a.stop) for a in affected.values()], params.stitch_max_jobs)
     block_ids = [k for k, b in enumerate(grid(image.bounds, block)) if any(b.intersects(a) for a in affected.values())]
     info = {
         "image": image.path,
@@ -105,6 +111,7 @@ def make_plan(image: OmeImage, params: PlanParams, roi: dict | None = None, upda
         "halo_voxels": list(halo),
         "tiles": len(tiles),
         "tiles_without_tissue": len(touching) - len(tiles),
+        "tiles_per_job": per_job,
         "tile_batches": int(table["batch"].max() + 1) if len(table) else 0,
         "stitch_chunk": list(params.stitch_chunk),
         "stitch_block": list(block),

@@ -15,10 +15,11 @@ import yaml
 
 from traice.config import (check_config, check_inputs, check_models, check_schema, is_synthetic, sample_image,
                            with_defaults)
+from traice.core.batching import n_batches
 from traice.core.errors import InputError
 from traice.stages.segment.params import NEEDS_MAPS
 from traice.io.lock import acquire, release
-from traice.io.plan import Plan
+from traice.io.tables import read_json
 
 # The embedded defaults under what the user gave (--configfile, --config), key by
 # key; a user who names samples gets exactly those, never the demo sample as well.
@@ -61,29 +62,39 @@ def image_of(wildcards):
     return sample_image(wildcards.sample, config["samples"][wildcards.sample], RESULTS)
 
 
-def plan_of(wildcards):
-    return Plan.read(checkpoints.plan.get(sample=wildcards.sample).output.plan)
+# Input functions answer from small files only (plan.json, the merge's cell count), never from the cell
+# table; a step that waits for many jobs waits for one gathering job (maps_index, mask_index,
+# stitch_summary), so the DAG has about one edge per job, not one per pair of jobs (docs/scale.md).
+
+
+def plan_info(wildcards):
+    """``plan.json`` of the sample (batch counts, stitch blocks)."""
+    return read_json(checkpoints.plan.get(sample=wildcards.sample).output.plan)
+
+
+def detect_outputs(wildcards, name):
+    n = plan_info(wildcards)["tile_batches"]
+    return expand(work(name), sample=wildcards.sample, b=range(n))
 
 
 def detect_batches(wildcards):
-    n = plan_of(wildcards).info["tile_batches"]
-    return expand(work("somas/batch_{b}.parquet"), sample=wildcards.sample, b=range(n))
+    return detect_outputs(wildcards, "somas/batch_{b}.parquet")
+
+
+def detect_maps(wildcards):
+    return detect_outputs(wildcards, "maps/batch_{b}.zarr")
 
 
 def segment_maps(wildcards):
-    """The detect jobs' one-pass maps, for the segment methods that own their foreground."""
-    if config["segment"]["method"] not in NEEDS_MAPS:
-        return []
-    n = plan_of(wildcards).info["tile_batches"]
-    return expand(work("maps/batch_{b}.zarr"), sample=wildcards.sample, b=range(n))
+    """The index of the one-pass maps, for the segment methods that own their foreground."""
+    return work("maps/index.parquet") if config["segment"]["method"] in NEEDS_MAPS else []
 
 
 def n_cell_batches(wildcards, section):
-    """How many jobs the cells this run processes (those in the ROI) need at ``config[section]["cells_per_job"]``."""
-    import pandas as pd
-
-    cells = pd.read_parquet(checkpoints.merge.get(sample=wildcards.sample).output.cells, columns=["cell_id", "z_um", "y_um", "x_um"])
-    return plan_of(wildcards).n_cell_batches(cells, config[section]["cells_per_job"])
+    """How many jobs the cells this run processes (those in the ROI) need, at ``config[section]``'s
+    ``cells_per_job`` and ``max_jobs`` (:func:`traice.core.batching.batch_size`)."""
+    count = read_json(checkpoints.merge.get(sample=wildcards.sample).output.to_process)
+    return n_batches(count["to_process"], config[section]["cells_per_job"], config[section]["max_jobs"])
 
 
 def segment_batches(wildcards):
@@ -92,7 +103,7 @@ def segment_batches(wildcards):
 
 
 def stitch_flags(wildcards):
-    ids = plan_of(wildcards).info["stitch_block_ids"]
+    ids = plan_info(wildcards)["stitch_block_ids"]
     return expand(work("stitch/block_{k}.done"), sample=wildcards.sample, k=ids)
 
 

@@ -28,6 +28,7 @@ checkpoint merge:
         somas=detect_batches,
     output:
         cells=out("cells.parquet"),
+        to_process=work("cells_to_process.json"),
     params:
         dedupe_um=config["merge"]["dedupe_um"],
     log:
@@ -38,3 +39,16 @@ checkpoint merge:
         "../../envs/imaging.yaml"
     script:
         "../../scripts/merge.py"
+
+
+rule maps_index:
+    input:
+        detect_maps,
+    output:
+        work("maps/index.parquet"),
+    log:
+        work("logs/maps_index.log"),
+    conda:
+        "../../envs/imaging.yaml"
+    script:
+        "../../scripts/maps_index.py"

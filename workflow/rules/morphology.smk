@@ -5,13 +5,14 @@ rule morphology_batch:
     input:
         plan=work("plan/plan.json"),
         labels=out("segmentation.ome.zarr"),
-        stitched=stitch_flags,
+        stitched=work("stitch/summary.json"),
         cells=out("cells.parquet"),
         index=work("masks/index.parquet"),
     output:
         directory(work("morphology/batch_{b}")),
     params:
         cells_per_job=config["morphology"]["cells_per_job"],
+        max_jobs=config["morphology"]["max_jobs"],
     log:
         work("logs/morphology_{b}.log"),
     benchmark:

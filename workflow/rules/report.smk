@@ -27,7 +27,7 @@ rule report:
         morphology=out("morphology.parquet"),
         regions=out("regions.parquet"),
         labels=out("segmentation.ome.zarr"),
-        stitched=stitch_flags,
+        stitched=work("stitch/summary.json"),
     output:
         html=out("report.html"),
         qc=report(
@@ -53,7 +53,7 @@ rule run_summary:
         plan=work("plan/plan.json"),
         cells=out("cells.parquet"),
         morphology=out("morphology.parquet"),
-        stitched=stitch_flags,
+        stitched=work("stitch/summary.json"),
         regions=out("regions.parquet"),
         report=out("report.html"),
     output:

@@ -32,3 +32,16 @@ rule stitch:
         "../../envs/imaging.yaml"
     script:
         "../../scripts/stitch.py"
+
+
+rule stitch_summary:
+    input:
+        stitch_flags,
+    output:
+        work("stitch/summary.json"),
+    log:
+        work("logs/stitch_summary.log"),
+    conda:
+        "../../envs/imaging.yaml"
+    script:
+        "../../scripts/stitch_summary.py"

@@ -14,7 +14,6 @@ Methods (``segment.method``), each in its own module with the same two functions
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
@@ -43,11 +42,14 @@ def load_segmenter(params: SegmentParams):
 
 
 def segment_batch(plan: Plan, cells_path: str | Path, batch: int, out_path: str | Path, params: SegmentParams,
-                  maps: Sequence[str | Path] = ()) -> pd.DataFrame:
+                  maps: str | Path | None = None) -> pd.DataFrame:
     """Segment every cell of one batch of the cells to process and store their claims at ``out_path``;
-    ``maps``: the detect jobs' map groups, for the methods that need them (:data:`NEEDS_MAPS`)."""
+    ``maps``: the index of the detect jobs' maps (:func:`traice.io.maps.write_map_index`), for the methods that
+    need them (:data:`NEEDS_MAPS`)."""
     _, segment = choose(METHODS, params.method, "segment")
-    model = MapReader(maps) if params.method in NEEDS_MAPS else load_segmenter(params)
-    cells = plan.cell_batch(pd.read_parquet(cells_path), batch, params.cells_per_job)
+    if params.method in NEEDS_MAPS and maps is None:
+        raise ValueError(f"segment.method {params.method} reads the one-pass maps: give their index")
+    model = MapReader.from_index(maps) if params.method in NEEDS_MAPS else load_segmenter(params)
+    cells = plan.cell_batch(pd.read_parquet(cells_path), batch, params.cells_per_job, params.max_jobs)
     masks = segment(plan.image, cells, plan.stats, params, model, progress=True)
     return write_masks(masks, out_path)

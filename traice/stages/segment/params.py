@@ -17,7 +17,8 @@ class SegmentParams:
     soma_fraction: float = 0.15      # threshold = background + this * (soma - background) ...
     min_snr: float = 2.5             # ... but at least this many noise sigmas of the smoothed image
     decay_um: float = 30.0           # claim halves every decay_um * ln 2 from the soma
-    cells_per_job: int = 32
+    cells_per_job: int = 32          # at least this many cells per job ...
+    max_jobs: int = 1000             # ... and more once there would be more jobs than this
 
 
 NEEDS_MAPS = ("growth", "votes")
