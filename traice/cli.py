@@ -3,6 +3,7 @@
     traice synth OUT.ome.zarr [--shape Z Y X] [--cells N] [--seed S]
     traice render-swc FOLDER OUT.ome.zarr [--seed S]
     traice inspect IMAGE [--channel C]
+    traice convert IN OUT.ome.zarr [--channel C] [--voxel-size Z Y X]   (TIFF planes or stack -> OME-Zarr)
     traice evaluate RESULTS_DIR
     traice run IMAGE RESULTS_DIR [--channel C] [--cores N]   (the Snakemake workflow on one image)
     traice train soma OUT_DIR [--traces DIR] [--synthetic N] [--steps N] [--window Z Y X] [--size S|L] ...
@@ -49,6 +50,13 @@ def _inspect(args) -> None:
         "path": image.path, "axes": image.axes, "shape_zyx": image.shape, "spacing_um_zyx": image.spacing,
         "levels": [{"path": lv.path, "shape": lv.shape, "spacing_um": lv.spacing} for lv in image.levels],
     }, indent=2))
+
+
+def _convert(args) -> None:
+    from traice.io.convert import convert
+
+    done = convert(args.input, args.out, args.channel, args.voxel_size)
+    print(f"wrote {args.out}: shape {done['shape']} {done['dtype']}, voxel size {done['voxel_size_um']} µm (z, y, x)")
 
 
 def _evaluate(args) -> None:
@@ -136,6 +144,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("image", help="an OME-Zarr image (NGFF 0.4 or 0.5)")
     p.add_argument("--channel", type=int, help="the channel to read, for a multi-channel image")
     p.set_defaults(func=_inspect)
+
+    p = sub.add_parser("convert", help="convert TIFF planes or a TIFF / OME-TIFF stack into an OME-Zarr image")
+    p.add_argument("input", help="a folder or quoted glob of 2D TIFF planes (one per z), or a multi-page TIFF / OME-TIFF")
+    p.add_argument("out", help="the OME-Zarr image to write (NGFF 0.5, multiscale)")
+    p.add_argument("--channel", type=int, help="the channel to keep, for a multi-channel stack")
+    p.add_argument("--voxel-size", type=float, nargs=3, metavar=("Z", "Y", "X"),
+                   help="voxel size in µm; needed when the file does not say it, and wins over the file's")
+    p.set_defaults(func=_convert)
 
     p = sub.add_parser("evaluate", help="soma F1 and per-cell Dice of a run on a synthetic sample")
     p.add_argument("results", help="a sample's results folder (its input.ome.zarr holds the truth)")

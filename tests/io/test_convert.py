@@ -1,0 +1,154 @@
+"""TIFF planes and stacks to OME-Zarr: voxel sizes from the files or the user, bad files refused before writing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from traice.cli import main
+from traice.core.errors import InputError
+from traice.io.convert import convert, open_source
+from traice.io.ome import open_image
+
+
+def _volume(shape=(5, 70, 90), seed=0):
+    return np.random.default_rng(seed).integers(0, 4000, shape, dtype=np.uint16)
+
+
+def _planes(folder, volume, **kw):
+    folder.mkdir()
+    for z, plane in enumerate(volume):
+        tifffile.imwrite(folder / f"plane_{z}.tif", plane, **kw)  # plane_10 after plane_9: natural order
+    return folder
+
+
+def test_planes_in_natural_order_with_the_given_voxel_size(tmp_path):
+    volume = _volume((12, 70, 90))
+    folder = _planes(tmp_path / "planes", volume)
+    done = convert(folder, tmp_path / "out.ome.zarr", voxel_size_um=[5, 2, 2])
+    image = open_image(tmp_path / "out.ome.zarr")
+    assert done["shape"] == [12, 70, 90] and image.spacing == (5.0, 2.0, 2.0)
+    np.testing.assert_array_equal(image.read(image.bounds), volume)
+    # a glob gives the same image
+    convert(str(folder / "plane_*.tif"), tmp_path / "glob.ome.zarr", voxel_size_um=[5, 2, 2])
+    np.testing.assert_array_equal(open_image(tmp_path / "glob.ome.zarr").read(image.bounds), volume)
+
+
+def test_stacks_carry_their_voxel_size_and_channels(tmp_path):
+    volume = np.stack([_volume(seed=1), _volume(seed=2)], axis=1)  # z, c, y, x
+    tifffile.imwrite(tmp_path / "ij.tif", volume, imagej=True, resolution=(1 / 0.4, 1 / 0.4),
+                     metadata={"spacing": 1.25, "unit": "um", "axes": "ZCYX"})
+    convert(tmp_path / "ij.tif", tmp_path / "ij.ome.zarr", channel=1)
+    image = open_image(tmp_path / "ij.ome.zarr")
+    assert image.spacing == pytest.approx((1.25, 0.4, 0.4))
+    np.testing.assert_array_equal(image.read(image.bounds), volume[:, 1])
+
+    tifffile.imwrite(tmp_path / "s.ome.tif", volume[:, 0], ome=True, metadata={
+        "axes": "ZYX", "PhysicalSizeZ": 5, "PhysicalSizeY": 2000, "PhysicalSizeYUnit": "nm",
+        "PhysicalSizeX": 2, "PhysicalSizeXUnit": "µm"})
+    convert(tmp_path / "s.ome.tif", tmp_path / "ome.ome.zarr")
+    image = open_image(tmp_path / "ome.ome.zarr")
+    assert image.spacing == pytest.approx((5.0, 2.0, 2.0))
+    np.testing.assert_array_equal(image.read(image.bounds), volume[:, 0])
+    # the user's voxel size wins over the file's
+    convert(tmp_path / "s.ome.tif", tmp_path / "over.ome.zarr", voxel_size_um=[1, 0.5, 0.5])
+    assert open_image(tmp_path / "over.ome.zarr").spacing == (1.0, 0.5, 0.5)
+
+
+def test_large_planes_convert_block_by_block(tmp_path, monkeypatch):
+    import traice.io.convert as mod
+
+    volume = _volume((40, 300, 200))
+    folder = _planes(tmp_path / "planes", volume)
+    reads = []
+    source_read = mod.TiffPlanes.read
+    monkeypatch.setattr(mod.TiffPlanes, "read", lambda self, box: reads.append(box.shape) or source_read(self, box))
+    monkeypatch.setattr(mod, "BLOCK_CHUNKS", (1, 1, 1))
+    monkeypatch.setattr(mod, "FOOTPRINT", (16, 128, 128))
+    convert(folder, tmp_path / "out.ome.zarr", voxel_size_um=[1, 1, 1])
+    assert max(np.prod(s) for s in reads) <= 16 * 128 * 128 and len(reads) == 3 * 3 * 2
+    image = open_image(tmp_path / "out.ome.zarr")
+    np.testing.assert_array_equal(image.read(image.bounds), volume)
+    assert len(image.levels) > 1  # a pyramid, written with the blocks
+
+
+@pytest.mark.parametrize("case, message", [
+    ("empty folder", "no TIFF planes"),
+    ("glob matches nothing", "matches no TIFF"),
+    ("planes differ in shape", "all planes must have one shape and dtype"),
+    ("planes differ in dtype", "all planes must have one shape and dtype"),
+    ("not a TIFF", "not a readable TIFF"),
+    ("truncated", "not a readable TIFF"),
+    ("unknown format", "not a format traice converts"),
+    ("no voxel size", "set voxel_size_um"),
+    ("zero voxel size", "three positive numbers"),
+    ("missing channel", "channel 3 does not exist"),
+    ("channel not chosen", "choose one"),
+])
+def test_bad_inputs_fail_in_one_line_before_anything_is_written(tmp_path, case, message):
+    source, channel, voxel = tmp_path / "in", None, [1, 1, 1]
+    if case == "empty folder":
+        source.mkdir()
+    elif case == "glob matches nothing":
+        source = str(tmp_path / "nothing_*.tif")
+    elif case.startswith("planes differ"):
+        _planes(source, _volume((2, 20, 30)))
+        odd = np.zeros((20, 31), np.uint16) if "shape" in case else np.zeros((20, 30), np.float32)
+        tifffile.imwrite(source / "plane_2.tif", odd)
+    elif case == "not a TIFF":
+        source = tmp_path / "in.tif"
+        source.write_bytes(b"not an image at all")
+    elif case == "truncated":
+        source = tmp_path / "in.tif"
+        tifffile.imwrite(source, _volume())
+        source.write_bytes(source.read_bytes()[:100])
+    elif case == "unknown format":
+        source = tmp_path / "in.lif"
+        source.write_bytes(b"x")
+    elif case in ("no voxel size", "zero voxel size"):
+        source = tmp_path / "in.tif"
+        tifffile.imwrite(source, _volume())
+        voxel = None if case == "no voxel size" else [0, 1, 1]
+    else:
+        source = tmp_path / "in.tif"
+        tifffile.imwrite(source, np.zeros((3, 2, 20, 30), np.uint16), imagej=True, metadata={"axes": "ZCYX"})
+        channel = 3 if case == "missing channel" else None
+    with pytest.raises(InputError, match=message) as err:
+        convert(source, tmp_path / "out.ome.zarr", channel=channel, voxel_size_um=voxel)
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "out.ome.zarr").exists() and not list(tmp_path.glob(".out.ome.zarr*"))
+
+
+def test_a_killed_conversion_leaves_nothing_and_restarts_cleanly(tmp_path, monkeypatch):
+    import traice.io.convert as mod
+
+    volume = _volume((40, 300, 200))
+    folder = _planes(tmp_path / "planes", volume)
+    monkeypatch.setattr(mod, "BLOCK_CHUNKS", (1, 1, 1))
+    calls = {"n": 0}
+    real = mod.write_block
+
+    def dies_halfway(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(mod, "write_block", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        convert(folder, tmp_path / "out.ome.zarr", voxel_size_um=[1, 1, 1])
+    assert not (tmp_path / "out.ome.zarr").exists()
+    monkeypatch.setattr(mod, "write_block", real)
+    convert(folder, tmp_path / "out.ome.zarr", voxel_size_um=[1, 1, 1])
+    image = open_image(tmp_path / "out.ome.zarr")
+    np.testing.assert_array_equal(image.read(image.bounds), volume)
+
+
+def test_convert_command(tmp_path, capsys):
+    folder = _planes(tmp_path / "planes", _volume())
+    main(["convert", str(folder), str(tmp_path / "out.ome.zarr"), "--voxel-size", "5", "2", "2"])
+    assert "voxel size [5.0, 2.0, 2.0]" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="error: .*set voxel_size_um"):
+        main(["convert", str(folder), str(tmp_path / "again.ome.zarr")])
+    assert open_source(folder).shape == (5, 70, 90)

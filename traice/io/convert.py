@@ -1,0 +1,273 @@
+"""Microscope files in: TIFF planes or stacks to a chunked, multiscale NGFF OME-Zarr, block by block.
+
+Sources (:func:`open_source`), each read through ``tifffile`` only where a
+block needs it (its zarr view decodes just the strips or tiles a region
+touches), so memory follows the block, never the number of planes:
+
+- a folder of 2D TIFF planes, or a glob matching them, one plane per z in
+  natural order (``plane_2`` before ``plane_10``);
+- a multi-page TIFF, ImageJ hyperstack or OME-TIFF holding a (c,)z,y,x stack.
+
+The voxel size comes from the file (OME ``PhysicalSize*``; ImageJ ``spacing``
+and the resolution tags) or from ``voxel_size_um``, which wins when given; a
+file with neither stops with one line naming it. :func:`convert` checks the
+whole source before it writes anything, writes into a temporary folder beside
+the output and renames it into place when complete: a killed conversion leaves
+no half-written image and restarts cleanly.
+"""
+
+from __future__ import annotations
+
+import glob
+import re
+from xml.etree import ElementTree
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import tifffile
+import zarr
+
+from traice.core.errors import InputError
+from traice.core.geometry import Box, grid
+from traice.io.multiscale import create_multiscale, write_block
+from traice.io.tables import atomic_dir
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+FOOTPRINT = (32, 256, 256)      # label-sized chunks of the written image, level-0 voxels
+BLOCK_CHUNKS = (1, 4, 4)        # chunks written per block: one block is 32 x 1024 x 1024 voxels at most
+UM_PER = {"µm": 1.0, "um": 1.0, "micron": 1.0, "microns": 1.0, "micrometer": 1.0,
+          "nm": 1e-3, "nanometer": 1e-3, "mm": 1e3, "millimeter": 1e3}
+
+
+def natural_key(path: Path) -> list:
+    """Sort key that puts ``plane_2`` before ``plane_10``."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
+
+
+@dataclass
+class TiffPlanes:
+    """A z-stack stored as one 2D TIFF per plane."""
+
+    files: list[Path]
+    shape: tuple[int, int, int]
+    dtype: np.dtype
+    spacing: tuple[float, float, float] | None
+
+    @classmethod
+    def open(cls, files: Sequence[Path], where: str) -> "TiffPlanes":
+        files = sorted(files, key=natural_key)
+        if not files:
+            raise InputError(f"{where}: no TIFF planes (.tif, .tiff) found")
+        first = _plane_header(files[0])
+        for f in files[1:]:
+            shape, dtype = _plane_header(f)
+            if (shape, dtype) != first:
+                raise InputError(f"{f}: plane is {shape} {dtype}, but {files[0].name} is {first[0]} {first[1]}; "
+                                 "all planes must have one shape and dtype")
+        yx = _tiff_yx_um(files[0])
+        return cls(files, (len(files), *first[0]), first[1], None if yx is None else (None, *yx))  # type: ignore[arg-type]
+
+    def read(self, box: Box) -> np.ndarray:
+        out = np.empty(box.shape, self.dtype)
+        (z0, y0, x0), (z1, y1, x1) = box.start, box.stop
+        for i, z in enumerate(range(z0, z1)):
+            with tifffile.TiffFile(self.files[z]) as tif:
+                out[i] = zarr.open(tif.aszarr(), mode="r")[y0:y1, x0:x1]
+        return out
+
+
+@dataclass
+class TiffStack:
+    """A (c,)z,y,x stack in one multi-page TIFF, ImageJ hyperstack or OME-TIFF."""
+
+    path: Path
+    axes: str
+    full_shape: tuple[int, ...]
+    channel: int | None
+    shape: tuple[int, int, int]
+    dtype: np.dtype
+    spacing: tuple[float | None, float | None, float | None] | None
+
+    @classmethod
+    def open(cls, path: Path, channel: int | None) -> "TiffStack":
+        with _tiff(path) as tif:
+            series = tif.series[0]
+            axes, full = series.axes.upper(), tuple(series.shape)
+            spacing = _ome_spacing(tif) if tif.is_ome else _imagej_spacing(tif)
+            dtype = series.dtype
+        # the pages of a plain multi-page TIFF (axis I, image sequence, or Q, unknown) are its z planes
+        if "Z" not in axes:
+            for page_axis in "IQ":
+                if page_axis in axes:
+                    axes = axes.replace(page_axis, "Z", 1)
+                    break
+        # singleton axes other than z, y, x (time, sample) are dropped; a channel axis is chosen
+        extra = [a for a, n in zip(axes, full) if a not in "ZYXC" and n > 1]
+        if extra:
+            raise InputError(f"{path}: axes {axes} {full}: only a single z-stack (with channels) is supported, "
+                             f"not {', '.join(extra)} > 1")
+        if "Y" not in axes or "X" not in axes:
+            raise InputError(f"{path}: axes {axes} hold no y, x plane")
+        n_channels = full[axes.index("C")] if "C" in axes else 1
+        if n_channels > 1 and channel is None:
+            raise InputError(f"{path}: the image has {n_channels} channels; choose one (channel: N, or --channel N)")
+        if channel is not None and not 0 <= channel < n_channels:
+            raise InputError(f"{path}: channel {channel} does not exist (the image has {n_channels})")
+        z = full[axes.index("Z")] if "Z" in axes else 1
+        shape = (z, full[axes.index("Y")], full[axes.index("X")])
+        return cls(path, axes, full, channel, shape, dtype, spacing)
+
+    def read(self, box: Box) -> np.ndarray:
+        index = []
+        for axis, n in zip(self.axes, self.full_shape):
+            if axis in "ZYX":
+                k = "ZYX".index(axis)
+                index.append(slice(box.start[k], box.stop[k]))
+            elif axis == "C":
+                index.append(self.channel or 0)
+            else:
+                index.append(0)
+        with tifffile.TiffFile(self.path) as tif:
+            data = zarr.open(tif.series[0].aszarr(), mode="r")[tuple(index)]
+        order = [a for a in self.axes if a in "ZYX"]
+        data = np.transpose(data, [order.index(a) for a in "ZYX" if a in order])
+        return data.reshape(box.shape)
+
+
+def open_source(path: str | Path, channel: int | None = None) -> TiffPlanes | TiffStack:
+    """The image at ``path``: a folder or glob of TIFF planes, or one TIFF stack file (InputError otherwise)."""
+    text = str(path)
+    if any(c in text for c in "*?["):
+        matches = [Path(p) for p in glob.glob(text) if Path(p).suffix.lower() in TIFF_SUFFIXES]
+        if not matches:
+            raise InputError(f"{text}: the pattern matches no TIFF file")
+        return TiffPlanes.open(matches, text)
+    path = Path(path)
+    if path.is_dir():
+        return TiffPlanes.open([p for p in path.iterdir() if p.suffix.lower() in TIFF_SUFFIXES and p.is_file()], str(path))
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    if path.suffix.lower() not in TIFF_SUFFIXES:
+        raise InputError(f"{path}: not a format traice converts (a TIFF stack, a folder or glob of TIFF planes)")
+    with _tiff(path) as tif:
+        is_plane = len(tif.pages) == 1 and tif.series[0].ndim == 2
+    return TiffPlanes.open([path], str(path)) if is_plane else TiffStack.open(path, channel)
+
+
+def voxel_size(source: TiffPlanes | TiffStack, where: str, override: Sequence[float] | None) -> tuple[float, float, float]:
+    """The source's (z, y, x) voxel size in µm: ``override`` when given, else the file's; InputError when unknown."""
+    if override is not None:
+        size = tuple(float(v) for v in override)
+        if len(size) != 3 or not all(np.isfinite(v) and v > 0 for v in size):
+            raise InputError(f"{where}: voxel_size_um must be three positive numbers (z, y, x) in µm, got {list(override)}")
+        return size  # type: ignore[return-value]
+    known = source.spacing
+    if known is None or any(v is None for v in known):
+        raise InputError(f"{where}: the file does not say its voxel size; set voxel_size_um: [z, y, x] (µm) "
+                         "for this sample (or --voxel-size Z Y X)")
+    if any(not v > 0 for v in known):  # type: ignore[operator]
+        raise InputError(f"{where}: the file's voxel size {list(known)} is not positive; set voxel_size_um: [z, y, x]")
+    return tuple(float(v) for v in known)  # type: ignore[return-value]
+
+
+def convert(path: str | Path, out: str | Path, channel: int | None = None,
+            voxel_size_um: Sequence[float] | None = None) -> dict:
+    """Convert the image at ``path`` into an NGFF 0.5 multiscale OME-Zarr at ``out``, one block at a time.
+
+    Every check runs before anything is written (:func:`open_source`,
+    :func:`voxel_size`). Returns what was written: shape, dtype, voxel size.
+    """
+    source = open_source(path, channel)
+    spacing = voxel_size(source, str(path), voxel_size_um)
+    if 0 in source.shape:
+        raise InputError(f"{path}: the image is empty ({source.shape})")
+    block = tuple(c * n for c, n in zip(FOOTPRINT, BLOCK_CHUNKS))
+    out = Path(out)
+    with atomic_dir(out) as tmp:
+        create_multiscale(tmp, source.shape, spacing, source.dtype, FOOTPRINT, name=out.name.removesuffix(".zarr"))
+        for box in grid(Box.from_shape(source.shape), block):
+            data = source.read(box)
+            if data.shape != box.shape:
+                raise InputError(f"{path}: reading {box} gave {data.shape}: the file is truncated or inconsistent")
+            write_block(tmp, box, data)
+    return {"shape": list(source.shape), "dtype": str(source.dtype), "voxel_size_um": list(spacing)}
+
+
+# ------------------------------------------------------------------ metadata
+
+
+def _tiff(path: Path) -> tifffile.TiffFile:
+    try:
+        return tifffile.TiffFile(path)
+    except (tifffile.TiffFileError, OSError, ValueError) as err:
+        raise InputError(f"{path}: not a readable TIFF ({err})") from None
+
+
+def _plane_header(path: Path) -> tuple[tuple[int, int], np.dtype]:
+    with _tiff(path) as tif:
+        series = tif.series[0]
+        if series.ndim != 2:
+            raise InputError(f"{path}: a plane of a folder must be 2D, this one is {series.axes} {series.shape}")
+        return tuple(series.shape), series.dtype  # type: ignore[return-value]
+
+
+def _unit_um(unit: str | None) -> float | None:
+    """µm per ``unit`` (None: not a length unit traice knows)."""
+    text = str(unit).strip().replace("\\u00B5", "µ").replace("\u03bc", "µ").lower()
+    return UM_PER.get(text)
+
+
+def _tiff_yx_um(path: Path) -> tuple[float, float] | None:
+    """(y, x) pixel size in µm from the resolution tags, when their unit is µm-like (ImageJ's ``unit``) or cm."""
+    with _tiff(path) as tif:
+        return _resolution_yx(tif)
+
+
+def _resolution_yx(tif: tifffile.TiffFile) -> tuple[float, float] | None:
+    tags = tif.pages[0].tags
+    if "XResolution" not in tags or "YResolution" not in tags:
+        return None
+    unit = tags["ResolutionUnit"].value if "ResolutionUnit" in tags else 2
+    ij_unit = (tif.imagej_metadata or {}).get("unit")
+    if ij_unit is not None:
+        scale = _unit_um(ij_unit)
+    elif unit == 3:  # centimetre
+        scale = 1e4
+    else:
+        return None  # inches or no unit: a print resolution, not a voxel size
+    if scale is None:
+        return None
+    (xn, xd), (yn, yd) = tags["XResolution"].value, tags["YResolution"].value
+    if not xn or not yn:
+        return None
+    return scale * yd / yn, scale * xd / xn
+
+
+def _imagej_spacing(tif: tifffile.TiffFile):
+    yx = _resolution_yx(tif)
+    meta = tif.imagej_metadata or {}
+    z = meta.get("spacing")
+    if z is not None:
+        z = float(z) * (_unit_um(meta.get("unit")) or 1.0)
+    if yx is None and z is None:
+        return None
+    return (z, *(yx or (None, None)))
+
+
+def _ome_spacing(tif: tifffile.TiffFile):
+    try:
+        root = ElementTree.fromstring(tif.ome_metadata or "")
+    except ElementTree.ParseError:
+        return None
+    pixels = next((el for el in root.iter() if el.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+    if pixels is None:
+        return None
+    attrs = pixels.attrib
+    out = []
+    for axis in "ZYX":
+        value = attrs.get(f"PhysicalSize{axis}")
+        scale = _unit_um(attrs.get(f"PhysicalSize{axis}Unit", "µm"))
+        out.append(None if value is None or scale is None else float(value) * scale)
+    return tuple(out)
