@@ -190,7 +190,11 @@ def test_voxels_too_anisotropic_for_the_models_are_refused(write_image):
     flat = write_image(data, spacing=(0.001, 50.0, 50.0), name="flat.ome.zarr")
     with pytest.raises(InputError, match=r"sample 'a': voxel size \(0.001, 50.0, 50.0\) µm .* more than 20 times"):
         check_inputs({"a": str(flat)}, None)
-    check_inputs({"a": str(write_image(data, spacing=(5.0, 0.5, 0.5), name="thick.ome.zarr"))}, None)  # 10x: fine
+    thick = write_image(data, spacing=(5.0, 0.5, 0.5), name="thick.ome.zarr")
+    check_inputs({"a": str(thick)}, None)  # 10x: fine (resampled onto the networks' grid)
+    check_inputs({"a": str(thick)}, None, segment_method="growth")
+    with pytest.raises(InputError, match="segment.method prompted sees the image at its own voxels"):
+        check_inputs({"a": str(thick)}, None, segment_method="prompted")
 
 
 def test_user_settings_merge_over_the_defaults_key_by_key_and_samples_replace():

@@ -5,7 +5,7 @@
     traice inspect IMAGE [--channel C]
     traice convert IN OUT.ome.zarr [--channel C] [--voxel-size Z Y X]   (TIFF planes or stack -> OME-Zarr)
     traice evaluate RESULTS_DIR
-    traice run IMAGE RESULTS_DIR [--channel C] [--cores N]   (the Snakemake workflow on one image)
+    traice run IMAGE RESULTS_DIR [--channel C] [--voxel-size Z Y X] [--cores N]   (the workflow on one image)
     traice train soma OUT_DIR [--traces DIR] [--synthetic N] [--steps N] [--window Z Y X] [--size S|L] ...
     traice train branch OUT_DIR [--init SOMA.pt] [--no-rcam] [--input-step Z Y X] ... (stage 2)
 """
@@ -70,9 +70,20 @@ def _run(args) -> None:
 
     import yaml
 
-    open_image(args.image, args.channel)  # fail here, with the one-line message, before Snakemake starts
-    name = Path(args.image).name.removesuffix(".zarr").removesuffix(".ome") or "sample"
-    config = {"samples": {name: str(Path(args.image).resolve())}, "results": str(Path(args.results).resolve())}
+    from traice.config import converted_image, is_ome_zarr
+
+    # fail here, with the one-line message, before Snakemake starts
+    if is_ome_zarr(args.image) and args.voxel_size is None:
+        open_image(args.image, args.channel)
+        sample = str(Path(args.image).resolve())
+    else:  # a microscope file: the workflow converts it first
+        converted_image(args.image, args.channel, args.voxel_size)
+        sample = {"path": str(Path(args.image).resolve()) if not any(c in args.image for c in "*?[") else args.image}
+        if args.voxel_size is not None:
+            sample["voxel_size_um"] = list(args.voxel_size)
+    name = Path(args.image).name.removesuffix(".zarr").removesuffix(".ome")
+    name = "".join(c if c.isalnum() or c in "_.-" else "_" for c in name).strip("_.-") or "sample"
+    config = {"samples": {name: sample}, "results": str(Path(args.results).resolve())}
     if args.channel is not None:
         config["channel"] = args.channel
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
@@ -158,9 +169,11 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("run", help="run the whole workflow on one image (Snakemake, local cores)")
-    p.add_argument("image", help="an OME-Zarr image (NGFF 0.4 or 0.5) in µm")
+    p.add_argument("image", help="an OME-Zarr image (NGFF 0.4 or 0.5) in µm, or TIFF planes or a stack (converted first)")
     p.add_argument("results", help="results go to RESULTS_DIR/<image name>/")
     p.add_argument("--channel", type=int, help="the channel to read, for a multi-channel image")
+    p.add_argument("--voxel-size", type=float, nargs=3, metavar=("Z", "Y", "X"),
+                   help="voxel size in µm of a TIFF input that does not say it (wins over the file's)")
     p.add_argument("--cores", type=int, default=2, help="CPU cores Snakemake may use (default: %(default)s)")
     p.set_defaults(func=_run)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from traice.core.errors import InputError
+from traice.core.grid import MODEL_SPACING_UM, needs_resampling
 from traice.core.roi import check_ordered, named_boxes_um, roi_boxes
 from traice.io.ome import open_image
 
@@ -52,11 +53,34 @@ def is_synthetic(spec: Any) -> bool:
     return isinstance(spec, dict) and "synthetic" in spec
 
 
-def sample_image(sample: str, spec: Any, results: str) -> str:
-    """Where a sample's input image is: its configured path, or where the workflow synthesises it."""
+def sample_source(spec: Any) -> tuple[str, list[float] | None]:
+    """A real sample's configured path and voxel size override (µm, z y x; None = the file's)."""
+    if isinstance(spec, dict):
+        return str(spec["path"]), spec.get("voxel_size_um")
+    return str(spec), None
+
+
+def is_converted(spec: Any) -> bool:
+    """Whether the workflow converts the sample into OME-Zarr first (rule ``convert``): a real sample that is
+    not an OME-Zarr folder (TIFF planes or stacks, :mod:`traice.io.convert`), or one given a voxel size."""
     if is_synthetic(spec):
+        return False
+    path, voxel = sample_source(spec)
+    return voxel is not None or not is_ome_zarr(path)
+
+
+def is_ome_zarr(path: str | Path) -> bool:
+    """Whether ``path`` is a zarr group folder (an OME-Zarr image is checked further by :func:`open_image`)."""
+    path = Path(path)
+    return path.is_dir() and any((path / name).is_file() for name in ("zarr.json", ".zattrs", ".zgroup"))
+
+
+def sample_image(sample: str, spec: Any, results: str) -> str:
+    """Where a sample's OME-Zarr image is: its configured path, or where the workflow synthesises or
+    converts it (``{results}/{sample}/input.ome.zarr``)."""
+    if is_synthetic(spec) or is_converted(spec):
         return str(Path(results) / sample / "input.ome.zarr")
-    return str(spec)
+    return sample_source(spec)[0]
 
 
 def check_schema(config: dict[str, Any], schema: dict[str, Any]) -> None:
@@ -104,7 +128,7 @@ def check_writable(key: str, folder: str) -> None:
 
 
 def check_inputs(samples: dict[str, Any], channel: int | None, roi: dict | None = None, results: str | None = None,
-                 regions: dict | None = None) -> None:
+                 regions: dict | None = None, segment_method: str | None = None) -> None:
     """Open every real input image once, before any job; raise InputError naming the sample.
 
     The ROI must lie in each image, each region in at least one (samples may
@@ -119,17 +143,22 @@ def check_inputs(samples: dict[str, Any], channel: int | None, roi: dict | None 
         if is_synthetic(spec):
             continue
         try:
-            source = Path(spec).resolve()
+            path, voxel = sample_source(spec)
+            source = Path(path).resolve()
             if out is not None and (source == out or out in source.parents):
                 raise InputError(f"input {spec} lies inside the results folder {results}; traice never writes "
                                  "to its inputs: choose a results folder apart from them")
             if out is not None and source in out.parents:
                 raise InputError(f"the results folder {results} lies inside the input {spec}; traice never writes "
                                  "to its inputs: choose a results folder apart from them")
-            image = open_image(spec, channel)
+            image = converted_image(path, channel, voxel) if is_converted(spec) else open_image(path, channel)
             if max(image.spacing) / min(image.spacing) > MAX_ANISOTROPY:
                 raise InputError(f"voxel size {image.spacing} µm (z, y, x) is more than {MAX_ANISOTROPY:g} times "
                                  "longer on one axis than on another; the models cannot use such voxels")
+            if segment_method == "prompted" and needs_resampling(image.spacing):
+                raise InputError(f"voxel size {tuple(image.spacing)} µm: segment.method prompted sees the image at "
+                                 f"its own voxels, and was trained on {MODEL_SPACING_UM}; use segment.method growth "
+                                 "(resampled onto that grid)")
             roi_boxes(roi, image.bounds, image.spacing)
             for region, box in (regions or {}).items():
                 try:
@@ -141,6 +170,13 @@ def check_inputs(samples: dict[str, Any], channel: int | None, roi: dict | None 
     for region, misses in outside.items():
         if real and len(misses) == len(real):
             raise InputError(misses[0])
+
+
+def converted_image(path: str, channel: int | None, voxel_size_um) -> "SourceImage":
+    """What the conversion of a microscope file will give (shape, voxel size), from its headers only."""
+    from traice.io.convert import SourceImage
+
+    return SourceImage.check(path, channel, voxel_size_um)
 
 
 def check_models(config: dict[str, Any]) -> None:

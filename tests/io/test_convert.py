@@ -152,3 +152,45 @@ def test_convert_command(tmp_path, capsys):
     with pytest.raises(SystemExit, match="error: .*set voxel_size_um"):
         main(["convert", str(folder), str(tmp_path / "again.ome.zarr")])
     assert open_source(folder).shape == (5, 70, 90)
+    # `traice run` on TIFF planes checks them the same way before Snakemake starts
+    with pytest.raises(SystemExit, match="error: .*set voxel_size_um"):
+        main(["run", str(folder), str(tmp_path / "results")])
+    assert not (tmp_path / "results").exists()
+
+
+def _ims_text(value) -> np.ndarray:
+    """An Imaris attribute: the text as an array of single characters."""
+    return np.array(list(str(value)), dtype="S1")
+
+
+def write_ims(path, channels, spacing, pad=(3, 5, 6)):
+    """A minimal Imaris 5.5 file: level 0 of time point 0, data padded past the image as Imaris pads it."""
+    import h5py
+
+    z, y, x = channels[0].shape
+    with h5py.File(path, "w") as f:
+        info = f.create_group("DataSetInfo/Image")
+        for key, value in {"X": x, "Y": y, "Z": z, "Unit": "um", "ExtMin0": 10, "ExtMin1": -4, "ExtMin2": 2,
+                           "ExtMax0": 10 + x * spacing[2], "ExtMax1": -4 + y * spacing[1],
+                           "ExtMax2": 2 + z * spacing[0]}.items():
+            info.attrs[key] = _ims_text(value)
+        level = f.create_group("DataSet/ResolutionLevel 0/TimePoint 0")
+        for c, data in enumerate(channels):
+            padded = np.zeros(tuple(n + p for n, p in zip(data.shape, pad)), data.dtype)
+            padded[: z, : y, : x] = data
+            level.create_dataset(f"Channel {c}/Data", data=padded, chunks=(4, 16, 16), compression="gzip")
+
+
+def test_imaris_files_give_their_size_voxels_and_channel(tmp_path):
+    a, b = _volume(seed=3), _volume(seed=4)
+    write_ims(tmp_path / "cells.ims", [a, b], (2.0, 0.5, 0.5))
+    done = convert(tmp_path / "cells.ims", tmp_path / "out.ome.zarr", channel=1)
+    image = open_image(tmp_path / "out.ome.zarr")
+    assert done["shape"] == [5, 70, 90] and image.spacing == pytest.approx((2.0, 0.5, 0.5))
+    np.testing.assert_array_equal(image.read(image.bounds), b)  # the padding left out
+    with pytest.raises(InputError, match="2 channels; choose one"):
+        convert(tmp_path / "cells.ims", tmp_path / "again.ome.zarr")
+    (tmp_path / "broken.ims").write_bytes(b"\x89HDF\r\n")
+    with pytest.raises(InputError, match="not a readable Imaris"):
+        convert(tmp_path / "broken.ims", tmp_path / "again.ome.zarr")
+    assert not (tmp_path / "again.ome.zarr").exists()

@@ -59,9 +59,9 @@ def test_ownership_runs_detect_out_to_the_cells_reach(write_image):
     so the one-pass maps cover them; without it, only in the tiles touching the ROI."""
     import dataclasses
 
-    path = write_image(np.random.default_rng(1).poisson(100, size=(40, 384, 384)).astype(np.uint16), spacing=(1.0, 1.0, 1.0))
+    path = write_image(np.random.default_rng(1).poisson(100, size=(40, 384, 384)).astype(np.uint16), spacing=(1.25, 0.4, 0.4))
     image = open_image(path)
-    roi = {"start_um": [0, 130, 130], "stop_um": [40, 250, 250]}  # inside the middle tile of a 3 x 3 grid
+    roi = {"start_um": [0, 52, 52], "stop_um": [50, 100, 100]}  # voxels 130-250: inside the middle tile of a 3 x 3 grid
     params = dataclasses.replace(PARAMS, margin_um=20.0)
     plain = make_plan(image, params, roi)
     covered = make_plan(image, dataclasses.replace(params, maps_cover_margin=True), roi)

@@ -55,7 +55,7 @@ def test_plan_skips_tiles_without_tissue(write_image):
     data = rng.poisson(100, size=(16, 256, 512)).astype(np.float32)
     data[:, :, 256:] += rng.poisson(40, size=(16, 256, 256))   # tissue only in the right half
     image = open_image(write_image(data.astype(np.uint16), spacing=(2.0, 1.0, 1.0)))
-    plan = make_plan(image, PlanParams(tile_shape=(16, 128, 128), halo_um=4))
+    plan = make_plan(image, PlanParams(tile_shape=(26, 320, 320), halo_um=4))  # 16 x 128 x 128 of these voxels
     assert plan.info["tiles"] + plan.info["tiles_without_tissue"] == 2 * 4
     assert plan.info["tiles_without_tissue"] >= 2
     assert (plan.tiles["core_x0"] >= 128).all()   # only tiles reaching into the tissue half are kept

@@ -1,4 +1,4 @@
-"""Microscope files in: TIFF planes or stacks to a chunked, multiscale NGFF OME-Zarr, block by block.
+"""Microscope files in: TIFF planes or stacks and Imaris files to a chunked, multiscale NGFF OME-Zarr.
 
 Sources (:func:`open_source`), each read through ``tifffile`` only where a
 block needs it (its zarr view decodes just the strips or tiles a region
@@ -6,10 +6,11 @@ touches), so memory follows the block, never the number of planes:
 
 - a folder of 2D TIFF planes, or a glob matching them, one plane per z in
   natural order (``plane_2`` before ``plane_10``);
-- a multi-page TIFF, ImageJ hyperstack or OME-TIFF holding a (c,)z,y,x stack.
+- a multi-page TIFF, ImageJ hyperstack or OME-TIFF holding a (c,)z,y,x stack;
+- an Imaris ``.ims`` file (HDF5, read with ``h5py``: level 0, time point 0, one channel).
 
 The voxel size comes from the file (OME ``PhysicalSize*``; ImageJ ``spacing``
-and the resolution tags) or from ``voxel_size_um``, which wins when given; a
+and the resolution tags; Imaris extents) or from ``voxel_size_um``, which wins when given; a
 file with neither stops with one line naming it. :func:`convert` checks the
 whole source before it writes anything, writes into a temporary folder beside
 the output and renames it into place when complete: a killed conversion leaves
@@ -103,6 +104,9 @@ class TiffStack:
                 if page_axis in axes:
                     axes = axes.replace(page_axis, "Z", 1)
                     break
+        # samples per pixel (RGB, planar) are the channels when there is no channel axis
+        if "C" not in axes and "S" in axes:
+            axes = axes.replace("S", "C", 1)
         # singleton axes other than z, y, x (time, sample) are dropped; a channel axis is chosen
         extra = [a for a, n in zip(axes, full) if a not in "ZYXC" and n > 1]
         if extra:
@@ -136,27 +140,114 @@ class TiffStack:
         return data.reshape(box.shape)
 
 
-def open_source(path: str | Path, channel: int | None = None) -> TiffPlanes | TiffStack:
-    """The image at ``path``: a folder or glob of TIFF planes, or one TIFF stack file (InputError otherwise)."""
-    text = str(path)
-    if any(c in text for c in "*?["):
-        matches = [Path(p) for p in glob.glob(text) if Path(p).suffix.lower() in TIFF_SUFFIXES]
+@dataclass
+class ImarisFile:
+    """An Imaris ``.ims`` file (HDF5): resolution level 0, time point 0, one channel.
+
+    ``DataSet/ResolutionLevel 0/TimePoint 0/Channel {c}/Data`` holds (z, y, x),
+    padded past the image to whole chunks; the true size is ``DataSetInfo/Image``'s
+    ``X``, ``Y``, ``Z`` and the voxel size its extents (``ExtMax - ExtMin``) over it.
+    """
+
+    path: Path
+    dataset: str
+    shape: tuple[int, int, int]
+    dtype: np.dtype
+    spacing: tuple[float, float, float] | None
+
+    @classmethod
+    def open(cls, path: Path, channel: int | None) -> "ImarisFile":
+        import h5py
+
+        try:
+            f = h5py.File(path, "r")
+        except OSError as err:
+            raise InputError(f"{path}: not a readable Imaris (HDF5) file ({err})") from None
+        with f:
+            try:
+                level = f["DataSet/ResolutionLevel 0/TimePoint 0"]
+                info = f["DataSetInfo/Image"].attrs
+            except KeyError:
+                raise InputError(f"{path}: no DataSet/ResolutionLevel 0/TimePoint 0 or DataSetInfo/Image: "
+                                 "not an Imaris 5.5 file") from None
+            channels = sorted(int(k.split()[-1]) for k in level if k.startswith("Channel "))
+            if not channels:
+                raise InputError(f"{path}: no channel in resolution level 0")
+            if len(channels) > 1 and channel is None:
+                raise InputError(f"{path}: the image has {len(channels)} channels; choose one (channel: N, or --channel N)")
+            c = 0 if channel is None else channel
+            if c not in channels:
+                raise InputError(f"{path}: channel {c} does not exist (the image has {len(channels)})")
+            dataset = f"DataSet/ResolutionLevel 0/TimePoint 0/Channel {c}/Data"
+            data = f[dataset]
+            try:
+                size = tuple(int(_ims_attr(info, k)) for k in ("Z", "Y", "X"))
+            except (KeyError, ValueError):
+                raise InputError(f"{path}: DataSetInfo/Image has no X, Y, Z size") from None
+            if data.ndim != 3 or any(n > m for n, m in zip(size, data.shape)):
+                raise InputError(f"{path}: the data {data.shape} do not hold the image size {size} (z, y, x)")
+            try:
+                ext = [(float(_ims_attr(info, f"ExtMin{i}")), float(_ims_attr(info, f"ExtMax{i}"))) for i in (2, 1, 0)]
+                spacing = tuple((hi - lo) / n for (lo, hi), n in zip(ext, size))
+            except (KeyError, ValueError):
+                spacing = None
+            return cls(path, dataset, size, data.dtype, spacing)  # type: ignore[arg-type]
+
+    def read(self, box: Box) -> np.ndarray:
+        import h5py
+
+        with h5py.File(self.path, "r") as f:
+            return f[self.dataset][box.slices]
+
+
+def _ims_attr(attrs, key: str) -> str:
+    """An Imaris attribute: stored as an array of single characters."""
+    value = attrs[key]
+    if isinstance(value, np.ndarray):
+        return b"".join(np.asarray(value).ravel().tolist()).decode() if value.dtype.kind == "S" else str(value.ravel()[0])
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def is_pattern(path: str | Path) -> bool:
+    return any(c in str(path) for c in "*?[")
+
+
+def source_paths(path: str | Path) -> list[str]:
+    """The files an image at ``path`` is read from: the TIFF planes a folder holds or a glob matches, in natural
+    order, or the file itself; nothing when there is none (:func:`open_source` says why)."""
+    if is_pattern(path):
+        files = [Path(p) for p in glob.glob(str(path))]
+    elif Path(path).is_dir():
+        files = list(Path(path).iterdir())
+    else:
+        return [str(path)] if Path(path).is_file() else []
+    return [str(f) for f in sorted(files, key=natural_key) if f.suffix.lower() in TIFF_SUFFIXES and f.is_file()]
+
+
+def open_source(path: str | Path, channel: int | None = None) -> TiffPlanes | TiffStack | ImarisFile:
+    """The image at ``path``: a folder or glob of TIFF planes, one TIFF stack file or an Imaris file
+    (InputError otherwise)."""
+    if is_pattern(path):
+        matches = [Path(p) for p in source_paths(path)]
         if not matches:
-            raise InputError(f"{text}: the pattern matches no TIFF file")
-        return TiffPlanes.open(matches, text)
+            raise InputError(f"{path}: the pattern matches no TIFF file")
+        return TiffPlanes.open(matches, str(path))
     path = Path(path)
     if path.is_dir():
-        return TiffPlanes.open([p for p in path.iterdir() if p.suffix.lower() in TIFF_SUFFIXES and p.is_file()], str(path))
+        return TiffPlanes.open([Path(p) for p in source_paths(path)], str(path))
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
+    if path.suffix.lower() == ".ims":
+        return ImarisFile.open(path, channel)
     if path.suffix.lower() not in TIFF_SUFFIXES:
-        raise InputError(f"{path}: not a format traice converts (a TIFF stack, a folder or glob of TIFF planes)")
+        raise InputError(f"{path}: not a format traice converts (a TIFF stack, a folder or glob of TIFF planes, "
+                         "an Imaris .ims)")
     with _tiff(path) as tif:
         is_plane = len(tif.pages) == 1 and tif.series[0].ndim == 2
     return TiffPlanes.open([path], str(path)) if is_plane else TiffStack.open(path, channel)
 
 
-def voxel_size(source: TiffPlanes | TiffStack, where: str, override: Sequence[float] | None) -> tuple[float, float, float]:
+def voxel_size(source: TiffPlanes | TiffStack | ImarisFile, where: str, override: Sequence[float] | None) -> tuple[float, float, float]:
     """The source's (z, y, x) voxel size in µm: ``override`` when given, else the file's; InputError when unknown."""
     if override is not None:
         size = tuple(float(v) for v in override)
@@ -172,17 +263,38 @@ def voxel_size(source: TiffPlanes | TiffStack, where: str, override: Sequence[fl
     return tuple(float(v) for v in known)  # type: ignore[return-value]
 
 
+@dataclass(frozen=True)
+class SourceImage:
+    """What converting a file will give, known from its headers alone: shape and voxel size (z, y, x)."""
+
+    path: str
+    shape: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+
+    @property
+    def bounds(self) -> Box:
+        return Box.from_shape(self.shape)
+
+    @classmethod
+    def check(cls, path: str | Path, channel: int | None = None,
+              voxel_size_um: Sequence[float] | None = None) -> "SourceImage":
+        """Every check :func:`convert` makes before writing (InputError naming the file and the problem)."""
+        source = open_source(path, channel)
+        spacing = voxel_size(source, str(path), voxel_size_um)
+        if 0 in source.shape:
+            raise InputError(f"{path}: the image is empty ({source.shape})")
+        return cls(str(path), source.shape, spacing)
+
+
 def convert(path: str | Path, out: str | Path, channel: int | None = None,
             voxel_size_um: Sequence[float] | None = None) -> dict:
     """Convert the image at ``path`` into an NGFF 0.5 multiscale OME-Zarr at ``out``, one block at a time.
 
-    Every check runs before anything is written (:func:`open_source`,
-    :func:`voxel_size`). Returns what was written: shape, dtype, voxel size.
+    Every check runs before anything is written (:meth:`SourceImage.check`).
+    Returns what was written: shape, dtype, voxel size.
     """
     source = open_source(path, channel)
-    spacing = voxel_size(source, str(path), voxel_size_um)
-    if 0 in source.shape:
-        raise InputError(f"{path}: the image is empty ({source.shape})")
+    spacing = SourceImage.check(path, channel, voxel_size_um).spacing
     block = tuple(c * n for c, n in zip(FOOTPRINT, BLOCK_CHUNKS))
     out = Path(out)
     with atomic_dir(out) as tmp:

@@ -18,6 +18,7 @@ import pandas as pd
 from traice.core.batching import batch_size, batches, block_shape
 from traice.core.errors import InputError
 from traice.core.geometry import grid, tile_grid, um_to_voxels
+from traice.core.grid import model_voxels
 from traice.core.intensity import robust_stats
 from traice.core.roi import named_boxes_um, roi_boxes
 from traice.core.tissue import TISSUE_MAX_VOXELS, box_has_tissue, tissue_mask
@@ -28,7 +29,7 @@ from traice.stages.update import prepare_base
 
 @dataclass(frozen=True)
 class PlanParams:
-    tile_shape: tuple[int, int, int] = (64, 512, 512)   # tile core, level-0 voxels
+    tile_shape: tuple[int, int, int] = (64, 512, 512)   # tile core, voxels of the networks' grid (core.grid)
     halo_um: float = 16.0                               # read context around each core
     tiles_per_job: int = 2                              # at least this many tiles per detect job ...
     max_jobs: int = 1000                                # ... more once there would be more detect jobs than this
@@ -83,7 +84,8 @@ def make_plan(image: OmeImage, params: PlanParams, roi: dict | None = None, upda
     affected = {name: box.grow(margin).intersect(image.bounds) for name, box in boxes.items()}
     tissue, tissue_spacing = image_tissue(image)
     needed = affected if params.maps_cover_margin else boxes  # ownership reads maps out to the cells' reach
-    touching = [t for t in tile_grid(image.bounds, image.bounds, params.tile_shape, halo)
+    tile_shape = model_voxels(params.tile_shape, image.spacing)  # the same µm at any voxel size
+    touching = [t for t in tile_grid(image.bounds, image.bounds, tile_shape, halo)
                 if any(t.core.intersects(b) for b in needed.values())]
     tiles = [t for t in touching if box_has_tissue(t.read, tissue, tissue_spacing, image.spacing)]
     rows = []

@@ -13,8 +13,8 @@ os.environ.update(
 
 import yaml
 
-from traice.config import (check_config, check_inputs, check_models, check_schema, is_synthetic, sample_image,
-                           with_defaults)
+from traice.config import (check_config, check_inputs, check_models, check_schema, is_converted, is_synthetic,
+                           sample_image, sample_source, with_defaults)
 from traice.core.batching import n_batches
 from traice.core.errors import InputError
 from traice.stages.segment.params import NEEDS_MAPS
@@ -33,7 +33,8 @@ try:
     check_schema(config, yaml.safe_load(open(workflow.source_path("../schemas/config.schema.yaml"))))
     validate(config, workflow.source_path("../schemas/config.schema.yaml"))  # fills the schema's defaults
     check_config(config, jobs_run_here=workflow.local_exec and workflow.is_main_process)
-    check_inputs(config["samples"], config["channel"], config["roi"], config["results"], config["regions"])
+    check_inputs(config["samples"], config["channel"], config["roi"], config["results"], config["regions"],
+                 config["segment"]["method"])
     check_models(config)
 except InputError as err:
     sys.exit(f"error: {err}")
@@ -56,6 +57,24 @@ wildcard_constraints:
     sample="|".join(SAMPLES),
     b=r"\d+",
     k=r"\d+",
+
+
+def samples_where(kind):
+    """A wildcard pattern matching the samples of one kind (synthetic, converted); none: matches nothing."""
+    names = [name for name, spec in config["samples"].items() if kind(spec)]
+    return "|".join(names) if names else "(?!)"
+
+
+def source_files(spec):
+    """The files a converted sample is made from (so that a changed plane redoes the conversion)."""
+    from traice.io.convert import source_paths
+
+    return source_paths(sample_source(spec)[0])
+
+
+def image_channel(wildcards):
+    """The channel to read: the configured one, except in a converted sample (converted with its channel)."""
+    return None if is_converted(config["samples"][wildcards.sample]) else config["channel"]
 
 
 def image_of(wildcards):

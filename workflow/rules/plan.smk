@@ -15,7 +15,7 @@ checkpoint plan:
         roi=lambda wc: config["roi"],
         margin_um=config["segment"]["radius_um"],
         maps_cover_margin=config["segment"]["method"] in NEEDS_MAPS,
-        channel=config["channel"],
+        channel=image_channel,
     log:
         work("logs/plan.log"),
     benchmark:

@@ -5,7 +5,9 @@ and offset maps, :mod:`traice.core.maps`) over the tile's read box in Gaussian-b
 sliding windows (:func:`traice.nn.inferer.sliding_window_probabilities`,
 input normalised with the plan's statistics of the whole image, so tiles have
 no seams), thresholded; touching somas are split by a marker watershed on the
-smoothed probability, and each soma's centroid is probability-weighted.
+smoothed probability, and each soma's centroid is probability-weighted. A
+block at another voxel size is resampled onto the networks' grid and its maps
+back (:mod:`traice.core.grid`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from traice.core.grid import from_model_grid, needs_resampling, to_model_grid
 from traice.core.intensity import model_input
 from traice.stages.detect.params import DetectParams
 from traice.stages.detect.somas import split_somas
@@ -39,8 +42,10 @@ def detect_traice_maps(block: np.ndarray, spacing, stats: dict, params: DetectPa
     from traice.nn.inferer import sliding_window_maps
 
     spacing = np.asarray(spacing, dtype=float)
-    maps = sliding_window_maps(model, model_input(block, stats), model.window, params.overlap,
+    on_grid = to_model_grid(block, spacing) if needs_resampling(spacing) else block  # the networks' voxels
+    maps = sliding_window_maps(model, model_input(on_grid, stats), model.window, params.overlap,
                                params.batch_size, params.device)
+    maps = from_model_grid(maps, block.shape)  # back onto the input's voxels
     prob = maps[0]
     blob = ndimage.gaussian_filter(prob, sigma=(params.soma_radius_um[0] / 2) / spacing)
     table = split_somas(prob > params.probability, blob, prob, prob, spacing, params.soma_radius_um)

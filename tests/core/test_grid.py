@@ -1,0 +1,35 @@
+"""The networks' grid: blocks at other voxel sizes go onto it and their maps come back onto the block."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from traice.core.grid import (MODEL_SPACING_UM, from_model_grid, model_shape, model_voxels, needs_resampling,
+                              to_model_grid)
+
+
+def test_which_voxels_are_resampled():
+    assert not needs_resampling(MODEL_SPACING_UM) and not needs_resampling((1.27, 0.41, 0.39))
+    assert needs_resampling((5, 2, 2)) and needs_resampling((1.25, 0.4, 0.5))
+
+
+def test_shapes_keep_the_extent_in_micrometres():
+    assert model_shape((30, 510, 667), (5, 2, 2)) == (120, 2550, 3335)
+    assert model_voxels((64, 512, 512), (5, 2, 2)) == (16, 102, 102)  # a tile covers the same µm
+    assert model_voxels((64, 512, 512), (1.26, 0.4, 0.4)) == (64, 512, 512)
+
+
+@pytest.mark.parametrize("spacing", [(2.5, 0.8, 0.8), (1.0, 0.32, 0.32)])
+def test_a_blob_stays_where_it_is_through_both_resamplings(spacing):
+    shape = model_voxels((32, 128, 128), spacing)
+    zz, yy, xx = np.meshgrid(*[np.arange(n) * s for n, s in zip(shape, spacing)], indexing="ij")
+    centre = np.array([18.0, 25.0, 30.0])  # µm
+    block = np.exp(-((zz - centre[0]) ** 2 + (yy - centre[1]) ** 2 + (xx - centre[2]) ** 2) / (2 * 3.0**2)) * 1000
+    on_grid = to_model_grid(block, spacing)
+    assert on_grid.shape == model_shape(block.shape, spacing) and on_grid.dtype == np.float32
+    peak = np.array(np.unravel_index(on_grid.argmax(), on_grid.shape)) * np.asarray(MODEL_SPACING_UM)
+    assert np.abs(peak - centre).max() <= max(MODEL_SPACING_UM) + 1e-6
+    back = from_model_grid(on_grid[None], block.shape)
+    assert back.shape == (1, *block.shape)
+    assert np.abs(back[0] - block).max() < 0.1 * block.max()

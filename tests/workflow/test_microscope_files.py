@@ -1,0 +1,75 @@
+"""Microscope files through the workflow: TIFF planes converted once (rule convert), then run as any image;
+real two-photon planes at 5 x 2 x 2 µm found by the networks through resampling onto their grid."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+import yaml
+import zarr
+
+from helpers import ROOT, cli, run_workflow, small_config
+
+pytestmark = pytest.mark.workflow
+
+RECALL_FLOOR = 0.75  # bench/cellfinder.py, a larger window: 18 of 19 (docs/inputs.md)
+
+CELLFINDER = ROOT.parent / "shared" / "data" / "cellfinder_crop"
+
+
+def test_tiff_planes_run_as_the_same_image_in_ome_zarr(tmp_path, reference_run):
+    """The reference run's synthetic image, written as TIFF planes and named by folder with its voxel size,
+    gives the same tables and labels."""
+    image = zarr.open_array(str(reference_run / "input.ome.zarr" / "0"), mode="r")[...]
+    planes = tmp_path / "planes"
+    planes.mkdir()
+    for z, plane in enumerate(image):
+        tifffile.imwrite(planes / f"small_z{z}.tif", plane)
+    config = small_config(tmp_path)
+    config["samples"] = {"small": {"path": str(planes), "voxel_size_um": [1.25, 0.4, 0.4]}}
+    run_workflow(config, tmp_path)
+    out = tmp_path / "results" / "small"
+    assert (out / "input.ome.zarr").is_dir()  # converted once, inside the results
+    for table in ["cells", "morphology"]:
+        pd.testing.assert_frame_equal(pd.read_parquet(reference_run / f"{table}.parquet"),
+                                      pd.read_parquet(out / f"{table}.parquet"))
+    np.testing.assert_array_equal(zarr.open_array(str(reference_run / "segmentation.ome.zarr" / "0"), mode="r")[...],
+                                  zarr.open_array(str(out / "segmentation.ome.zarr" / "0"), mode="r")[...])
+
+
+def test_a_tiff_without_voxel_size_is_refused_before_any_job(tmp_path):
+    tifffile.imwrite(tmp_path / "stack.tif", np.zeros((6, 32, 32), np.uint16), photometric="minisblack")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"samples": {"s1": str(tmp_path / "stack.tif")}, "results": str(tmp_path / "r")}))
+    out = cli(["-n", "--cores", "1", "--configfile", str(cfg)])
+    assert out.returncode != 0
+    line = out.stderr.strip().splitlines()[0]
+    assert line.startswith("error: sample 's1': ") and "set voxel_size_um" in line, out.stderr
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.skipif(not (CELLFINDER / "signal").is_dir(), reason="the cellfinder planes (shared/data/cellfinder_crop) are not here")
+def test_real_two_photon_planes_at_their_own_voxel_size(tmp_path):
+    """A region of the cellfinder planes (5 x 2 x 2 µm, no voxel size in the files) through the default
+    workflow; the annotated somas in it are found (they are not exhaustive: recall only)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from cellfinder import SPACING, annotations, recall
+
+    roi = {"start_um": [40, 560, 260], "stop_um": [110, 680, 380]}  # 9 annotated somas (bench/cellfinder.py: 19)
+    config = {"samples": {"cf": {"path": str(CELLFINDER / "signal"), "voxel_size_um": list(SPACING)}},
+              "results": str(tmp_path / "results"), "roi": roi,
+              "segment": {"radius_um": 20}}  # detection reaches the ROI grown by this: half the voxels of 40 µm
+    run_workflow(config, tmp_path)
+    out = tmp_path / "results" / "cf"
+    cells = pd.read_parquet(out / "cells.parquet")
+    labels = zarr.open_array(str(out / "segmentation.ome.zarr" / "0"), mode="r")
+    assert labels.shape == (30, 510, 667)  # the input's own grid
+    truth = annotations(CELLFINDER / "cell_classification.xml")
+    inside = truth[((truth >= roi["start_um"]) & (truth < roi["stop_um"])).all(axis=1)]
+    hit, n = recall(inside, cells[["z_um", "y_um", "x_um"]].to_numpy())
+    assert n >= 5 and hit / n >= RECALL_FLOOR, (hit, n, len(cells))

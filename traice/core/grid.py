@@ -1,0 +1,55 @@
+"""The networks' voxel grid: images at any voxel size are resampled onto it on read and back after.
+
+The networks were trained on 1.25 × 0.4 × 0.4 µm voxels (z, y, x; the
+synthetic and rendered training fields). A block of an image at another
+voxel size is resized onto that grid before the network sees it (linear
+interpolation; anti-aliased where it shrinks) and the network's maps are
+resized back onto the block, so tables, labels and morphology stay on the
+input's own grid. Voxel sizes within 5 % of the grid are used as they are.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from skimage.transform import resize
+
+MODEL_SPACING_UM = (1.25, 0.4, 0.4)
+TOLERANCE = 0.05
+
+
+def needs_resampling(spacing: Sequence[float]) -> bool:
+    """Whether voxels of ``spacing`` (µm) differ from the networks' grid by more than the tolerance."""
+    return any(abs(s / m - 1) > TOLERANCE for s, m in zip(spacing, MODEL_SPACING_UM))
+
+
+def model_shape(shape: Sequence[int], spacing: Sequence[float]) -> tuple[int, int, int]:
+    """The shape of a ``shape`` block of ``spacing`` voxels on the networks' grid (the same µm extent)."""
+    return tuple(max(1, round(n * s / m)) for n, s, m in zip(shape, spacing, MODEL_SPACING_UM))  # type: ignore[return-value]
+
+
+def model_voxels(voxels: Sequence[int], spacing: Sequence[float]) -> tuple[int, int, int]:
+    """The input voxels covering what ``voxels`` voxels of the networks' grid cover (e.g. a tile size)."""
+    if not needs_resampling(spacing):
+        return tuple(int(v) for v in voxels)  # type: ignore[return-value]
+    return tuple(max(1, round(v * m / s)) for v, s, m in zip(voxels, spacing, MODEL_SPACING_UM))  # type: ignore[return-value]
+
+
+def to_model_grid(block: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+    """A ``(Z, Y, X)`` block resized onto the networks' grid: float32 of :func:`model_shape`."""
+    target = model_shape(block.shape, spacing)
+    if target == block.shape:
+        return block.astype(np.float32, copy=False)
+    shrinks = any(t < n for t, n in zip(target, block.shape))
+    return resize(block.astype(np.float32, copy=False), target, order=1, mode="edge", anti_aliasing=shrinks,
+                  preserve_range=True).astype(np.float32, copy=False)
+
+
+def from_model_grid(maps: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Maps ``(C, z, y, x)`` on the networks' grid resized back onto a block of ``shape``: ``(C, *shape)`` float32."""
+    shape = tuple(shape)
+    if maps.shape[1:] == shape:
+        return maps
+    return np.stack([resize(channel, shape, order=1, mode="edge", anti_aliasing=False, preserve_range=True)
+                     for channel in maps]).astype(np.float32, copy=False)
