@@ -172,8 +172,9 @@ def check_inputs(samples: dict[str, Any], channel: int | None, roi: dict | None 
             raise InputError(misses[0])
 
 
-def converted_image(path: str, channel: int | None, voxel_size_um) -> "SourceImage":
-    """What the conversion of a microscope file will give (shape, voxel size), from its headers only."""
+def converted_image(path: str, channel: int | None, voxel_size_um):
+    """What the conversion of a microscope file will give (:class:`traice.io.convert.SourceImage`: shape, voxel
+    size), from its headers only."""
     from traice.io.convert import SourceImage
 
     return SourceImage.check(path, channel, voxel_size_um)

@@ -74,7 +74,7 @@ def test_large_planes_convert_block_by_block(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("case, message", [
-    ("empty folder", "no TIFF planes"),
+    ("empty folder", "is not an OME-Zarr image .* holds no TIFF planes"),
     ("glob matches nothing", "matches no TIFF"),
     ("planes differ in shape", "all planes must have one shape and dtype"),
     ("planes differ in dtype", "all planes must have one shape and dtype"),

@@ -60,7 +60,7 @@ class TiffPlanes:
     def open(cls, files: Sequence[Path], where: str) -> "TiffPlanes":
         files = sorted(files, key=natural_key)
         if not files:
-            raise InputError(f"{where}: no TIFF planes (.tif, .tiff) found")
+            raise InputError(f"{where} is not an OME-Zarr image (no zarr metadata) and holds no TIFF planes (.tif, .tiff)")
         first = _plane_header(files[0])
         for f in files[1:]:
             shape, dtype = _plane_header(f)
@@ -236,7 +236,7 @@ def open_source(path: str | Path, channel: int | None = None) -> TiffPlanes | Ti
     if path.is_dir():
         return TiffPlanes.open([Path(p) for p in source_paths(path)], str(path))
     if not path.exists():
-        raise InputError(f"{path}: no such file or folder")
+        raise InputError(f"input image not found: {path}")
     if path.suffix.lower() == ".ims":
         return ImarisFile.open(path, channel)
     if path.suffix.lower() not in TIFF_SUFFIXES:

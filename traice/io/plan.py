@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from traice.core.batching import batch_size, cell_batch, n_batches
+from traice.core.batching import batch_size, cell_batch
 from traice.core.geometry import Box, Triple, grid
 from traice.core.roi import cells_inside
 from traice.io.ome import OmeImage, open_image
@@ -129,7 +129,3 @@ class Plan:
         """The cells to process of one segment or morphology batch (:func:`traice.core.batching.batch_size`)."""
         todo = self.cells_to_process(cells)
         return cell_batch(todo, batch, batch_size(len(todo), cells_per_job, max_jobs))
-
-    def n_cell_batches(self, cells: pd.DataFrame, cells_per_job: int, max_jobs: int) -> int:
-        """How many segment or morphology jobs the cells to process need."""
-        return n_batches(int(self.cells_inside(cells).sum()), cells_per_job, max_jobs)
