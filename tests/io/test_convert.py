@@ -120,6 +120,16 @@ def test_bad_inputs_fail_in_one_line_before_anything_is_written(tmp_path, case, 
     assert not (tmp_path / "out.ome.zarr").exists() and not list(tmp_path.glob(".out.ome.zarr*"))
 
 
+def test_a_plane_truncated_after_its_header_stops_the_conversion_in_one_line(tmp_path):
+    folder = _planes(tmp_path / "planes", _volume())
+    plane = folder / "plane_3.tif"
+    plane.write_bytes(plane.read_bytes()[:-4000])  # the header and first rows stay, the last rows are gone
+    with pytest.raises(InputError, match="plane_3.tif: cannot read the plane") as err:
+        convert(folder, tmp_path / "out.ome.zarr", voxel_size_um=[1, 1, 1])
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "out.ome.zarr").exists() and not list(tmp_path.glob(".out.ome.zarr*"))
+
+
 def test_a_killed_conversion_leaves_nothing_and_restarts_cleanly(tmp_path, monkeypatch):
     import traice.io.convert as mod
 

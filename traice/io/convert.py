@@ -74,8 +74,12 @@ class TiffPlanes:
         out = np.empty(box.shape, self.dtype)
         (z0, y0, x0), (z1, y1, x1) = box.start, box.stop
         for i, z in enumerate(range(z0, z1)):
-            with tifffile.TiffFile(self.files[z]) as tif:
-                out[i] = zarr.open(tif.aszarr(), mode="r")[y0:y1, x0:x1]
+            try:
+                with tifffile.TiffFile(self.files[z]) as tif:
+                    out[i] = zarr.open(tif.aszarr(), mode="r")[y0:y1, x0:x1]
+            except (ValueError, OSError, KeyError, RuntimeError, tifffile.TiffFileError) as err:
+                raise InputError(f"{self.files[z]}: cannot read the plane: it is truncated or corrupt "
+                                 f"({type(err).__name__}: {err})".replace("\n", " ")) from None
         return out
 
 
@@ -300,7 +304,11 @@ def convert(path: str | Path, out: str | Path, channel: int | None = None,
     with atomic_dir(out) as tmp:
         create_multiscale(tmp, source.shape, spacing, source.dtype, FOOTPRINT, name=out.name.removesuffix(".zarr"))
         for box in grid(Box.from_shape(source.shape), block):
-            data = source.read(box)
+            try:
+                data = source.read(box)
+            except (ValueError, OSError, KeyError, RuntimeError, tifffile.TiffFileError) as err:
+                raise InputError(f"{path}: cannot read voxels {box.start} to {box.stop}: the file is truncated "
+                                 f"or corrupt ({type(err).__name__}: {err})".replace("\n", " ")) from None
             if data.shape != box.shape:
                 raise InputError(f"{path}: reading {box} gave {data.shape}: the file is truncated or inconsistent")
             write_block(tmp, box, data)
