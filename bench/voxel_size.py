@@ -1,7 +1,7 @@
 """Any voxel size: one synthetic scene rendered at the networks' grid, 2x coarser and 0.8x finer, run end to end.
 
 Usage:
-    python bench/voxel_size.py [--cells 15] [--seed 7] [--cores 2] [--out /tmp/traice-voxel-size]
+    python bench/voxel_size.py [--cells 15] [--extent 32 512 512] [--seed 7] [--cores 2] [--out /tmp/traice-voxel-size]
 
 The scene is set in µm, so the same seed at another voxel size (and the shape
 that keeps the same extent) renders the same cells. Each rendering runs through
@@ -27,7 +27,6 @@ sys.path.insert(0, str(ROOT))
 from traice.core.grid import MODEL_SPACING_UM  # noqa: E402
 from traice.stages.evaluate import evaluate_run  # noqa: E402
 
-EXTENT_VOXELS = (32, 512, 512)  # at the networks' grid: 40 x 205 x 205 µm
 SCALES = {"grid": 1.0, "coarse_2x": 2.0, "fine_0.8x": 0.8}
 MORPHOLOGY = ["soma_volume_um3", "cell_volume_um3", "territory_volume_um3", "total_length_um", "n_branch_points"]
 
@@ -35,6 +34,8 @@ MORPHOLOGY = ["soma_volume_um3", "cell_volume_um3", "territory_volume_um3", "tot
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cells", type=int, default=15)
+    ap.add_argument("--extent", type=int, nargs=3, default=[32, 512, 512],
+                    help="the scene in voxels of the networks' grid (default: 40 x 205 x 205 µm)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--out", default="/tmp/traice-voxel-size")
@@ -45,7 +46,7 @@ def main() -> None:
     samples = {}
     for name, scale in SCALES.items():
         spacing = [s * scale for s in MODEL_SPACING_UM]
-        shape = [round(n / scale) for n in EXTENT_VOXELS]
+        shape = [round(n / scale) for n in args.extent]
         samples[name] = {"synthetic": {"seed": args.seed, "shape": shape, "cells": args.cells, "spacing": spacing}}
     config = {"samples": samples, "results": str(out / "results")}
     (out / "config.yaml").write_text(yaml.safe_dump(config))
