@@ -71,6 +71,7 @@ def _run(args) -> None:
     import yaml
 
     from traice.config import converted_image, is_ome_zarr
+    from traice.io.convert import is_pattern
 
     # fail here, with the one-line message, before Snakemake starts
     if is_ome_zarr(args.image) and args.voxel_size is None:
@@ -78,7 +79,7 @@ def _run(args) -> None:
         sample = str(Path(args.image).resolve())
     else:  # a microscope file: the workflow converts it first
         converted_image(args.image, args.channel, args.voxel_size)
-        sample = {"path": str(Path(args.image).resolve()) if not any(c in args.image for c in "*?[") else args.image}
+        sample = {"path": args.image if is_pattern(args.image) else str(Path(args.image).resolve())}
         if args.voxel_size is not None:
             sample["voxel_size_um"] = list(args.voxel_size)
     name = Path(args.image).name.removesuffix(".zarr").removesuffix(".ome")

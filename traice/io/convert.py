@@ -283,22 +283,27 @@ class SourceImage:
     def check(cls, path: str | Path, channel: int | None = None,
               voxel_size_um: Sequence[float] | None = None) -> "SourceImage":
         """Every check :func:`convert` makes before writing (InputError naming the file and the problem)."""
-        source = open_source(path, channel)
-        spacing = voxel_size(source, str(path), voxel_size_um)
-        if 0 in source.shape:
-            raise InputError(f"{path}: the image is empty ({source.shape})")
+        source, spacing = _checked_source(path, channel, voxel_size_um)
         return cls(str(path), source.shape, spacing)
+
+
+def _checked_source(path: str | Path, channel: int | None, voxel_size_um: Sequence[float] | None):
+    """The opened source of ``path`` and its voxel size, every check made (headers only)."""
+    source = open_source(path, channel)
+    spacing = voxel_size(source, str(path), voxel_size_um)
+    if 0 in source.shape:
+        raise InputError(f"{path}: the image is empty ({source.shape})")
+    return source, spacing
 
 
 def convert(path: str | Path, out: str | Path, channel: int | None = None,
             voxel_size_um: Sequence[float] | None = None) -> dict:
     """Convert the image at ``path`` into an NGFF 0.5 multiscale OME-Zarr at ``out``, one block at a time.
 
-    Every check runs before anything is written (:meth:`SourceImage.check`).
+    Every check runs before anything is written (those of :meth:`SourceImage.check`).
     Returns what was written: shape, dtype, voxel size.
     """
-    source = open_source(path, channel)
-    spacing = SourceImage.check(path, channel, voxel_size_um).spacing
+    source, spacing = _checked_source(path, channel, voxel_size_um)  # headers read once
     block = tuple(c * n for c, n in zip(FOOTPRINT, BLOCK_CHUNKS))
     out = Path(out)
     with atomic_dir(out) as tmp:
