@@ -12,4 +12,4 @@ labels = Path(snakemake.output[0])
 if plan.update:
     take_base_labels(labels.parent, labels)
 else:
-    init_labels(labels, plan.shape, plan.spacing, plan.info["stitch_chunk"])
+    init_labels(labels, plan.shape, plan.spacing, plan.info["stitch_chunk"], image=plan.info["image"])

@@ -4,6 +4,7 @@ from pathlib import Path
 import pandas as pd
 
 from traice.io.joblog import log_to
+from traice.io.atlas import Atlas
 from traice.io.plan import Plan
 from traice.stages.morphology import gather
 from traice.stages.update import base_dir
@@ -12,4 +13,7 @@ log_to(snakemake.log[0])
 plan = Plan.read(snakemake.input.plan)
 o = snakemake.output
 base = base_dir(Path(o.table).parent) if plan.update else None
-gather(snakemake.input.batches, o.table, o.csv, o.sholl, o.swc, base, plan.kept_ids(pd.read_parquet(snakemake.input.cells)))
+i = snakemake.input
+atlas = Atlas.open(i.annotation, i.structures, plan.shape, plan.spacing) if "annotation" in i.keys() else None
+gather(i.batches, o.table, o.csv, o.sholl, o.swc, base, plan.kept_ids(pd.read_parquet(i.cells)),
+       sample=snakemake.wildcards.sample, atlas=atlas)

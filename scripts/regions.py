@@ -5,4 +5,6 @@ from traice.stages.regions import write_regions
 
 log_to(snakemake.log[0])
 i = snakemake.input
-write_regions(snakemake.wildcards.sample, Plan.read(i.plan), i.cells, i.morphology, snakemake.params.regions, snakemake.output[0])
+atlas = {"annotation": i.annotation, "structures": i.structures} if "annotation" in i.keys() else None
+write_regions(snakemake.wildcards.sample, Plan.read(i.plan), i.cells, i.morphology, snakemake.params.regions,
+              snakemake.output[0], atlas)

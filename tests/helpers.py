@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import yaml
 from snakemake.api import SnakemakeApi
 from snakemake.settings.enums import Quietness
@@ -51,3 +52,23 @@ def small_config(tmp: Path, **extra) -> dict:
 def cli(args: list[str], cwd: Path = ROOT, timeout: float | None = None) -> subprocess.CompletedProcess:
     """Snakemake's command line, as a user runs it."""
     return subprocess.run(SNAKEMAKE + args, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+# A small registered atlas for the atlas tests: root (1) > grey (8) > {isocortex (315), hippocampus (1089)}; root > fiber tracts (1009)
+STRUCTURES = [
+    {"id": 1, "acronym": "root", "name": "root", "structure_id_path": [1]},
+    {"id": 8, "acronym": "grey", "name": "Basic cell groups and regions", "structure_id_path": [1, 8]},
+    {"id": 315, "acronym": "Isocortex", "name": "Isocortex", "structure_id_path": [1, 8, 315]},
+    {"id": 1089, "acronym": "HPF", "name": "Hippocampal formation", "structure_id_path": [1, 8, 1089]},
+    {"id": 1009, "acronym": "fiber tracts", "name": "fiber tracts", "structure_id_path": [1, 1009]},
+]
+
+
+def annotation(shape=(6, 48, 48)) -> np.ndarray:
+    """Fiber tracts in the first plane; below it isocortex (x < half) and hippocampus; a corner outside."""
+    ann = np.zeros(shape, np.uint32)
+    ann[0] = 1009
+    ann[1:, :, : shape[2] // 2] = 315
+    ann[1:, :, shape[2] // 2:] = 1089
+    ann[:, :4, :4] = 0
+    return ann

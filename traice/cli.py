@@ -5,6 +5,8 @@
     traice inspect IMAGE [--channel C]
     traice convert IN OUT.ome.zarr [--channel C] [--voxel-size Z Y X]   (TIFF planes or stack -> OME-Zarr)
     traice evaluate RESULTS_DIR
+    traice collect RESULTS... -o OUT_DIR   (one table per kind over samples, with their sample column)
+    traice view SAMPLE_RESULTS [--swc]     (napari: image, labels, somas, skeletons; pip install 'traice[view]')
     traice run IMAGE RESULTS_DIR [--channel C] [--voxel-size Z Y X] [--cores N]   (the workflow on one image)
     traice train soma OUT_DIR [--traces DIR] [--synthetic N] [--steps N] [--window Z Y X] [--size S|L] ...
     traice train branch OUT_DIR [--init SOMA.pt] [--no-rcam] [--input-step Z Y X] ... (stage 2)
@@ -63,6 +65,19 @@ def _evaluate(args) -> None:
     from traice.stages.evaluate import evaluate_run
 
     print(json.dumps(evaluate_run(args.results), indent=2))
+
+
+def _collect(args) -> None:
+    from traice.stages.collect import collect
+
+    rows = collect(args.results, args.out)
+    print(f"wrote {args.out}: " + ", ".join(f"{kind}.parquet/.csv ({n} rows)" for kind, n in rows.items()))
+
+
+def _view(args) -> None:
+    from traice.view import view
+
+    view(args.result, swc=args.swc)
 
 
 def _run(args) -> None:
@@ -168,6 +183,16 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="soma F1 and per-cell Dice of a run on a synthetic sample")
     p.add_argument("results", help="a sample's results folder (its input.ome.zarr holds the truth)")
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("collect", help="pool the tables of several samples into one table per kind (for R, pandas)")
+    p.add_argument("results", nargs="+", help="results folders, or single samples' folders (each holds cells.parquet)")
+    p.add_argument("-o", "--out", required=True, help="folder for cells, morphology, sholl and regions .parquet and .csv")
+    p.set_defaults(func=_collect)
+
+    p = sub.add_parser("view", help="open one sample's result in napari (pip install 'traice[view]')")
+    p.add_argument("result", help="one sample's results folder, e.g. results/demo")
+    p.add_argument("--swc", action="store_true", help="also draw the SWC skeletons (one line per edge)")
+    p.set_defaults(func=_view)
 
     p = sub.add_parser("run", help="run the whole workflow on one image (Snakemake, local cores)")
     p.add_argument("image", help="an OME-Zarr image (NGFF 0.4 or 0.5) in µm, or TIFF planes or a stack (converted first)")

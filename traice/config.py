@@ -60,6 +60,11 @@ def sample_source(spec: Any) -> tuple[str, list[float] | None]:
     return str(spec), None
 
 
+def sample_atlas(spec: Any) -> dict | None:
+    """A sample's registered atlas, ``{annotation, structures}`` paths (:mod:`traice.io.atlas`), or None."""
+    return spec.get("atlas") if isinstance(spec, dict) else None
+
+
 def is_converted(spec: Any) -> bool:
     """Whether the workflow converts the sample into OME-Zarr first (rule ``convert``): a real sample that is
     not an OME-Zarr folder (TIFF planes or stacks, :mod:`traice.io.convert`), or one given a voxel size."""
@@ -140,6 +145,14 @@ def check_inputs(samples: dict[str, Any], channel: int | None, roi: dict | None 
     outside: dict[str, list[str]] = {name: [] for name in (regions or {})}  # region -> samples it misses
     real = [name for name, spec in samples.items() if not is_synthetic(spec)]
     for name, spec in samples.items():
+        atlas = sample_atlas(spec)
+        if atlas:
+            from traice.io.atlas import Atlas
+
+            try:
+                Atlas.open(atlas["annotation"], atlas["structures"], (1, 1, 1), (1.0, 1.0, 1.0))  # headers only
+            except InputError as err:
+                raise InputError(f"sample '{name}': {err}") from None
         if is_synthetic(spec):
             continue
         try:

@@ -59,3 +59,37 @@ def test_plan_skips_tiles_without_tissue(write_image):
     assert plan.info["tiles"] + plan.info["tiles_without_tissue"] == 2 * 4
     assert plan.info["tiles_without_tissue"] >= 2
     assert (plan.tiles["core_x0"] >= 128).all()   # only tiles reaching into the tissue half are kept
+
+
+def test_atlas_rows_roll_cells_and_volume_up_the_hierarchy(tmp_path):
+    import json
+
+    import tifffile
+
+    from traice.io.atlas import Atlas
+    from helpers import STRUCTURES, annotation
+
+    (tmp_path / "s.json").write_text(json.dumps(STRUCTURES))
+    tifffile.imwrite(tmp_path / "a.tiff", annotation())
+    atlas = Atlas.open(tmp_path / "a.tiff", tmp_path / "s.json", (24, 384, 384), (1.25, 0.4, 0.4))
+    # two cells in isocortex, one in hippocampus, one in fiber tracts, one outside the atlas
+    pos = np.array([[10, 50, 10], [20, 60, 20], [10, 50, 100], [2, 50, 50], [10, 1, 1]], float)
+    cells = pd.DataFrame({"cell_id": np.arange(1, 6), "z_um": pos[:, 0], "y_um": pos[:, 1], "x_um": pos[:, 2]})
+    morph = pd.DataFrame({c: [0] * 5 for c in MORPHOLOGY})
+    morph["cell_id"] = np.arange(1, 6)
+    morph["status"] = ["ok", "ok", "ok", "ok", "no foreground at the soma"]
+    morph["total_length_um"] = [100.0, 200.0, 400.0, 50.0, 0.0]
+    tissue = np.ones((24, 384, 384), bool)
+    table = summarise("s", cells, morph, tissue, (1.25, 0.4, 0.4), region_boxes(None, None, (30, 153.6, 153.6)), atlas)
+    assert list(table.columns) == list(REGIONS)
+    rows = table.set_index("region")
+    assert table["region"].tolist() == ["all", "root", "grey", "Isocortex", "HPF", "fiber tracts"]
+    assert rows.loc["all", "kind"] == "all" and (table["kind"].iloc[1:] == "atlas").all()
+    assert rows["n_cells"].to_dict() == {"all": 5, "root": 4, "grey": 3, "Isocortex": 2, "HPF": 1, "fiber tracts": 1}
+    assert rows.loc["grey", "median_total_length_um"] == pytest.approx(200.0)
+    assert rows.loc["Isocortex", "parent_structure_id"] == 8 and rows.loc["Isocortex", "depth"] == 2
+    voxel_mm3 = 5 * 3.2 * 3.2 * 1e-9
+    ann = annotation()
+    assert rows.loc["root", "tissue_volume_mm3"] == pytest.approx((ann > 0).sum() * voxel_mm3)
+    assert rows.loc["grey", "tissue_volume_mm3"] == pytest.approx(np.isin(ann, [315, 1089]).sum() * voxel_mm3)
+    assert rows.loc["HPF", "density_per_mm3"] == pytest.approx(1 / ((ann == 1089).sum() * voxel_mm3))

@@ -29,7 +29,7 @@ def _roi(roi=ROI, shape=(10, 100, 100)) -> list[Box]:
 
 
 def _cells(rows) -> pd.DataFrame:
-    return pd.DataFrame([{"cell_id": i, "z_um": z, "y_um": y, "x_um": x, "z": int(z), "y": int(y), "x": int(x), "score": 1.0}
+    return pd.DataFrame([{"sample": "s", "cell_id": i, "z_um": z, "y_um": y, "x_um": x, "z": int(z), "y": int(y), "x": int(x), "score": 1.0}
                          for i, (z, y, x) in rows])
 
 

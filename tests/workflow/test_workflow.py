@@ -72,6 +72,49 @@ def test_regions_and_run_summary(small_run):
     assert run["versions"]["snakemake"] and "detect" in run["timings"]
 
 
+@pytest.fixture(scope="module")
+def atlas_run(small_run, tmp_path_factory):
+    """The reference result, copied, then given a registered atlas (a TIFF annotation at 4 x 8 x 8 times the
+    voxel size, and BrainGlobe structures.json): only morphology, regions and the reports run again."""
+    import shutil
+
+    import tifffile
+
+    from helpers import STRUCTURES, annotation, small_config
+
+    tmp = tmp_path_factory.mktemp("atlas")
+    shutil.copytree(small_run, tmp / "results" / "small")
+    tifffile.imwrite(tmp / "registered_atlas.tiff", annotation())
+    (tmp / "structures.json").write_text(json.dumps(STRUCTURES))
+    cfg = small_config(tmp)
+    cfg["samples"]["small"]["atlas"] = {"annotation": str(tmp / "registered_atlas.tiff"),
+                                        "structures": str(tmp / "structures.json")}
+    before = (tmp / "results" / "small" / "cells.parquet").stat().st_mtime_ns
+    run_workflow(cfg, tmp)
+    assert (tmp / "results" / "small" / "cells.parquet").stat().st_mtime_ns == before  # detection not redone
+    return tmp / "results" / "small"
+
+
+def test_atlas_gives_each_cell_its_structure_and_regions_per_structure(atlas_run):
+    from helpers import annotation
+
+    morph = pd.read_parquet(atlas_run / "morphology.parquet")
+    ann = annotation()  # 5 x 3.2 x 3.2 µm voxels over the 30 x 153.6 x 153.6 µm sample
+    vox = np.floor(morph[["z_um", "y_um", "x_um"]].to_numpy() / [5.0, 3.2, 3.2]).astype(int)
+    assert morph["structure_id"].tolist() == ann[tuple(vox.T)].tolist()
+    acronyms = {0: "", 1009: "fiber tracts", 315: "Isocortex", 1089: "HPF"}
+    assert morph["structure"].tolist() == [acronyms[i] for i in morph["structure_id"]]
+    assert (morph["sample"] == "small").all()
+    regions = pd.read_parquet(atlas_run / "regions.parquet").set_index("region")
+    assert list(regions.index[:1]) == ["all"] and set(regions["kind"]) == {"all", "atlas"}
+    counts = morph["structure"].value_counts()
+    assert regions.loc["grey", "n_cells"] == counts.get("Isocortex", 0) + counts.get("HPF", 0)
+    assert regions.loc["root", "n_cells"] == (morph["structure_id"] > 0).sum()
+    assert regions.loc["root", "tissue_volume_mm3"] == pytest.approx((ann > 0).sum() * 5 * 3.2 * 3.2 * 1e-9)
+    report = (atlas_run / "report.html").read_text()
+    assert "Isocortex" in report
+
+
 def test_swc_load_in_neurom_with_our_length(small_run):
     neurom = pytest.importorskip("neurom", reason="neurom (test dependency) not installed")
     morph = pd.read_parquet(small_run / "morphology.parquet").set_index("cell_id")
@@ -85,9 +128,14 @@ def test_swc_load_in_neurom_with_our_length(small_run):
 
 
 def test_labels_open_with_ome_zarr_reader(small_run):
-    node = next(iter(Reader(parse_url(str(small_run / "segmentation.ome.zarr")))()))
+    nodes = {Path(n.zarr.path.rstrip("/")).name: n for n in Reader(parse_url(str(small_run / "segmentation.ome.zarr")))()}
+    node = nodes["segmentation.ome.zarr"]
     assert node.metadata["coordinateTransformations"][0][0]["scale"] == [1.25, 0.4, 0.4]
     assert node.data[0].shape == (24, 384, 384)
+    # the label image links back to its image (NGFF image-label source), so readers find and open both
+    source = zarr.open_group(str(small_run / "segmentation.ome.zarr"), mode="r").attrs["ome"]["image-label"]["source"]
+    assert (small_run / "segmentation.ome.zarr" / source["image"]).resolve() == (small_run / "input.ome.zarr").resolve()
+    assert nodes["input.ome.zarr"].data[0].shape[-3:] == (24, 384, 384)
 
 
 def test_snakemake_report_has_figures_with_captions(small_run, tmp_path):

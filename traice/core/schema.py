@@ -9,6 +9,7 @@ import pandas as pd
 
 # column: (dtype, unit, meaning)
 CELLS = {
+    "sample": ("string", "", "sample name (the config's key), so tables of several animals concatenate"),
     "cell_id": ("int64", "", "cell identifier ≥ 1, the cell's value in the label image"),
     "z_um": ("float64", "µm", "soma centroid z, from the image origin (voxel index × voxel size)"),
     "y_um": ("float64", "µm", "soma centroid y"),
@@ -20,10 +21,13 @@ CELLS = {
 }
 
 MORPHOLOGY = {
+    "sample": CELLS["sample"],
     "cell_id": CELLS["cell_id"],
     "z_um": CELLS["z_um"],
     "y_um": CELLS["y_um"],
     "x_um": CELLS["x_um"],
+    "structure_id": ("int64", "", "atlas structure at the soma centre (0: outside the annotation, or no atlas)"),
+    "structure": ("string", "", "that structure's acronym ('' when 0)"),
     "soma_volume_um3": ("float64", "µm³", "soma: the mask opened by a 2 µm ball, the part at the soma centre"),
     "cell_volume_um3": ("float64", "µm³", "soma and processes (the label connected to the soma)"),
     "territory_volume_um3": ("float64", "µm³", "convex hull of the cell"),
@@ -47,6 +51,7 @@ MORPHOLOGY = {
 }
 
 SHOLL = {
+    "sample": CELLS["sample"],
     "cell_id": CELLS["cell_id"],
     "radius_um": ("float64", "µm", "shell radius around the soma centre (5, 10, ... µm)"),
     "intersections": ("int64", "", "skeleton crossings of that shell"),
@@ -54,10 +59,15 @@ SHOLL = {
 
 REGIONS = {
     "sample": ("string", "", "sample name"),
-    "region": ("string", "", "'all' (the ROI or whole image) or a configured region"),
-    "n_cells": ("int64", "", "cells whose soma lies in the region"),
+    "region": ("string", "", "'all' (the ROI or whole image), a configured region, or an atlas structure's acronym"),
+    "kind": ("string", "", "'all', 'box' (a configured µm box) or 'atlas' (a structure, rolled up over its descendants)"),
+    "structure_id": ("int64", "", "atlas structure id (0 for 'all' and boxes)"),
+    "parent_structure_id": ("int64", "", "the structure's parent in the hierarchy (0 at the root, and for 'all' and boxes)"),
+    "structure_name": ("string", "", "the structure's full name ('' for 'all' and boxes)"),
+    "depth": ("int64", "", "the structure's depth below the atlas root (0 at the root, and for 'all' and boxes)"),
+    "n_cells": ("int64", "", "cells whose soma lies in the region (a structure: in it or any descendant)"),
     "n_segmented": ("int64", "", "of those, cells with a mask"),
-    "tissue_volume_mm3": ("float64", "mm³", "tissue in the region (empty space excluded)"),
+    "tissue_volume_mm3": ("float64", "mm³", "tissue in the region (empty space excluded; a structure: its annotated volume)"),
     "density_per_mm3": ("float64", "1/mm³", "cells per mm³ of tissue"),
     **{f"median_{m}": ("float64", MORPHOLOGY[m][1], f"median {m} of the region's segmented cells")
        for m in ["soma_volume_um3", "cell_volume_um3", "territory_volume_um3", "ramification_index",

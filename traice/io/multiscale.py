@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import shutil
 from pathlib import Path
 from typing import Sequence
@@ -66,8 +67,12 @@ def create_multiscale(
     label: bool = False,
     name: str | None = None,
     fill_value=0,
+    source: str | Path | None = None,
 ) -> list[tuple[int, int, int]]:
     """Create an empty NGFF 0.5 multiscale group (arrays for every level, metadata).
+
+    A label group (``label``) links back to its image ``source`` (NGFF ``image-label``
+    ``source.image``, written relative to the label group) when one is given.
 
     Chunks of level ``k`` cover exactly ``footprint`` level-0 voxels, so a writer
     that owns a block of level-0 chunks owns whole chunks at every level.
@@ -89,7 +94,10 @@ def create_multiscale(
         group.create_array(str(i), shape=lshape, chunks=chunks, dtype=dtype, fill_value=fill_value, dimension_names=SPATIAL)
     write_multiscales_metadata(group, _datasets(spacing, factors), fmt=FormatV05(), axes=AXES, name=name or path.stem)
     if label:
-        add_metadata(group, {"image-label": {"version": "0.5"}}, fmt=FormatV05())
+        meta = {"version": "0.5"}
+        if source is not None:
+            meta["source"] = {"image": os.path.relpath(Path(source).absolute(), path.absolute())}
+        add_metadata(group, {"image-label": meta}, fmt=FormatV05())
     return factors
 
 
@@ -137,9 +145,10 @@ def write_multiscale(
     footprint: Sequence[int] = (32, 256, 256),
     label: bool = False,
     name: str | None = None,
+    source: str | Path | None = None,
 ) -> None:
-    """Write a whole in-memory (z, y, x) volume as an NGFF 0.5 multiscale image or label image."""
-    create_multiscale(path, data.shape, spacing, data.dtype, footprint, label=label, name=name)
+    """Write a whole in-memory (z, y, x) volume as an NGFF 0.5 multiscale image or label image (of ``source``)."""
+    create_multiscale(path, data.shape, spacing, data.dtype, footprint, label=label, name=name, source=source)
     for box in grid(Box.from_shape(data.shape), footprint):
         write_block(path, box, data[box.slices], label=label)
 
@@ -147,6 +156,6 @@ def write_multiscale(
 def add_labels(image_path: str | Path, name: str, data: np.ndarray, spacing: Sequence[float]) -> None:
     """Add a label image ``labels/{name}`` to an existing OME-Zarr image (NGFF labels group)."""
     labels = zarr.open_group(str(Path(image_path) / "labels"), mode="a", zarr_format=3)
-    write_multiscale(Path(image_path) / "labels" / name, data, spacing, label=True, name=name)
+    write_multiscale(Path(image_path) / "labels" / name, data, spacing, label=True, name=name, source=image_path)
     existing = dict(labels.attrs).get("ome", {}).get("labels", [])
     labels.attrs["ome"] = {"version": FormatV05().version, "labels": sorted(set(existing) | {name})}

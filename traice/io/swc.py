@@ -58,7 +58,9 @@ def read_swc(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def write_swc(table: pd.DataFrame, path: str | Path, cell_id: int) -> None:
-    lines = [f"# traice cell {cell_id}; columns: id type x y z radius parent", "# units: um"]
+    # '# units' for readers of the SWC comment convention; navis reads its JSON '# Meta' line
+    lines = [f"# traice cell {cell_id}; columns: id type x y z radius parent", "# units: um",
+             f'# Meta: {{"id": {int(cell_id)}, "units": "micrometer"}}']
     lines += [f"{r.id} {r.type} {r.x:.3f} {r.y:.3f} {r.z:.3f} {r.radius:.3f} {r.parent}" for r in table.itertuples(index=False)]
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines) + "\n")

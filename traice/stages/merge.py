@@ -96,10 +96,12 @@ def inherited_ids(points_um: np.ndarray, old_um: np.ndarray, old_ids: np.ndarray
 
 
 def merge_files(paths: Sequence[str | Path], plan: Plan, dedupe_um: float, out_path: str | Path,
-                previous_path: str | Path | None = None) -> pd.DataFrame:
-    """Merge detection files into ``out_path``; over ``previous_path``'s cells for a region update."""
+                previous_path: str | Path | None = None, sample: str = "") -> pd.DataFrame:
+    """Merge detection files into ``out_path`` (its ``sample`` column set to ``sample``); over
+    ``previous_path``'s cells for a region update."""
     found = merge_detections([pd.read_parquet(p) for p in paths], plan.spacing, dedupe_um)
     previous = pd.read_parquet(previous_path) if previous_path is not None else found.iloc[:0]
-    cells = update_cells(found, previous, plan.roi_boxes, plan.spacing, dedupe_um)
+    cells = update_cells(found, previous, plan.roi_boxes, plan.spacing, dedupe_um).assign(sample=sample)
+    cells["sample"] = cells["sample"].astype(CELLS["sample"][0])
     write_table(cells, out_path)
     return cells

@@ -30,16 +30,21 @@ from traice.core.errors import InputError
 from traice.core.geometry import Box, distance_um
 from traice.core.masks import FULL_CONNECTIVITY, ellipsoid_footprint, soma_component
 from traice.core.tree import SOMA, ProcessTree, process_tree
+from traice.io.atlas import Atlas
 from traice.io.swc import SWC_COLUMNS, SWC_TYPE_PROCESS, SWC_TYPE_SOMA, write_swc
 from traice.io.tables import atomic_dir, write_table
 from traice.core.schema import MORPHOLOGY, SHOLL, conform
 from traice.io.plan import Plan
 
 QUALITY_COLUMNS = ["border_faces", "has_processes", "n_components"]
-METRIC_COLUMNS = [c for c in MORPHOLOGY if c not in ("cell_id", "z_um", "y_um", "x_um", "status", *QUALITY_COLUMNS)]
+GATHERED_COLUMNS = ["sample", "structure_id", "structure"]  # set for the whole table by gather
+METRIC_COLUMNS = [c for c in MORPHOLOGY
+                  if c not in ("cell_id", "z_um", "y_um", "x_um", "status", *QUALITY_COLUMNS, *GATHERED_COLUMNS)]
+BATCH_MORPHOLOGY = {c: v for c, v in MORPHOLOGY.items() if c not in GATHERED_COLUMNS}
+BATCH_SHOLL = {c: v for c, v in SHOLL.items() if c not in GATHERED_COLUMNS}
 NO_MASK_QUALITY = {"border_faces": "", "has_processes": False, "n_components": 0}
 PROCESS_MIN_UM = 5.0     # less process than this beyond the soma: a cell without processes
-SHOLL_COLUMNS = list(SHOLL)
+SHOLL_COLUMNS = list(BATCH_SHOLL)
 SHOLL_STEP_UM = 5.0
 SOMA_OPENING_UM = 2.0   # processes thinner than this radius are not soma
 JUNCTION_MERGE_UM = 2.0  # junctions closer than this along the skeleton are one branch point
@@ -280,9 +285,9 @@ def morphology_batch(
             write_swc(swc, tmp / "swc" / f"{cid}.swc", cid)
             rows.append({**row, **metrics, "status": "ok"})
             profiles.append(sholl)
-        table = conform(pd.DataFrame(rows), MORPHOLOGY)
+        table = conform(pd.DataFrame(rows), BATCH_MORPHOLOGY)
         write_table(table, tmp / "morphology.parquet")
-        write_table(_concat(profiles, SHOLL), tmp / "sholl.parquet")
+        write_table(_concat(profiles, BATCH_SHOLL), tmp / "sholl.parquet")
     return table
 
 
@@ -292,18 +297,21 @@ def _concat(parts: Sequence[pd.DataFrame], schema: dict) -> pd.DataFrame:
 
 
 def gather(batch_dirs: Sequence[str | Path], table_path: str | Path, csv_path: str | Path, sholl_path: str | Path,
-           swc_dir: str | Path, base: str | Path | None = None, keep_ids: Sequence[int] = ()) -> pd.DataFrame:
+           swc_dir: str | Path, base: str | Path | None = None, keep_ids: Sequence[int] = (),
+           sample: str = "", atlas: Atlas | None = None) -> pd.DataFrame:
     """Concatenate batch tables into morphology.parquet/.csv and sholl.parquet; collect SWC files into one folder.
 
-    For a region update, the rows and SWC files of ``keep_ids`` (cells outside the
-    ROI, whose labels did not change) are carried over unchanged from ``base``.
+    Every row gets ``sample``, and with an ``atlas`` the structure at its soma
+    centre (``structure_id``, ``structure``). For a region update, the rows and SWC
+    files of ``keep_ids`` (cells outside the ROI, whose labels did not change) are
+    carried over unchanged from ``base``.
     """
     tables = [pd.read_parquet(Path(d) / "morphology.parquet") for d in batch_dirs]
     profiles = [pd.read_parquet(Path(d) / "sholl.parquet") for d in batch_dirs]
     swc_files = [f for d in batch_dirs for f in sorted((Path(d) / "swc").glob("*.swc"))]
     if base is not None:
         base, keep = Path(base), np.asarray(keep_ids, dtype=np.int64)
-        for name, schema in (("morphology.parquet", MORPHOLOGY), ("sholl.parquet", SHOLL)):
+        for name, schema in (("morphology.parquet", BATCH_MORPHOLOGY), ("sholl.parquet", BATCH_SHOLL)):
             missing = [c for c in schema if c not in pq.read_schema(base / name).names]
             if missing:
                 raise InputError(f"the previous result's {name} lacks {missing} (written by an older traice); "
@@ -311,8 +319,10 @@ def gather(batch_dirs: Sequence[str | Path], table_path: str | Path, csv_path: s
         tables.insert(0, _rows_of(pd.read_parquet(base / "morphology.parquet"), keep))
         profiles.insert(0, _rows_of(pd.read_parquet(base / "sholl.parquet"), keep))
         swc_files = [f for f in (base / "swc" / f"{c}.swc" for c in keep) if f.exists()] + swc_files
-    table = _concat(tables, MORPHOLOGY).sort_values("cell_id", kind="stable")
-    sholl = _concat(profiles, SHOLL).sort_values("cell_id", kind="stable")
+    table = _concat(tables, BATCH_MORPHOLOGY).sort_values("cell_id", kind="stable")
+    sholl = _concat(profiles, BATCH_SHOLL).sort_values("cell_id", kind="stable")
+    table = conform(table.assign(sample=sample, **_structures(table, atlas)), MORPHOLOGY)
+    sholl = conform(sholl.assign(sample=sample), SHOLL)
     with atomic_dir(swc_dir) as tmp:
         for f in swc_files:
             try:
@@ -323,6 +333,15 @@ def gather(batch_dirs: Sequence[str | Path], table_path: str | Path, csv_path: s
     write_table(table, csv_path)
     write_table(sholl, sholl_path)
     return table
+
+
+def _structures(table: pd.DataFrame, atlas: Atlas | None) -> dict:
+    """The ``structure_id`` and ``structure`` columns of ``table``'s cells (0 and '' without an atlas)."""
+    if atlas is None:
+        return {"structure_id": np.zeros(len(table), np.int64), "structure": np.full(len(table), "", object)}
+    ids = atlas.structure_at(table[["z_um", "y_um", "x_um"]].to_numpy(dtype=float))
+    acronyms = atlas.structures["acronym"]
+    return {"structure_id": ids, "structure": [acronyms.get(i, "") if i else "" for i in ids.tolist()]}
 
 
 def _rows_of(table: pd.DataFrame, cell_ids: np.ndarray) -> pd.DataFrame:

@@ -23,6 +23,8 @@ from traice.io.plan import Plan  # noqa: E402
 from traice.io.tables import atomic_dir, atomic_path, write_json  # noqa: E402
 
 OVERVIEW_MAX_VOXELS = 16_000_000
+OVERVIEW_MAX_NUMBERS = 400   # the overview writes each soma's cell_id up to this many cells
+GALLERY_BAR_UM = 10.0
 PACKAGES = ["numpy", "scipy", "scikit-image", "skan", "zarr", "ome-zarr", "dask", "pandas", "torch", "snakemake"]
 
 
@@ -45,7 +47,11 @@ def overview_figure(plan: Plan, cells: pd.DataFrame, labels_path: str, out: Path
         ax.set_xlabel("x (µm)")
         ax.set_ylabel("y (µm)")
     axes[0].scatter(cells["x_um"], cells["y_um"], s=60, facecolors="none", edgecolors="red", linewidths=1)
-    axes[0].set_title(f"detected somas (n = {len(cells)})")
+    numbered = len(cells) <= OVERVIEW_MAX_NUMBERS
+    if numbered:
+        for cid, x, y in zip(cells["cell_id"], cells["x_um"], cells["y_um"]):
+            axes[0].annotate(str(int(cid)), (x, y), xytext=(4, 4), textcoords="offset points", color="yellow", fontsize=7)
+    axes[0].set_title(f"detected somas (n = {len(cells)}{', numbered by cell_id' if numbered else ''})")
     shown = np.ma.masked_equal(lab % 20 + (lab > 0), 0)
     axes[1].imshow(shown, cmap="tab20", alpha=0.55, interpolation="nearest", extent=extent)  # both cover the whole image
     axes[1].set_title("segmentation (label overlay)")
@@ -78,6 +84,7 @@ def gallery_figure(plan: Plan, cells: pd.DataFrame, morphology: pd.DataFrame, la
         mask = (np.asarray(labels[box.slices]) == m["cell_id"]).max(axis=0)
         lo, hi = _contrast(crop)
         row[0].imshow(crop, cmap="gray", vmin=lo, vmax=hi)
+        _scale_bar(row[0], GALLERY_BAR_UM, image.spacing[2])
         row[1].imshow(mask, cmap="magma")
         row[2].imshow(mask, cmap="gray", alpha=0.3)
         swc = swc_dir / f"{int(m['cell_id'])}.swc"
@@ -109,19 +116,41 @@ def histogram_figure(morphology: pd.DataFrame, out: Path) -> None:
     plt.close(fig)
 
 
+def density_bins(extent_um: float, bin_um: float) -> np.ndarray:
+    """Bin edges from 0 to ``extent_um`` every ``bin_um``; a last strip narrower than half a bin joins its
+    neighbour, so that no bin is a sliver whose one cell would read as a high density."""
+    edges = np.unique(np.append(np.arange(0, extent_um, bin_um), extent_um))
+    if len(edges) > 2 and edges[-1] - edges[-2] < bin_um / 2:
+        edges = np.delete(edges, -2)
+    return edges
+
+
 def density_figure(plan: Plan, cells: pd.DataFrame, out: Path, bin_um: float = 50.0) -> None:
-    """Cells per mm³ in columns of ``bin_um`` × ``bin_um`` through the volume's depth."""
+    """Cells per mm³ in columns of about ``bin_um`` × ``bin_um`` through the volume's depth, each drawn at its
+    true size; the colour scale stops at the 99th percentile of the bins (an outlier does not set it)."""
     shape_um = np.asarray(plan.shape) * np.asarray(plan.spacing)
-    bins = [np.unique(np.append(np.arange(0, ext, bin_um), ext)) for ext in (shape_um[2], shape_um[1])]
-    counts, xe, ye = np.histogram2d(cells["x_um"], cells["y_um"], bins=bins)
-    density = counts / (np.diff(xe)[:, None] * np.diff(ye)[None, :] * shape_um[0] * 1e-9)  # edge bins may be narrower
+    xe, ye = density_bins(shape_um[2], bin_um), density_bins(shape_um[1], bin_um)
+    counts = np.histogram2d(cells["x_um"], cells["y_um"], bins=[xe, ye])[0]
+    density = counts / (np.diff(xe)[:, None] * np.diff(ye)[None, :] * shape_um[0] * 1e-9)
+    vmax = max(float(np.percentile(density, 99)), 1e-9)
     fig, ax = plt.subplots(figsize=(6, 5), constrained_layout=True)
-    im = ax.imshow(density.T, origin="upper", extent=[xe[0], xe[-1], ye[-1], ye[0]], cmap="viridis")
-    fig.colorbar(im, ax=ax, label="cells / mm³")
+    mesh = ax.pcolormesh(xe, ye, density.T, cmap="viridis", vmin=0, vmax=vmax)
+    fig.colorbar(mesh, ax=ax, label="cells / mm³", extend="max" if density.max() > vmax else "neither")
+    ax.set_xlim(0, shape_um[2])
+    ax.set_ylim(shape_um[1], 0)
+    ax.set_aspect("equal")
     ax.set_xlabel("x (µm)")
     ax.set_ylabel("y (µm)")
     fig.savefig(out, dpi=80)
     plt.close(fig)
+
+
+def _scale_bar(ax, um: float, pixel_um: float) -> None:
+    """A white ``um`` µm bar in the lower right of an image panel drawn at ``pixel_um`` per pixel."""
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+    ax.add_artist(AnchoredSizeBar(ax.transData, um / pixel_um, f"{um:g} µm", "lower right", pad=0.3, color="white",
+                                  frameon=False, size_vertical=max(1.0, 1.0 / pixel_um), fontproperties={"size": 7}))
 
 
 def _empty_figure(out: Path, text: str) -> None:
@@ -133,10 +162,13 @@ def _empty_figure(out: Path, text: str) -> None:
 
 
 FIGURES = [
-    ("overview.png", "Maximum-intensity projection: detected somas (left, red) and the label image overlay (right)."),
-    ("gallery.png", "Randomly chosen cells: image, mask and SWC skeleton nodes (z projections, 70 µm windows)."),
+    ("overview.png", "Maximum-intensity projection: detected somas (left, red, numbered by cell_id up to "
+                     f"{OVERVIEW_MAX_NUMBERS} cells) and the label image overlay (right)."),
+    ("gallery.png", f"Randomly chosen cells: image, mask and SWC skeleton nodes (z projections, 70 µm windows; "
+                    f"bar {GALLERY_BAR_UM:g} µm)."),
     ("histograms.png", "Distributions of the main morphology metrics over segmented cells."),
-    ("density.png", "Cell density map (cells per mm³ in 50 µm columns through the depth)."),
+    ("density.png", "Cell density map (cells per mm³ in about 50 µm columns through the depth, each drawn at its "
+                    "size; colours stop at the 99th percentile)."),
     ("resources.png", "Wall time (all jobs of a rule together) and peak memory (largest job) per rule."),
 ]
 

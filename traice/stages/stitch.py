@@ -23,9 +23,10 @@ from traice.io.claims import read_claim
 LABEL_DTYPE = np.uint32
 
 
-def init_labels(path: str | Path, shape: Sequence[int], spacing: Sequence[float], chunk: Sequence[int]) -> None:
-    """Create the empty label image (all levels, NGFF image-label metadata)."""
-    create_multiscale(path, shape, spacing, LABEL_DTYPE, chunk, label=True, name="segmentation")
+def init_labels(path: str | Path, shape: Sequence[int], spacing: Sequence[float], chunk: Sequence[int],
+                image: str | Path | None = None) -> None:
+    """Create the empty label image (all levels, NGFF image-label metadata linking back to ``image``)."""
+    create_multiscale(path, shape, spacing, LABEL_DTYPE, chunk, label=True, name="segmentation", source=image)
 
 
 def compose(block: Box, index: pd.DataFrame) -> np.ndarray:

@@ -14,7 +14,7 @@ os.environ.update(
 import yaml
 
 from traice.config import (check_config, check_inputs, check_models, check_schema, is_converted, is_synthetic,
-                           sample_image, sample_source, with_defaults)
+                           sample_atlas, sample_image, sample_source, with_defaults)
 from traice.core.batching import n_batches
 from traice.core.errors import InputError
 from traice.stages.segment.params import NEEDS_MAPS
@@ -75,6 +75,12 @@ def source_files(spec):
 def image_channel(wildcards):
     """The channel to read: the configured one, except in a converted sample (converted with its channel)."""
     return None if is_converted(config["samples"][wildcards.sample]) else config["channel"]
+
+
+def atlas_files(wildcards):
+    """The sample's atlas annotation and structure table ({} without an atlas), as named inputs."""
+    atlas = sample_atlas(config["samples"][wildcards.sample])
+    return {"annotation": atlas["annotation"], "structures": atlas["structures"]} if atlas else {}
 
 
 def image_of(wildcards):

@@ -25,6 +25,7 @@ rule morphology_batch:
 
 rule morphology:
     input:
+        unpack(atlas_files),
         plan=work("plan/plan.json"),
         cells=out("cells.parquet"),
         batches=morphology_batches,

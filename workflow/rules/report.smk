@@ -3,6 +3,7 @@
 
 rule regions:
     input:
+        unpack(atlas_files),
         plan=work("plan/plan.json"),
         cells=out("cells.parquet"),
         morphology=out("morphology.parquet"),
