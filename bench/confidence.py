@@ -94,13 +94,14 @@ def main() -> None:
                     "--rerun-incomplete", "--quiet", "rules", "--snakefile", str(ROOT / "Snakefile"),
                     "--directory", str(ROOT)], check=True)
     cells = labelled_cells(results, samples)
+    cells.to_parquet(Path(args.out) / f"cells_{args.split}.parquet")
     print(f"\nsplit {args.split}: {len(samples)} volumes; detections matched to a traced soma = microglia")
     header = f"{'regime':<9} {'microglia':>9} {'other':>5} " + " ".join(f"{'AUC ' + s[:14]:>18}" for s in SCORES)
     print(header)
     for regime, part in [*cells.groupby("regime", sort=False), ("all", cells)]:
         pos, neg = part[part["microglia"]], part[~part["microglia"]]
         print(f"{regime:<9} {len(pos):>9} {len(neg):>5} " +
-              " ".join(f"{auc(pos[s], neg[s]):>18.3f}" for s in SCORES))
+              " ".join(f"{auc(pos[s], neg[s]) if s in part else float('nan'):>18.3f}" for s in SCORES))
     print(f"\n{'regime':<9} {'flag':<16} {'other removed':>13} {'microglia kept':>14}")
     for regime, part in [*cells.groupby("regime", sort=False), ("all", cells)]:
         pos, neg = part[part["microglia"]], part[~part["microglia"]]

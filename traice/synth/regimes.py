@@ -9,7 +9,11 @@ describe the microscope and the staining, not the cells' layout:
   noise 3-4, per-cell brightness log-normal with sigma 0.6, processes at
   0.5-0.9 of their soma's brightness near it and fading along the arbor,
   intensity halving over 50 µm of depth;
-- ``dim`` and ``bright``: the same at half and twice the signal.
+- ``dim`` and ``bright``: the same at half and twice the signal;
+- ``lightsheet``: a modality far from the training one, for fine-tuning
+  benchmarks: 2 × 1 × 1 µm voxels, a broad axial PSF (sigma 2.5 µm in z,
+  0.6 µm in y, x), low signal (40 photons) over a high, even background and
+  sCMOS read noise, little depth attenuation.
 
 :func:`random_regime` draws a regime around this range for training, so a
 network sees more than one microscope.
@@ -31,6 +35,9 @@ REGIMES: dict[str, dict] = {
     "confocal": _CONFOCAL,
     "dim": {**_CONFOCAL, "photons": 75.0, "background": 0.4},
     "bright": {**_CONFOCAL, "photons": 300.0, "background": 0.1},
+    "lightsheet": dict(spacing=(2.0, 1.0, 1.0), psf_sigma_um=(2.5, 0.6, 0.6), photons=40.0, background=0.5,
+                       read_noise=2.0, brightness_sigma=0.5, process_brightness=(0.4, 0.7), process_falloff=0.4,
+                       depth_decay_um=400.0),
 }
 """Regime name -> the SynthParams fields it sets (``dim`` and ``bright`` keep the confocal background in photons)."""
 
