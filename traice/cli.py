@@ -8,6 +8,7 @@
     traice collect RESULTS... -o OUT_DIR   (one table per kind over samples, with their sample column)
     traice view SAMPLE_RESULTS [--swc]     (napari: image, labels, somas, skeletons; pip install 'traice[view]')
     traice run IMAGE RESULTS_DIR [--channel C] [--voxel-size Z Y X] [--cores N]   (the workflow on one image)
+    traice finetune IMAGE POINTS.csv OUT.pt [--mode lora|full] [--rank R] [--steps N]   (a new microscope, few clicks)
     traice train soma OUT_DIR [--traces DIR] [--synthetic N] [--steps N] [--window Z Y X] [--size S|L] ...
     traice train branch OUT_DIR [--init SOMA.pt] [--no-rcam] [--input-step Z Y X] ... (stage 2)
 """
@@ -113,6 +114,17 @@ def _run(args) -> None:
     raise SystemExit(code)
 
 
+def _finetune(args) -> None:
+    from traice.training.finetune import FinetuneConfig, finetune
+
+    cfg = FinetuneConfig(mode=args.mode, rank=args.rank, stages=tuple(args.stages) if args.stages else None,
+                         steps=args.steps, lr=args.lr, seed=args.seed, device=args.device, threads=args.threads)
+    summary = finetune(args.image, args.points, args.out, cfg, args.model, args.channel)
+    kind = "adapter (set detect.adapter)" if args.mode == "lora" else "checkpoint (set detect.model)"
+    print(f"wrote {args.out}: {kind}, {summary['file_bytes'] / 1024:.0f} kB, {summary['trainable_parameters']} trained "
+          f"weights, {summary['clicks']} clicks, {summary['train_seconds']:.0f} s")
+
+
 def _train(args) -> None:
     from traice.training.loop import train
     from traice.synth.regimes import REGIMES
@@ -202,6 +214,23 @@ def parser() -> argparse.ArgumentParser:
                    help="voxel size in µm of a TIFF input that does not say it (wins over the file's)")
     p.add_argument("--cores", type=int, default=2, help="CPU cores Snakemake may use (default: %(default)s)")
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("finetune", help="adapt the one-pass network to a new microscope from a few clicked somas")
+    p.add_argument("image", help="an OME-Zarr image of the new modality (any voxel size)")
+    p.add_argument("points", help="CSV of clicked soma centres: z_um,y_um,x_um (µm), z,y,x (voxels) or napari's axis-0,1,2")
+    p.add_argument("out", help="the file to write: a LoRA adapter (detect.adapter) or, with --mode full, weights (detect.model)")
+    p.add_argument("--mode", default="lora", choices=["lora", "full"],
+                   help="lora: low-rank adapters on attention q, v and the head, a small file; full: every weight")
+    p.add_argument("--rank", type=int, default=4, help="LoRA rank (default: %(default)s)")
+    p.add_argument("--stages", type=int, nargs="+", help="encoder stages to adapt (default: all)")
+    p.add_argument("--steps", type=int, default=150, help="optimiser steps (default: %(default)s)")
+    p.add_argument("--lr", type=float, help="learning rate (default: 1e-3 lora, 1e-4 full)")
+    p.add_argument("--model", help="the weights to adapt (default: the shipped one-pass weights)")
+    p.add_argument("--channel", type=int, help="the channel to read, for a multi-channel image")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the windows and augmentation")
+    p.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda")
+    p.add_argument("--threads", type=int, help="CPU threads")
+    p.set_defaults(func=_finetune)
 
     p = sub.add_parser("train", help="train a model (resumes from OUT_DIR/checkpoint.pt)")
     p.add_argument("task", choices=["soma", "branch", "cells"],

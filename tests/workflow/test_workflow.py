@@ -264,6 +264,30 @@ def test_train_rules_resolve(tmp_path, task):
     assert f"train_{task}" in out.stdout and str(tmp_path / "results" / "models" / task / "model.pt") in out.stdout
 
 
+def test_finetune_rule_writes_an_adapter_that_the_config_accepts(small_run, tmp_path):
+    truth = pd.read_parquet(truth_path(small_run / "input.ome.zarr"))
+    truth.head(3)[["z_um", "y_um", "x_um"]].to_csv(tmp_path / "clicks.csv", index=False)
+    cfg = tmp_path / "finetune.yaml"
+    cfg.write_text(yaml.safe_dump({"results": str(tmp_path / "results"), "finetune": {
+        "image": str(small_run / "input.ome.zarr"), "points": str(tmp_path / "clicks.csv"), "steps": 2, "threads": 2}}))
+    out = cli(["finetune", "--cores", "2", "--configfile", str(cfg)])
+    assert out.returncode == 0, out.stdout + out.stderr
+    adapter = tmp_path / "results" / "models" / "finetune" / "adapter.pt"
+    assert 0 < adapter.stat().st_size < 2 * 1024**2
+    # detect.adapter: accepted over the weights it was tuned from, refused over others, before any job
+    run_cfg = tmp_path / "run.yaml"
+    run_cfg.write_text(yaml.safe_dump({"samples": {"s": str(small_run / "input.ome.zarr")},
+                                       "results": str(tmp_path / "r"), "detect": {"adapter": str(adapter)}}))
+    out = cli(["-n", "--cores", "1", "--configfile", str(run_cfg)])
+    assert out.returncode == 0, out.stdout + out.stderr
+    other = tmp_path / "other.pt"
+    other.write_bytes(b"not an adapter")
+    run_cfg.write_text(yaml.safe_dump({"samples": {"s": str(small_run / "input.ome.zarr")},
+                                       "results": str(tmp_path / "r"), "detect": {"adapter": str(other)}}))
+    out = cli(["-n", "--cores", "1", "--configfile", str(run_cfg)])
+    assert out.returncode != 0 and "detect.adapter" in out.stderr and "cannot be read as an adapter" in out.stderr
+
+
 def test_default_learned_path_owns_the_arbors(tmp_path):
     """The defaults end to end: the one-pass network (detect.method traice) stores its maps per detect job and
     seeded growth (segment.method growth) shares their foreground between the somas."""

@@ -45,6 +45,7 @@ from traice.nn.device import pick_device
 from traice.nn.losses import SegmentationLoss
 from traice.training.data import Augment, augment_intensity, flip_turn
 
+CHECKPOINT_EVERY = 25  # steps between resumable checkpoints (OUT.partial.pt)
 KEEP_WEIGHT = 1.0   # weight of holding the unlabelled outputs (foreground, offsets) to the base network's
 POINT_COLUMNS = {("z_um", "y_um", "x_um"): "um", ("z", "y", "x"): "voxel", ("axis-0", "axis-1", "axis-2"): "um"}
 
@@ -232,7 +233,7 @@ def finetune(image_path: str | Path, points_path: str | Path, out_path: str | Pa
         losses.append(loss.item())
         step += 1
         elapsed += time.perf_counter() - t0
-        if step % 25 == 0 and step < cfg.steps:
+        if step % CHECKPOINT_EVERY == 0 and step < cfg.steps:
             with atomic_path(partial) as tmp:
                 torch.save({"config": asdict(cfg), "points": points.tolist(), "model": model.state_dict(),
                             "optimiser": optimiser.state_dict(), "rng": rng.bit_generator.state,

@@ -1,6 +1,8 @@
 # Model training (not part of `all`): snakemake train_soma --config 'train={traces: /path/to/swc_fields}'
 # Weights land in {results}/models/{task}/; point detect.model (soma, cells) or segment.model (branch) at
 # model.pt (or best.pt) to use them. train_branch and train_cells start from their `init` (default: shipped stage 1).
+# snakemake finetune --config 'finetune={image: new.ome.zarr, points: clicks.csv}' writes models/finetune/adapter.pt
+# (LoRA, for detect.adapter) or, with mode full, models/finetune/model.pt (for detect.model).
 
 
 rule train_soma:
@@ -42,3 +44,25 @@ use rule train_soma as train_cells with:
         os.path.join(RESULTS, "models", "cells", "train.log"),
     benchmark:
         os.path.join(RESULTS, "models", "cells", "benchmark.tsv")
+
+
+rule finetune:
+    input:
+        image=lambda wc: config["finetune"]["image"] or [],
+        points=lambda wc: config["finetune"]["points"] or [],
+    output:
+        os.path.join(RESULTS, "models", "finetune", "adapter.pt" if config["finetune"]["mode"] == "lora" else "model.pt"),
+    params:
+        finetune=config["finetune"],
+        base=config["detect"]["model"],
+    resources:
+        mem_mb=8000,
+    log:
+        os.path.join(RESULTS, "models", "finetune", "finetune.log"),
+    benchmark:
+        os.path.join(RESULTS, "models", "finetune", "benchmark.tsv")
+    conda:
+        "../../envs/gpu.yaml"
+    script:
+        "../../scripts/finetune.py"
+

@@ -23,11 +23,17 @@ from traice.stages.detect.somas import split_somas
 
 
 def load(params: DetectParams):
-    """The network of ``params`` (``model``, or the shipped one-pass S weights)."""
+    """The network of ``params`` (``model``, or the shipped one-pass S weights), with its ``adapter``
+    (:mod:`traice.nn.lora`) when one is set."""
     from traice.nn.checkpoints import load_model
     from traice.weights import shipped_weights
 
-    return load_model(params.model or shipped_weights("cells"))
+    model = load_model(params.model or shipped_weights("cells"))
+    if params.adapter:
+        from traice.nn.lora import apply_adapter
+
+        model = apply_adapter(model, params.adapter)
+    return model
 
 
 def detect_traice(block: np.ndarray, spacing, stats: dict, params: DetectParams, model) -> pd.DataFrame:

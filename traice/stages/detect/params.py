@@ -16,6 +16,7 @@ class DetectParams:
     threshold: float = 3.0         # in units of the image's background noise sigma
     # traice
     model: str | None = None       # weights file; None = the shipped one-pass S weights
+    adapter: str | None = None     # LoRA adapter file over ``model`` (traice finetune); None = none
     probability: float = 0.5       # soma probability threshold
     overlap: float = 0.25          # sliding-window overlap
     batch_size: int = 2            # windows per forward pass

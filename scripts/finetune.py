@@ -1,0 +1,13 @@
+"""Snakemake script: fine-tune the one-pass network from clicked somas (LoRA adapter or whole checkpoint)."""
+from traice.config import from_config
+from traice.core.errors import InputError
+from traice.io.joblog import log_to
+from traice.training.finetune import FinetuneConfig, finetune
+
+log_to(snakemake.log[0])
+f = dict(snakemake.params.finetune)
+image, points, channel = f.pop("image"), f.pop("points"), f.pop("channel")
+if not image or not points:
+    raise InputError("finetune.image and finetune.points: both must be set (--config 'finetune={image: ..., points: ...}')")
+summary = finetune(image, points, snakemake.output[0], from_config(FinetuneConfig, f), snakemake.params.base, channel)
+print(summary)

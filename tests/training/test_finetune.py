@@ -1,0 +1,93 @@
+"""Fine-tuning from clicked somas: points in, a small adapter out, loaded by detection; resumes after a kill."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from traice.core.errors import InputError
+from traice.training import finetune as ft
+from traice.training.finetune import FinetuneConfig, finetune, read_points, targets
+
+pytest.importorskip("peft", reason="peft (a dependency) not installed")
+SPACING = (1.25, 0.4, 0.4)
+
+
+@pytest.fixture(scope="module")
+def field(tmp_path_factory):
+    from traice.synth import SynthParams, synthesize, write_synthetic
+
+    tmp = tmp_path_factory.mktemp("finetune")
+    brain = synthesize(SynthParams(shape=(16, 256, 256), cells=3, seed=2))
+    write_synthetic(brain, tmp / "image.ome.zarr")
+    brain.truth[["z_um", "y_um", "x_um"]].to_csv(tmp / "clicks.csv", index=False)
+    return tmp
+
+
+def test_points_in_micrometres_voxels_or_from_napari(tmp_path):
+    pd.DataFrame({"z_um": [2.5], "y_um": [4.0], "x_um": [8.0]}).to_csv(tmp_path / "um.csv", index=False)
+    pd.DataFrame({"z": [2], "y": [10], "x": [20]}).to_csv(tmp_path / "vox.csv", index=False)
+    pd.DataFrame({"index": [0], "axis-0": [2.5], "axis-1": [4.0], "axis-2": [8.0]}).to_csv(tmp_path / "napari.csv", index=False)
+    for name in ("um", "vox", "napari"):
+        np.testing.assert_allclose(read_points(tmp_path / f"{name}.csv", SPACING), [[2.5, 4.0, 8.0]])
+    pd.DataFrame({"X": [1], "Y": [2]}).to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(InputError, match="bad.csv: expected columns z_um,y_um,x_um"):
+        read_points(tmp_path / "bad.csv", SPACING)
+
+
+def test_targets_are_soma_balls_and_a_negative_shell_elsewhere_unknown():
+    cfg = FinetuneConfig()
+    soma, weight = targets((16, 128, 128), np.array([[8.0, 64.0, 64.0]]), cfg)
+    assert soma[8, 64, 64] == 1 and soma[8, 64, 64 + 12] == 0        # 4.8 µm away: outside the 4 µm ball
+    assert weight[8, 64, 64 + 30] == 1 and soma[8, 64, 64 + 30] == 0  # 12 µm: in the negative shell
+    assert weight[8, 64, 64 + 60] == 0 and weight[8, 64, 64 + 18] == 0  # 24 µm: unknown; 7.2 µm: between
+    assert set(np.unique(weight[soma > 0])) == {1.0}
+
+
+def test_lora_adapter_is_small_and_loads_into_detection(field):
+    from traice.stages.detect.network import load
+    from traice.stages.detect.params import DetectParams
+
+    cfg = FinetuneConfig(steps=2, batch_size=1)
+    summary = finetune(field / "image.ome.zarr", field / "clicks.csv", field / "adapter.pt", cfg)
+    assert summary["clicks"] == 3 and summary["file_bytes"] < 2 * 1024**2
+    assert 0 < summary["trainable_parameters"] < 50_000
+    tuned = load(DetectParams(adapter=str(field / "adapter.pt")))
+    base = load(DetectParams())
+    x = torch.randn(1, 1, 16, 128, 128)
+    with torch.no_grad():
+        assert not torch.allclose(tuned(x), base(x))  # the adapter changed the network
+    assert not (field / "adapter.pt.partial.pt").exists()
+
+
+def test_a_killed_finetune_resumes_to_the_same_adapter(field, monkeypatch, tmp_path):
+    cfg = FinetuneConfig(steps=4, batch_size=1)
+    monkeypatch.setattr(ft, "CHECKPOINT_EVERY", 1)
+    finetune(field / "image.ome.zarr", field / "clicks.csv", tmp_path / "whole.pt", cfg)
+    calls = {"n": 0}
+    draw = ft.draw_batch
+
+    def killed_at_third(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return draw(*args, **kwargs)
+
+    monkeypatch.setattr(ft, "draw_batch", killed_at_third)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(field / "image.ome.zarr", field / "clicks.csv", tmp_path / "resumed.pt", cfg)
+    assert (tmp_path / "resumed.pt.partial.pt").exists() and not (tmp_path / "resumed.pt").exists()
+    monkeypatch.setattr(ft, "draw_batch", draw)
+    finetune(field / "image.ome.zarr", field / "clicks.csv", tmp_path / "resumed.pt", cfg)
+    whole = torch.load(tmp_path / "whole.pt", weights_only=True)["state_dict"]
+    resumed = torch.load(tmp_path / "resumed.pt", weights_only=True)["state_dict"]
+    assert whole.keys() == resumed.keys()
+    for k in whole:
+        assert torch.equal(whole[k], resumed[k]), k
+
+
+def test_clicks_outside_the_image_are_refused_before_training(field, tmp_path):
+    pd.DataFrame({"z_um": [1.0], "y_um": [5000.0], "x_um": [1.0]}).to_csv(tmp_path / "far.csv", index=False)
+    with pytest.raises(InputError, match="far.csv: point 1 .* lies outside the image"):
+        finetune(field / "image.ome.zarr", tmp_path / "far.csv", tmp_path / "a.pt", FinetuneConfig(steps=1))
+    assert not (tmp_path / "a.pt").exists()
