@@ -6,8 +6,10 @@ Usage:
 Domain: the ``lightsheet`` imaging regime (traice.synth.regimes: 2 × 1 × 1 µm
 voxels, a broad axial PSF, low signal over a high background), far from the
 confocal-like fields the shipped one-pass network was trained on. One field
-(seed 101, 48 × 400 × 400 µm, 30 cells) gives the clicks: the first N somas of
-its truth in a fixed random order, as a user would click them. Two other
+(seed 101, 48 × 400 × 400 µm, 30 cells) gives the clicks, as a user would make
+them: every soma in a slab of the field (all of z and y, x from 0 to halfway
+between the N-th and the (N+1)-th soma along x), with that slab given as the
+box where the clicks are complete (traice.training.finetune). Two other
 fields (seeds 201 and 202) are held out: soma precision, recall and F1 against
 all their somas (Hungarian, 6 µm), detected as the workflow detects
 (traice.stages.detect.network, the default settings, model input resampled
@@ -80,7 +82,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     train = field(args.out, TRAIN_SEED, args.regime)
     tests = [field(args.out, s, args.regime) for s in TEST_SEEDS]
-    truth = pd.read_parquet(truth_path(train)).sample(frac=1.0, random_state=0)
+    truth = pd.read_parquet(truth_path(train)).sort_values("x_um")
+    extent = np.asarray(SHAPE) * np.asarray(regime_params(args.regime).spacing)
     base = load_model(shipped_weights("cells"))
     rows = [{"condition": "no fine-tuning", "clicks": 0, **score(base, tests), "trainable": 0, "file_kB": None,
              "train_s": 0.0}]
@@ -88,10 +91,12 @@ def main() -> None:
     for n in args.clicks:
         points = args.out / f"clicks_{n}.csv"
         truth.head(n)[["z_um", "y_um", "x_um"]].to_csv(points, index=False)
+        xs = truth["x_um"].to_numpy()
+        box = [[0.0, 0.0, 0.0], [extent[0], extent[1], (xs[n - 1] + xs[n]) / 2 if n < len(xs) else extent[2]]]
         for mode in args.modes:
             out = args.out / f"{mode}_{n}.pt"
             started = time.perf_counter()
-            summary = finetune(train, points, out, FinetuneConfig(mode=mode, steps=args.steps))
+            summary = finetune(train, points, out, FinetuneConfig(mode=mode, steps=args.steps), complete_um=box)
             model = load_model(shipped_weights("cells"))
             model = apply_adapter(model, out) if mode == "lora" else load_model(out)
             rows.append({"condition": "LoRA (q, v; rank 4) + head" if mode == "lora" else "full fine-tuning",

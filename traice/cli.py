@@ -119,7 +119,8 @@ def _finetune(args) -> None:
 
     cfg = FinetuneConfig(mode=args.mode, rank=args.rank, stages=tuple(args.stages) if args.stages else None,
                          steps=args.steps, lr=args.lr, seed=args.seed, device=args.device, threads=args.threads)
-    summary = finetune(args.image, args.points, args.out, cfg, args.model, args.channel)
+    box = [args.complete_box[:3], args.complete_box[3:]] if args.complete_box else None
+    summary = finetune(args.image, args.points, args.out, cfg, args.model, args.channel, box)
     kind = "adapter (set detect.adapter)" if args.mode == "lora" else "checkpoint (set detect.model)"
     print(f"wrote {args.out}: {kind}, {summary['file_bytes'] / 1024:.0f} kB, {summary['trainable_parameters']} trained "
           f"weights, {summary['clicks']} clicks, {summary['train_seconds']:.0f} s")
@@ -219,6 +220,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("image", help="an OME-Zarr image of the new modality (any voxel size)")
     p.add_argument("points", help="CSV of clicked soma centres: z_um,y_um,x_um (µm), z,y,x (voxels) or napari's axis-0,1,2")
     p.add_argument("out", help="the file to write: a LoRA adapter (detect.adapter) or, with --mode full, weights (detect.model)")
+    p.add_argument("--complete-box", type=float, nargs=6, metavar=("Z0", "Y0", "X0", "Z1", "Y1", "X1"),
+                   help="µm box in which every soma was clicked: the rest of it teaches what is not a soma")
     p.add_argument("--mode", default="lora", choices=["lora", "full"],
                    help="lora: low-rank adapters on attention q, v and the head, a small file; full: every weight")
     p.add_argument("--rank", type=int, default=4, help="LoRA rank (default: %(default)s)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import zarr
 import pytest
 import tifffile
 
@@ -30,6 +31,9 @@ def test_planes_in_natural_order_with_the_given_voxel_size(tmp_path):
     image = open_image(tmp_path / "out.ome.zarr")
     assert done["shape"] == [12, 70, 90] and image.spacing == (5.0, 2.0, 2.0)
     np.testing.assert_array_equal(image.read(image.bounds), volume)
+    from ome_zarr_models.v05 import Image
+
+    Image.from_zarr(zarr.open_group(str(tmp_path / "out.ome.zarr"), mode="r"))  # valid NGFF 0.5
     # a glob gives the same image
     convert(str(folder / "plane_*.tif"), tmp_path / "glob.ome.zarr", voxel_size_um=[5, 2, 2])
     np.testing.assert_array_equal(open_image(tmp_path / "glob.ome.zarr").read(image.bounds), volume)

@@ -44,6 +44,15 @@ def test_targets_are_soma_balls_and_a_negative_shell_elsewhere_unknown():
     assert set(np.unique(weight[soma > 0])) == {1.0}
 
 
+def test_a_complete_box_makes_everything_else_in_it_negative():
+    cfg = FinetuneConfig()
+    box = np.array([[0, 0, 0], [16, 128, 64]], np.float32)  # the clicks are all the somas in x < 64
+    soma, weight = targets((16, 128, 128), np.array([[8.0, 64.0, 32.0]]), cfg, box)
+    assert weight[8, 10, 10] == 1 and soma[8, 10, 10] == 0      # far from the click, inside the box: not soma
+    assert weight[8, 10, 100] == 0                              # outside the box: unknown
+    assert weight[8, 64, 32 + 18] == 0                          # 7.2 µm from the click: between ball and shell
+
+
 def test_lora_adapter_is_small_and_loads_into_detection(field):
     from traice.stages.detect.network import load
     from traice.stages.detect.params import DetectParams
@@ -90,4 +99,7 @@ def test_clicks_outside_the_image_are_refused_before_training(field, tmp_path):
     pd.DataFrame({"z_um": [1.0], "y_um": [5000.0], "x_um": [1.0]}).to_csv(tmp_path / "far.csv", index=False)
     with pytest.raises(InputError, match="far.csv: point 1 .* lies outside the image"):
         finetune(field / "image.ome.zarr", tmp_path / "far.csv", tmp_path / "a.pt", FinetuneConfig(steps=1))
+    with pytest.raises(InputError, match="complete box .* expected start < stop inside the image"):
+        finetune(field / "image.ome.zarr", field / "clicks.csv", tmp_path / "a.pt", FinetuneConfig(steps=1),
+                 complete_um=[[0, 0, 0], [10, 5000, 10]])
     assert not (tmp_path / "a.pt").exists()

@@ -8,7 +8,11 @@ learns only near the clicks, where the answer is known:
 - a ball of ``soma_radius_um`` around each click is soma;
 - a shell from ``negative_um[0]`` to ``negative_um[1]`` around each click is
   not soma (microglial somas lie further apart than that, about 30 µm and more);
-- everywhere else the soma channel is not trained.
+- everywhere else the soma channel is not trained, except in a box where the
+  user says every soma was clicked (``complete_um``, "I clicked all somas in
+  this 100 µm cube"): there everything away from the clicks is not soma
+  either, and windows are also drawn at random inside the box, so bright
+  things that are not microglia (puncta, macrophages) are seen and learnt.
 
 The other outputs (foreground, offsets) have no labels here, so they are held
 to what the base network says on the same window (squared difference of the
@@ -100,24 +104,35 @@ def read_points(path: str | Path, spacing: Sequence[float]) -> np.ndarray:
 
 @dataclass
 class Crop:
-    """One click's neighbourhood on the networks' grid: model input (Z, Y, X) float32 and the clicks in it (N, 3)
-    in its voxels."""
+    """A neighbourhood on the networks' grid: model input (Z, Y, X) float32, the clicks in it (N, 3) and the
+    box where the clicks are complete ((2, 3): start, stop; None: nowhere), in its voxels."""
 
     image: np.ndarray
     clicks: np.ndarray
+    complete: np.ndarray | None = None
 
 
-def click_crops(image: OmeImage, stats: dict, points_um: np.ndarray, window: Sequence[int]) -> list[Crop]:
-    """For every click, the model input around it: the window plus half a window each side (room to shift),
-    read from the image, resampled onto the networks' grid; padded with the background outside the image."""
+def crop_centres(points_um: np.ndarray, complete_um: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
+    """Where crops are read (N, 3) µm: every click and, with a complete box, as many random places inside it
+    (at least 4)."""
+    if complete_um is None:
+        return points_um
+    extra = rng.uniform(complete_um[0], complete_um[1], size=(max(len(points_um), 4), 3))
+    return np.concatenate([points_um, extra])
+
+
+def click_crops(image: OmeImage, stats: dict, points_um: np.ndarray, window: Sequence[int],
+                centres_um: np.ndarray | None = None, complete_um: np.ndarray | None = None) -> list[Crop]:
+    """Around every centre (default: the clicks), the model input: the window plus half a window each side (room
+    to shift), read from the image, resampled onto the networks' grid; padded with the background outside the
+    image. Each crop knows the clicks and the complete box in its own voxels."""
     spacing = np.asarray(image.spacing, float)
     model = np.asarray(MODEL_SPACING_UM)
-    half_um = np.asarray(window) * model  # a whole window each side of the click's centre
+    half_um = np.asarray(window) * model  # a whole window each side of the centre
     shape = tuple(int(2 * w) for w in window)
     crops = []
-    for p in points_um:
-        lo_um = p - half_um
-        box = Box.from_um(lo_um, p + half_um, spacing)
+    for p in points_um if centres_um is None else centres_um:
+        box = Box.from_um(p - half_um, p + half_um, spacing)
         inside = box.intersect(image.bounds)
         raw = np.full(box.shape, stats["median"], np.float32)
         if not inside.empty:
@@ -126,7 +141,8 @@ def click_crops(image: OmeImage, stats: dict, points_um: np.ndarray, window: Seq
         grid = _fit(grid, shape, stats["median"])
         origin_um = np.asarray(box.start) * spacing
         clicks = (points_um - origin_um) / model
-        crops.append(Crop(model_input(grid, stats), clicks.astype(np.float32)))
+        complete = None if complete_um is None else ((np.asarray(complete_um) - origin_um) / model).astype(np.float32)
+        crops.append(Crop(model_input(grid, stats), clicks.astype(np.float32), complete))
     return crops
 
 
@@ -138,9 +154,11 @@ def _fit(array: np.ndarray, shape: Sequence[int], fill: float) -> np.ndarray:
     return out
 
 
-def targets(shape: Sequence[int], clicks: np.ndarray, cfg: FinetuneConfig) -> tuple[np.ndarray, np.ndarray]:
+def targets(shape: Sequence[int], clicks: np.ndarray, cfg: FinetuneConfig,
+            complete: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Soma target and its loss weight (Z, Y, X) float32 for a window with ``clicks`` (N, 3) in its voxels:
-    1 within ``soma_radius_um`` of a click, weight 1 there and in the negative shell, 0 elsewhere."""
+    1 within ``soma_radius_um`` of a click, weight 1 there, in the negative shell and, inside the ``complete``
+    box ((2, 3) start, stop voxels), everywhere at least ``negative_um[0]`` from a click; 0 elsewhere."""
     model = np.asarray(MODEL_SPACING_UM, np.float32)
     grids = np.meshgrid(*[np.arange(n, dtype=np.float32) for n in shape], indexing="ij")
     nearest = np.full(shape, np.inf, np.float32)
@@ -149,8 +167,14 @@ def targets(shape: Sequence[int], clicks: np.ndarray, cfg: FinetuneConfig) -> tu
         np.minimum(nearest, d2, out=nearest)
     nearest = np.sqrt(nearest)
     soma = (nearest <= cfg.soma_radius_um).astype(np.float32)
-    shell = (nearest >= cfg.negative_um[0]) & (nearest <= cfg.negative_um[1])
-    return soma, ((soma > 0) | shell).astype(np.float32)
+    negative = (nearest >= cfg.negative_um[0]) & (nearest <= cfg.negative_um[1])
+    if complete is not None:
+        lo, hi = np.asarray(complete, np.float32)
+        inside = np.ones(tuple(shape), bool)
+        for a, g in enumerate(grids):
+            inside &= (g >= lo[a]) & (g < hi[a])
+        negative |= inside & (nearest >= cfg.negative_um[0])
+    return soma, ((soma > 0) | negative).astype(np.float32)
 
 
 def draw_batch(crops: Sequence[Crop], cfg: FinetuneConfig, rng: np.random.Generator, augment: Augment) -> dict:
@@ -163,7 +187,8 @@ def draw_batch(crops: Sequence[Crop], cfg: FinetuneConfig, rng: np.random.Genera
         start = centre - window // 2 + rng.integers(-(window // 4), window // 4 + 1)
         start = np.clip(start, 0, np.asarray(crop.image.shape) - window)
         image = crop.image[tuple(slice(a, a + w) for a, w in zip(start, window))]
-        soma, weight = targets(window, crop.clicks - start, cfg)
+        complete = None if crop.complete is None else crop.complete - start
+        soma, weight = targets(window, crop.clicks - start, cfg, complete)
         (image, soma, weight), _ = flip_turn([image, soma, weight], None, rng, augment)
         images.append(augment_intensity(image, rng, augment))
         somas.append(soma)
@@ -173,9 +198,12 @@ def draw_batch(crops: Sequence[Crop], cfg: FinetuneConfig, rng: np.random.Genera
 
 
 def finetune(image_path: str | Path, points_path: str | Path, out_path: str | Path, cfg: FinetuneConfig = FinetuneConfig(),
-             base_path: str | Path | None = None, channel: int | None = None) -> dict:
+             base_path: str | Path | None = None, channel: int | None = None,
+             complete_um: Sequence[Sequence[float]] | None = None) -> dict:
     """Fine-tune the one-pass network (``base_path``, default the shipped weights) on the clicked somas of an
-    image; write the adapter (lora) or the whole checkpoint (full) to ``out_path``. Returns a summary."""
+    image; write the adapter (lora) or the whole checkpoint (full) to ``out_path``. Returns a summary.
+
+    ``complete_um``: (start, stop) µm (z, y, x) of a box in which every soma was clicked, or None."""
     from traice.nn import lora
     from traice.nn.checkpoints import load_checkpoint, load_model, save_model
     from traice.stages.plan import intensity_stats
@@ -187,6 +215,13 @@ def finetune(image_path: str | Path, points_path: str | Path, out_path: str | Pa
     if outside.any():
         raise InputError(f"soma points {points_path}: point {int(np.flatnonzero(outside)[0]) + 1} "
                          f"{points[outside][0].round(1).tolist()} µm lies outside the image")
+    box = None
+    if complete_um is not None:
+        box = np.asarray(complete_um, float).reshape(2, 3)
+        extent = np.asarray(image.shape) * np.asarray(image.spacing)
+        if not (np.all(box[0] < box[1]) and np.all(box[0] >= 0) and np.all(box[1] <= extent + 1e-6)):
+            raise InputError(f"complete box {box.tolist()} µm: expected start < stop inside the image "
+                             f"(0 to {extent.round(1).tolist()} µm)")
     base_path = Path(base_path) if base_path is not None else shipped_weights("cells")
     base = load_model(base_path)
     if base.head.out_channels != 5:
@@ -196,7 +231,7 @@ def finetune(image_path: str | Path, points_path: str | Path, out_path: str | Pa
     device = pick_device(cfg.device)
     started = time.perf_counter()
     stats = intensity_stats(image)
-    crops = click_crops(image, stats, points, cfg.window)
+    crops = click_crops(image, stats, points, cfg.window, crop_centres(points, box, np.random.default_rng(cfg.seed)), box)
     torch.manual_seed(cfg.seed)
     teacher = copy.deepcopy(base).to(device).eval()
     for p in teacher.parameters():
@@ -211,7 +246,7 @@ def finetune(image_path: str | Path, points_path: str | Path, out_path: str | Pa
     partial = Path(str(out_path) + ".partial.pt")
     if partial.exists():  # resume a killed run where it stopped
         state = torch.load(partial, map_location="cpu", weights_only=True)
-        if state["config"] == asdict(cfg) and state["points"] == points.tolist():
+        if state["config"] == asdict(cfg) and state["points"] == points.tolist() and state["complete"] == _plain(box):
             model.load_state_dict(state["model"])
             optimiser.load_state_dict(state["optimiser"])
             rng.bit_generator.state = state["rng"]
@@ -235,12 +270,13 @@ def finetune(image_path: str | Path, points_path: str | Path, out_path: str | Pa
         elapsed += time.perf_counter() - t0
         if step % CHECKPOINT_EVERY == 0 and step < cfg.steps:
             with atomic_path(partial) as tmp:
-                torch.save({"config": asdict(cfg), "points": points.tolist(), "model": model.state_dict(),
+                torch.save({"config": asdict(cfg), "points": points.tolist(), "complete": _plain(box),
+                            "model": model.state_dict(),
                             "optimiser": optimiser.state_dict(), "rng": rng.bit_generator.state,
                             "torch_rng": torch.get_rng_state(), "step": step, "elapsed": elapsed}, tmp)
     model = model.cpu().eval()
     summary = {"mode": cfg.mode, "clicks": len(points), "steps": cfg.steps, "trainable_parameters": lora.trainable_parameters(model),
-               "train_seconds": round(elapsed, 1), "setup_seconds": round(time.perf_counter() - started - elapsed, 1),
+               "complete_um": _plain(box), "train_seconds": round(elapsed, 1), "setup_seconds": round(time.perf_counter() - started - elapsed, 1),
                "final_loss": float(np.mean(losses[-10:])) if losses else None, "image": str(image_path),
                "base": str(base_path), "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}}
     if cfg.mode == "lora":
@@ -252,3 +288,8 @@ def finetune(image_path: str | Path, points_path: str | Path, out_path: str | Pa
     partial.unlink(missing_ok=True)
     summary["file_bytes"] = Path(out_path).stat().st_size
     return summary
+
+
+def _plain(box: np.ndarray | None) -> list | None:
+    return None if box is None else box.tolist()
+
