@@ -17,7 +17,8 @@ CELLS = {
     "z": ("int64", "voxel", "soma centroid, nearest level-0 voxel z"),
     "y": ("int64", "voxel", "soma centroid, nearest level-0 voxel y"),
     "x": ("int64", "voxel", "soma centroid, nearest level-0 voxel x"),
-    "score": ("float64", "", "detection confidence (classical: peak contrast in background-noise sigmas)"),
+    "score": ("float64", "", "detection confidence of the soma (classical: peak contrast in background-noise sigmas); "
+              "it does not tell microglia from other bright blobs: morphology's microglia_score does"),
 }
 
 MORPHOLOGY = {
@@ -46,6 +47,8 @@ MORPHOLOGY = {
     "sholl_auc": ("float64", "µm", "area under the Sholl profile (sum of intersections × 5 µm)"),
     "border_faces": ("string", "", "faces of the volume the cell touches ('z0 y1 ...'; '' none): its arbor may be cut"),
     "has_processes": ("bool", "", "at least 5 µm of process beyond the soma (False: likely a macrophage or lipofuscin)"),
+    "microglia_score": ("float64", "", "0-1 evidence that this is a microglia, from its processes: "
+                        "1 - exp(-total_length_um / 20 µm); < 0.5 likely a punctum or macrophage (docs/confidence.md)"),
     "n_components": ("int64", "", "separate pieces of the cell's label (morphology measures the piece at the soma)"),
     "status": ("string", "", "'ok', or why the cell has no mask"),
 }

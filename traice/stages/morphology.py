@@ -36,14 +36,15 @@ from traice.io.tables import atomic_dir, write_table
 from traice.core.schema import MORPHOLOGY, SHOLL, conform
 from traice.io.plan import Plan
 
-QUALITY_COLUMNS = ["border_faces", "has_processes", "n_components"]
+QUALITY_COLUMNS = ["border_faces", "has_processes", "microglia_score", "n_components"]
 GATHERED_COLUMNS = ["sample", "structure_id", "structure"]  # set for the whole table by gather
 METRIC_COLUMNS = [c for c in MORPHOLOGY
                   if c not in ("cell_id", "z_um", "y_um", "x_um", "status", *QUALITY_COLUMNS, *GATHERED_COLUMNS)]
 BATCH_MORPHOLOGY = {c: v for c, v in MORPHOLOGY.items() if c not in GATHERED_COLUMNS}
 BATCH_SHOLL = {c: v for c, v in SHOLL.items() if c not in GATHERED_COLUMNS}
-NO_MASK_QUALITY = {"border_faces": "", "has_processes": False, "n_components": 0}
+NO_MASK_QUALITY = {"border_faces": "", "has_processes": False, "microglia_score": 0.0, "n_components": 0}
 PROCESS_MIN_UM = 5.0     # less process than this beyond the soma: a cell without processes
+PROCESS_SCALE_UM = 20.0  # microglia_score = 1 - exp(-length / this): 0.5 at 14 µm of process, 0.95 at 60 µm
 SHOLL_COLUMNS = list(BATCH_SHOLL)
 SHOLL_STEP_UM = 5.0
 SOMA_OPENING_UM = 2.0   # processes thinner than this radius are not soma
@@ -241,8 +242,16 @@ def measure_cell(labels: zarr.Array, cell, box: Box, spacing: Sequence[float]) -
     metrics, tree, sholl = measure(mask, spacing, soma)
     swc = swc_table(mask, tree, soma, spacing, start * np.asarray(spacing))
     metrics.update(border_faces=border_faces(mask, start, labels.shape), n_components=pieces,
-                   has_processes=bool(metrics["total_length_um"] >= PROCESS_MIN_UM))
+                   has_processes=bool(metrics["total_length_um"] >= PROCESS_MIN_UM),
+                   microglia_score=microglia_score(metrics["total_length_um"]))
     return metrics, swc, sholl.assign(cell_id=cid)[SHOLL_COLUMNS]
+
+
+def microglia_score(total_length_um: float) -> float:
+    """0-1 evidence that a detected cell is a microglia rather than a process-free bright object (a punctum, a
+    perivascular macrophage): ``1 - exp(-total_length_um / PROCESS_SCALE_UM)``. A classical score, fixed before
+    any benchmark; its ROC AUC on held-out fields is in docs/confidence.md."""
+    return float(1.0 - np.exp(-max(float(total_length_um), 0.0) / PROCESS_SCALE_UM))
 
 
 def border_faces(mask: np.ndarray, start: Sequence[int], shape: Sequence[int]) -> str:

@@ -254,6 +254,7 @@ def run_counts(plan: Plan, cells: pd.DataFrame, morphology: pd.DataFrame) -> dic
         # quality flags of the segmented cells (morphology.parquet), so they can be left out before statistics
         "cells_touching_a_face": int((ok["border_faces"] != "").sum()),
         "cells_without_processes": int((~ok["has_processes"]).sum()),
+        "cells_likely_not_microglia": int((ok["microglia_score"] < 0.5).sum()),  # microglia_score below 0.5
         "cells_in_pieces": int((ok["n_components"] > 1).sum()),
         "empty_reasons": empty["status"].value_counts().to_dict(),
     }
@@ -274,6 +275,7 @@ def summary_counts(plan: Plan, cells: pd.DataFrame, morphology: pd.DataFrame) ->
         "cells with empty masks": counts["cells_empty"],
         "segmented cells touching a face of the volume (arbor may be cut)": counts["cells_touching_a_face"],
         "segmented cells without processes (likely macrophages or lipofuscin)": counts["cells_without_processes"],
+        "segmented cells with microglia_score < 0.5 (likely puncta or macrophages)": counts["cells_likely_not_microglia"],
         "segmented cells whose label is in several pieces": counts["cells_in_pieces"],
         "density (cells / mm³)": round(len(cells) / float(np.prod(shape_um) * 1e-9), 1),
     }
