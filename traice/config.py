@@ -204,8 +204,6 @@ def check_models(config: dict[str, Any]) -> None:
                          f"detect.method traice makes (detect.method is {detect.get('method')})")
     methods = {"detect": "traice", "segment": "prompted"}  # the method that loads each section's model
     kinds = {"detect": None, "segment": "prompted"}  # the checkpoint kind each network method loads
-    if detect.get("adapter") and detect.get("method") == "traice" and detect.get("model") is None:
-        check_adapter(detect["adapter"], None)
     for section, kind in kinds.items():
         path = (config.get(section) or {}).get("model")
         if path is None or config[section].get("method") != methods[section]:
@@ -222,11 +220,11 @@ def check_models(config: dict[str, Any]) -> None:
         if found != kind:
             raise InputError(f"{section}.model {path}: a {kind_name(found)} checkpoint, expected {kind_name(kind)}")
         channels = checkpoint["config"].get("out_channels", 1)
-        if section == "detect" and detect.get("adapter"):
-            check_adapter(detect["adapter"], path)
         if section == "detect" and segment.get("method") in NEEDS_MAPS and channels != 5:
             raise InputError(f"detect.model {path}: a soma-only network ({channels} output); segment.method "
                              f"{segment['method']} needs a one-pass network (5 outputs: soma, foreground, offsets)")
+    if detect.get("adapter") and detect.get("method") == "traice":  # after detect.model is known to be usable
+        check_adapter(detect["adapter"], detect.get("model"))
 
 
 def check_adapter(adapter: str, model: str | None) -> None:

@@ -79,6 +79,7 @@ def test_atlas_rows_roll_cells_and_volume_up_the_hierarchy(tmp_path):
     morph["cell_id"] = np.arange(1, 6)
     morph["status"] = ["ok", "ok", "ok", "ok", "no foreground at the soma"]
     morph["total_length_um"] = [100.0, 200.0, 400.0, 50.0, 0.0]
+    morph["structure_id"] = atlas.structure_at(pos)  # as the morphology step writes it
     tissue = np.ones((24, 384, 384), bool)
     table = summarise("s", cells, morph, tissue, (1.25, 0.4, 0.4), region_boxes(None, None, (30, 153.6, 153.6)), atlas)
     assert list(table.columns) == list(REGIONS)

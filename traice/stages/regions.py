@@ -61,7 +61,8 @@ def _stats(ids: np.ndarray, ok: pd.DataFrame, tissue_mm3: float) -> dict:
 def summarise(sample: str, cells: pd.DataFrame, morphology: pd.DataFrame, tissue: np.ndarray,
               tissue_spacing: Sequence[float], boxes: dict[str, Boxes], atlas: Atlas | None = None) -> pd.DataFrame:
     """One row per region: counts, tissue volume, density (cells / mm³ of tissue), median metrics;
-    then, with an ``atlas``, one per structure inside 'all' (:func:`atlas_rows`)."""
+    then, with an ``atlas``, one per structure inside 'all' (:func:`atlas_rows`) from morphology's
+    ``structure_id``."""
     pos = cells[["z_um", "y_um", "x_um"]].to_numpy(dtype=float).reshape(-1, 3)
     ok = morphology[morphology["status"] == "ok"].set_index("cell_id")
     voxel_mm3 = float(np.prod(tissue_spacing)) * 1e-9
@@ -73,10 +74,10 @@ def summarise(sample: str, cells: pd.DataFrame, morphology: pd.DataFrame, tissue
         ids = cells["cell_id"].to_numpy()[_inside(pos, union)]
         rows.append({"region": name, "kind": "all" if name == "all" else "box",
                      **_stats(ids, ok, float(tissue[covered].sum()) * voxel_mm3)})
-    if atlas is not None:
-        inside = _inside(pos, boxes["all"])
-        rows += atlas_rows(atlas, cells["cell_id"].to_numpy()[inside], atlas.structure_at(pos[inside]), ok,
-                           boxes["all"])
+    if atlas is not None:  # each cell's structure as morphology.parquet gives it (read there from the atlas)
+        ids = cells["cell_id"].to_numpy()[_inside(pos, boxes["all"])]
+        structure = morphology.set_index("cell_id")["structure_id"]
+        rows += atlas_rows(atlas, ids, structure.loc[ids].to_numpy(), ok, boxes["all"])
     table = pd.DataFrame(rows).assign(sample=sample)
     for col in ("structure_id", "parent_structure_id", "depth"):
         table[col] = table[col].fillna(0) if col in table else 0
