@@ -72,3 +72,18 @@ def annotation(shape=(6, 48, 48)) -> np.ndarray:
     ann[1:, :, shape[2] // 2:] = 1089
     ann[:, :4, :4] = 0
     return ann
+
+
+def write_czi(path, channels, scale_um, origin=(0, 0), scale_factor=1.0, times=1):
+    """A Zeiss CZI written by libCZI: one tile per plane at ``origin`` (y, x), scaling given in µm ×
+    ``scale_factor`` (1e-6: metres, as ZEN writes it)."""
+    from pylibCZIrw import czi as pyczi
+
+    with pyczi.create_czi(str(path), exist_ok=True) as w:
+        for t in range(times):
+            for c, data in enumerate(channels):
+                for z, plane in enumerate(data):
+                    w.write(plane[..., None], plane={"C": c, "Z": z, "T": t}, location=(origin[1], origin[0]))
+        w.write_metadata("cells", scale_x=scale_um[2] * scale_factor, scale_y=scale_um[1] * scale_factor,
+                         scale_z=scale_um[0] * scale_factor)
+

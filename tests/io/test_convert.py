@@ -12,6 +12,8 @@ from traice.core.errors import InputError
 from traice.io.convert import convert, open_source
 from traice.io.ome import open_image
 
+from helpers import write_czi
+
 
 def _volume(shape=(5, 70, 90), seed=0):
     return np.random.default_rng(seed).integers(0, 4000, shape, dtype=np.uint16)
@@ -208,3 +210,31 @@ def test_imaris_files_give_their_size_voxels_and_channel(tmp_path):
     with pytest.raises(InputError, match="not a readable Imaris"):
         convert(tmp_path / "broken.ims", tmp_path / "again.ome.zarr")
     assert not (tmp_path / "again.ome.zarr").exists()
+
+
+@pytest.mark.parametrize("scale_factor", [1.0, 1e-6])  # µm as pylibCZIrw writes, metres as ZEN does
+def test_czi_files_give_their_voxels_size_and_channel(tmp_path, scale_factor, monkeypatch):
+    a, b = _volume((7, 70, 90), seed=5), _volume((7, 70, 90), seed=6)
+    write_czi(tmp_path / "cells.czi", [a, b], (2.0, 0.5, 0.25), origin=(-12, 30), scale_factor=scale_factor)
+    monkeypatch.setattr("traice.io.convert.BLOCK_CHUNKS", (1, 1, 1))  # several blocks in y, x: roi reads
+    monkeypatch.setattr("traice.io.convert.FOOTPRINT", (4, 32, 32))
+    done = convert(tmp_path / "cells.czi", tmp_path / "out.ome.zarr", channel=1)
+    image = open_image(tmp_path / "out.ome.zarr")
+    assert done["shape"] == [7, 70, 90] and image.spacing == pytest.approx((2.0, 0.5, 0.25))
+    np.testing.assert_array_equal(image.read(image.bounds), b)
+    with pytest.raises(InputError, match="2 channels; choose one"):
+        convert(tmp_path / "cells.czi", tmp_path / "again.ome.zarr")
+    with pytest.raises(InputError, match="channel 2 does not exist"):
+        convert(tmp_path / "cells.czi", tmp_path / "again.ome.zarr", channel=2)
+    assert not (tmp_path / "again.ome.zarr").exists()
+
+
+def test_czi_files_that_cannot_be_converted_are_refused_in_one_line(tmp_path):
+    (tmp_path / "broken.czi").write_bytes(b"ZISRAWFILE" + bytes(20))
+    with pytest.raises(InputError, match="broken.czi: not a readable CZI file"):
+        convert(tmp_path / "broken.czi", tmp_path / "out.ome.zarr")
+    write_czi(tmp_path / "movie.czi", [_volume((2, 20, 30))], (1, 1, 1), times=3)
+    with pytest.raises(InputError, match="only a single z-stack .* T = 3"):
+        convert(tmp_path / "movie.czi", tmp_path / "out.ome.zarr")
+    assert not (tmp_path / "out.ome.zarr").exists()
+

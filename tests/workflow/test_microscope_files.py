@@ -13,7 +13,7 @@ import tifffile
 import yaml
 import zarr
 
-from helpers import ROOT, cli, run_workflow, small_config
+from helpers import ROOT, cli, run_workflow, small_config, write_czi
 
 pytestmark = pytest.mark.workflow
 
@@ -40,6 +40,21 @@ def test_tiff_planes_run_as_the_same_image_in_ome_zarr(tmp_path, reference_run):
                                       pd.read_parquet(out / f"{table}.parquet"))
     np.testing.assert_array_equal(zarr.open_array(str(reference_run / "segmentation.ome.zarr" / "0"), mode="r")[...],
                                   zarr.open_array(str(out / "segmentation.ome.zarr" / "0"), mode="r")[...])
+
+
+def test_a_czi_converts_to_the_image_the_reference_run_ran_on(tmp_path, reference_run):
+    """The reference run's synthetic image written as a Zeiss CZI converts (``traice convert``) to the very
+    image the workflow ran on, voxel size included: from there the run is the same."""
+    from traice.cli import main
+    from traice.io.ome import open_image
+
+    image = open_image(reference_run / "input.ome.zarr")
+    volume = image.read(image.bounds)
+    write_czi(tmp_path / "small.czi", [volume], image.spacing, scale_factor=1e-6)
+    main(["convert", str(tmp_path / "small.czi"), str(tmp_path / "small.ome.zarr")])
+    converted = open_image(tmp_path / "small.ome.zarr")
+    assert converted.spacing == pytest.approx(image.spacing)
+    np.testing.assert_array_equal(converted.read(converted.bounds), volume)
 
 
 def test_a_tiff_without_voxel_size_is_refused_before_any_job(tmp_path):

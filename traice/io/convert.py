@@ -7,10 +7,11 @@ touches), so memory follows the block, never the number of planes:
 - a folder of 2D TIFF planes, or a glob matching them, one plane per z in
   natural order (``plane_2`` before ``plane_10``);
 - a multi-page TIFF, ImageJ hyperstack or OME-TIFF holding a (c,)z,y,x stack;
-- an Imaris ``.ims`` file (HDF5, read with ``h5py``: level 0, time point 0, one channel).
+- an Imaris ``.ims`` file (HDF5, read with ``h5py``: level 0, time point 0, one channel);
+- a Zeiss ``.czi`` file (read with ``pylibCZIrw``, Zeiss's libCZI: one scene, time point 0, one channel).
 
 The voxel size comes from the file (OME ``PhysicalSize*``; ImageJ ``spacing``
-and the resolution tags; Imaris extents) or from ``voxel_size_um``, which wins when given; a
+and the resolution tags; Imaris extents; CZI ``Scaling``) or from ``voxel_size_um``, which wins when given; a
 file with neither stops with one line naming it. :func:`convert` checks the
 whole source before it writes anything, writes into a temporary folder beside
 the output and renames it into place when complete: a killed conversion leaves
@@ -204,6 +205,85 @@ class ImarisFile:
             return f[self.dataset][box.slices]
 
 
+@dataclass
+class CziFile:
+    """A Zeiss ``.czi`` file, read through ``pylibCZIrw`` (Zeiss's libCZI): one scene, time point 0, one channel.
+
+    Each z plane of a box is read as one region of interest, so memory follows the box. The voxel size is
+    ``Metadata/Scaling/Items/Distance``: in metres as ZEN writes it, or in µm as ``pylibCZIrw``'s writer
+    does; a value below 1e-3 can only be metres (no voxel is under a nanometre, none over a millimetre).
+    """
+
+    path: Path
+    channel: int
+    origin: tuple[int, int, int]     # (z, y, x) of the bounding box's first voxel in the file's coordinates
+    shape: tuple[int, int, int]
+    dtype: np.dtype
+    spacing: tuple[float | None, float | None, float | None] | None
+
+    PIXEL_TYPES = {"Gray8": np.dtype("uint8"), "Gray16": np.dtype("uint16"), "Gray32Float": np.dtype("float32")}
+
+    @classmethod
+    def open(cls, path: Path, channel: int | None) -> "CziFile":
+        from pylibCZIrw import czi as pyczi
+
+        try:
+            with pyczi.open_czi(str(path)) as doc:
+                bounds = doc.total_bounding_box
+                scenes = doc.scenes_bounding_rectangle
+                pixel_types = doc.pixel_types
+                metadata = doc.metadata
+        except (RuntimeError, OSError, ValueError) as err:
+            raise InputError(f"{path}: not a readable CZI file ({err})".replace("\n", " ")) from None
+        extra = [f"{a} = {hi - lo}" for a, (lo, hi) in bounds.items() if a not in "ZCYX" and hi - lo > 1]
+        if extra or len(scenes) > 1:
+            extra += [f"{len(scenes)} scenes"] if len(scenes) > 1 else []
+            raise InputError(f"{path}: only a single z-stack (with channels) is supported, not {', '.join(extra)}")
+        n_channels = bounds.get("C", (0, 1))[1] - bounds.get("C", (0, 1))[0]
+        if n_channels > 1 and channel is None:
+            raise InputError(f"{path}: the image has {n_channels} channels; choose one (channel: N, or --channel N)")
+        c = 0 if channel is None else channel
+        if not 0 <= c < n_channels:
+            raise InputError(f"{path}: channel {c} does not exist (the image has {n_channels})")
+        pixel_type = pixel_types.get(c + bounds.get("C", (0, 1))[0])
+        if pixel_type not in cls.PIXEL_TYPES:
+            raise InputError(f"{path}: channel {c} is {pixel_type}; only gray 8-bit, 16-bit and float images are read")
+        z0, z1 = bounds.get("Z", (0, 1))
+        (y0, y1), (x0, x1) = bounds["Y"], bounds["X"]
+        return cls(path, c, (z0, y0, x0), (z1 - z0, y1 - y0, x1 - x0), cls.PIXEL_TYPES[pixel_type],
+                   _czi_spacing(metadata))
+
+    def read(self, box: Box) -> np.ndarray:
+        from pylibCZIrw import czi as pyczi
+
+        out = np.empty(box.shape, self.dtype)
+        z0, y0, x0 = (s + o for s, o in zip(box.start, self.origin))
+        roi = (x0, y0, box.shape[2], box.shape[1])
+        with pyczi.open_czi(str(self.path)) as doc:
+            for i in range(box.shape[0]):
+                out[i] = doc.read(roi=roi, plane={"C": self.channel, "Z": z0 + i, "T": 0})[..., 0]
+        return out
+
+
+def _czi_spacing(metadata: dict) -> tuple[float | None, float | None, float | None] | None:
+    """(z, y, x) voxel size in µm from a CZI's ``Scaling`` (None where an axis is not given)."""
+    try:
+        items = metadata["ImageDocument"]["Metadata"]["Scaling"]["Items"]["Distance"]
+    except (KeyError, TypeError):
+        return None
+    items = items if isinstance(items, list) else [items]
+    values = {}
+    for item in items:
+        try:
+            value = float(item["Value"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        values[item.get("@Id")] = value * 1e6 if 0 < value < 1e-3 else value
+    if not values:
+        return None
+    return tuple(values.get(axis) for axis in "ZYX")  # type: ignore[return-value]
+
+
 def _ims_attr(attrs, key: str) -> str:
     """An Imaris attribute: stored as an array of single characters."""
     value = attrs[key]
@@ -228,8 +308,8 @@ def source_paths(path: str | Path) -> list[str]:
     return [str(f) for f in sorted(files, key=natural_key) if f.suffix.lower() in TIFF_SUFFIXES and f.is_file()]
 
 
-def open_source(path: str | Path, channel: int | None = None) -> TiffPlanes | TiffStack | ImarisFile:
-    """The image at ``path``: a folder or glob of TIFF planes, one TIFF stack file or an Imaris file
+def open_source(path: str | Path, channel: int | None = None) -> TiffPlanes | TiffStack | ImarisFile | CziFile:
+    """The image at ``path``: a folder or glob of TIFF planes, one TIFF stack file, an Imaris or a CZI file
     (InputError otherwise)."""
     if is_pattern(path):
         matches = [Path(p) for p in source_paths(path)]
@@ -243,15 +323,17 @@ def open_source(path: str | Path, channel: int | None = None) -> TiffPlanes | Ti
         raise InputError(f"input image not found: {path}")
     if path.suffix.lower() == ".ims":
         return ImarisFile.open(path, channel)
+    if path.suffix.lower() == ".czi":
+        return CziFile.open(path, channel)
     if path.suffix.lower() not in TIFF_SUFFIXES:
         raise InputError(f"{path}: not a format traice converts (a TIFF stack, a folder or glob of TIFF planes, "
-                         "an Imaris .ims)")
+                         "an Imaris .ims, a Zeiss .czi)")
     with _tiff(path) as tif:
         is_plane = len(tif.pages) == 1 and tif.series[0].ndim == 2
     return TiffPlanes.open([path], str(path)) if is_plane else TiffStack.open(path, channel)
 
 
-def voxel_size(source: TiffPlanes | TiffStack | ImarisFile, where: str, override: Sequence[float] | None) -> tuple[float, float, float]:
+def voxel_size(source: TiffPlanes | TiffStack | ImarisFile | CziFile, where: str, override: Sequence[float] | None) -> tuple[float, float, float]:
     """The source's (z, y, x) voxel size in µm: ``override`` when given, else the file's; InputError when unknown."""
     if override is not None:
         size = tuple(float(v) for v in override)
