@@ -11,6 +11,7 @@
     traice finetune IMAGE POINTS.csv OUT.pt [--mode lora|full] [--rank R] [--steps N]   (a new microscope, few clicks)
     traice train soma OUT_DIR [--traces DIR] [--synthetic N] [--steps N] [--window Z Y X] [--size S|L] ...
     traice train branch OUT_DIR [--init SOMA.pt] [--no-rcam] [--input-step Z Y X] ... (stage 2)
+    traice train pretrain OUT_DIR --images A.ome.zarr ... (denoising; then traice train soma --init OUT_DIR/model.pt)
 """
 
 from __future__ import annotations
@@ -131,8 +132,16 @@ def _train(args) -> None:
     from traice.synth.regimes import REGIMES
     from traice.training.recipes import TrainConfig, training_sources
 
-    if args.traces is None and args.synthetic == 0:
-        raise InputError("nothing to train on: give --traces DIR (SWC fields) and/or --synthetic N")
+    if args.task == "pretrain" and args.images:
+        from traice.io.ome import open_image
+
+        for path in args.images:
+            open_image(path, args.channel)  # a one-line error for a path that is not an image, before any training
+    elif args.images:
+        raise InputError("--images: unlabelled images train only the pretrain task")
+    if args.traces is None and args.synthetic == 0 and not args.images:
+        raise InputError("nothing to train on: give --traces DIR (SWC fields), --synthetic N"
+                         " and/or (pretrain) --images IMAGE.ome.zarr ...")
     if args.traces is not None and not Path(args.traces).is_dir():
         raise InputError(f"--traces {args.traces}: no such folder")
     if args.init is not None and not Path(args.init).is_file():
@@ -145,7 +154,7 @@ def _train(args) -> None:
     if unknown:
         raise InputError(f"--regimes: unknown {unknown}; choose from {', '.join(sorted(REGIMES))}, random")
     sources = training_sources(args.traces, args.synthetic, args.seeds_per_field, folds=args.folds, fold=args.fold,
-                               regimes=args.regimes)
+                               regimes=args.regimes, images=args.images, channel=args.channel)
     summary = train(cfg, sources, args.out, args.cache)
     print(json.dumps({k: summary[k] for k in ("steps", "best_val_dice", "train_seconds", "device_name")}, indent=2))
 
@@ -238,13 +247,17 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_finetune)
 
     p = sub.add_parser("train", help="train a model (resumes from OUT_DIR/checkpoint.pt)")
-    p.add_argument("task", choices=["soma", "branch", "cells"],
+    p.add_argument("task", choices=["soma", "branch", "cells", "pretrain"],
                    help="soma: stage 1; branch: stage 2 (prompted by the soma); "
-                        "cells: the one-pass network (soma, foreground, offsets to the own soma), from stage-1 weights")
+                        "cells: the one-pass network (soma, foreground, offsets to the own soma), from stage-1 weights; "
+                        "pretrain: a denoiser on unlabelled windows, whose weights start soma or cells (--init)")
     p.add_argument("out", help="checkpoint, metrics.csv, best.pt, model.pt, training.json go here")
     p.add_argument("--traces", help="folder of SWC fields of view (one subfolder each), rendered for training")
     p.add_argument("--seeds-per-field", type=int, default=sources["seeds_per_field"], help="renderings of each traced field")
     p.add_argument("--synthetic", type=int, default=sources["synthetic"], help="synthetic generator fields to add")
+    p.add_argument("--images", nargs="+", default=[], metavar="IMAGE",
+                   help="pretrain: unlabelled OME-Zarr images of your microscope (blocks spread over each)")
+    p.add_argument("--channel", type=int, help="pretrain: the channel of --images, for multi-channel images")
     p.add_argument("--regimes", nargs="+", default=list(sources["regimes"]),
                    help="imaging regimes the renderings cycle through (traice.synth.regimes: "
                         "default, confocal, dim, bright, random; validation uses the first) (default: %(default)s)")
@@ -257,7 +270,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=train.lr, help="peak learning rate, AdamW (default: %(default)s)")
     p.add_argument("--eval-every", type=int, default=train.eval_every, help="steps between validations")
     p.add_argument("--val-windows", type=int, default=train.val_windows, help="fixed validation windows")
-    p.add_argument("--init", help="branch, cells: stage-1 weights to start from (default: the shipped ones)")
+    p.add_argument("--init", help="branch, cells: stage-1 weights to start from (default: the shipped ones); "
+                                  "soma, cells: pretrained weights (traice train pretrain) to start from")
     p.add_argument("--no-rcam", action="store_true", help="branch: train the ablation with plain skips (no prompt)")
     p.add_argument("--input-step", type=int, nargs=3, default=list(train.input_step), metavar=("Z", "Y", "X"),
                    help="branch: image voxels averaged into one input voxel (the window covers window x step)")

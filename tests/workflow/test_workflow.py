@@ -255,13 +255,26 @@ def test_lint_is_clean():
     assert "Lints for" not in out.stdout + out.stderr
 
 
-@pytest.mark.parametrize("task", ["soma", "branch", "cells"])
+@pytest.mark.parametrize("task", ["soma", "branch", "cells", "pretrain"])
 def test_train_rules_resolve(tmp_path, task):
     cfg = tmp_path / "train.yaml"
     cfg.write_text(yaml.safe_dump({"results": str(tmp_path / "results"), "train": {"synthetic": 2, task: {"steps": 3}}}))
-    out = cli(["-n", f"train_{task}", "--cores", "1", "--configfile", str(cfg)])
+    rule = "pretrain" if task == "pretrain" else f"train_{task}"
+    out = cli(["-n", rule, "--cores", "1", "--configfile", str(cfg)])
     assert out.returncode == 0, out.stdout + out.stderr
-    assert f"train_{task}" in out.stdout and str(tmp_path / "results" / "models" / task / "model.pt") in out.stdout
+    assert rule in out.stdout and str(tmp_path / "results" / "models" / task / "model.pt") in out.stdout
+
+
+def test_pretrain_rule_trains_a_denoiser_on_a_users_image(small_run, tmp_path):
+    cfg = tmp_path / "pretrain.yaml"
+    cfg.write_text(yaml.safe_dump({"results": str(tmp_path / "results"), "train": {
+        "synthetic": 0, "images": [str(small_run / "input.ome.zarr")], "device": "cpu",
+        "pretrain": {"steps": 2, "window": [16, 64, 64]}}}))
+    out = cli(["pretrain", "--cores", "2", "--configfile", str(cfg)])
+    assert out.returncode == 0, out.stdout + out.stderr
+    summary = json.loads((tmp_path / "results" / "models" / "pretrain" / "training.json").read_text())
+    assert summary["task"] == "pretrain" and summary["steps"] == 2
+    assert summary["train_volumes"] and all(v.startswith("image-") for v in summary["train_volumes"])
 
 
 def test_finetune_rule_writes_an_adapter_that_the_config_accepts(small_run, tmp_path):

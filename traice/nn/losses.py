@@ -1,4 +1,4 @@
-"""Training loss of the segmentation models: Dice + Focal + clDice.
+"""Training losses: Dice + Focal + clDice of the segmentation models, MSE + SSIM of denoising pretraining.
 
 All functions take one logit channel and a binary target of the same shape,
 ``(B, 1, Z, Y, X)``, and an optional per-voxel weight map of that shape
@@ -246,3 +246,32 @@ class CellMapsLoss(nn.Module):
 
     def forward(self, output: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.combine(self.terms(output, targets))
+
+
+class DenoisingLoss(nn.Module):
+    """Self-supervised pretraining loss (trAIce3D): ``MSE + ssim_weight * (1 - SSIM)`` between the network's
+    output and the clean window, both ``(B, 1, Z, Y, X)`` in model-input units.
+
+    SSIM is MONAI's ``SSIMLoss`` in 3D, over a (3, 7, 7) Gaussian window (sigma 0.5, 1.5, 1.5 voxels: the
+    voxels are about three times longer in z) and a data range of 4 (model input runs from about 0 at the
+    background to 4 at the brightest somas, :mod:`traice.core.intensity`).
+    """
+
+    def __init__(self, ssim_weight: float = 10.0, data_range: float = 4.0) -> None:
+        super().__init__()
+        from monai.losses import SSIMLoss
+
+        self.ssim_weight = ssim_weight
+        self.ssim = SSIMLoss(spatial_dims=3, data_range=data_range, win_size=(3, 7, 7), kernel_sigma=(0.5, 1.5, 1.5))
+
+    def terms(self, output: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """``{"mse", "ssim"}`` (``ssim`` is ``1 - SSIM``); ``weight`` is not used (every voxel counts)."""
+        _check(output, target)
+        output, target = output.float(), target.float()
+        return {"mse": torch.mean((output - target) ** 2), "ssim": self.ssim(output, target)}
+
+    def combine(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        return terms["mse"] + self.ssim_weight * terms["ssim"]
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.combine(self.terms(output, target))

@@ -14,7 +14,9 @@ there), a small in-plane rotation and scaling, intensity scale/offset/gamma
 and added noise. Stage-2 windows (:func:`branch_window`) sit on one cell, as
 inference places them (:mod:`traice.core.windows`), with that cell's arbor as the
 target and its soma as the prompt; flips and quarter turns move the prompt
-with the image.
+with the image. Pretraining windows (:func:`pretrain_window`) need no labels:
+a window and its corruption (noise, blur, masked patches), from any image
+(``("image", {"path"})`` sources read blocks of a user's OME-Zarr).
 """
 
 from __future__ import annotations
@@ -71,11 +73,16 @@ def from_brain(brain: SyntheticBrain, name: str) -> Volume:
 
 
 def load_volumes(sources: Sequence[tuple[str, dict]], cache: str | Path) -> list[Volume]:
-    """Build (or read from ``cache``) each source: ``("traces", {"folder", "seed"})`` or ``("synthetic", {SynthParams fields})``."""
+    """Build (or read from ``cache``) each source: ``("traces", {"folder", "seed"})``, ``("synthetic", {SynthParams
+    fields})`` or ``("image", {"path", "channel", "part"})`` (unlabelled blocks of an OME-Zarr image:
+    :func:`image_blocks`)."""
     cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
     volumes = []
     for kind, spec in sources:
+        if kind == "image":
+            volumes += image_blocks(spec["path"], spec.get("channel"), spec.get("part", "train"))
+            continue
         name = _source_name(kind, spec)
         path = cache / f"{name}.npz"
         if path.exists():
@@ -97,6 +104,36 @@ def load_volumes(sources: Sequence[tuple[str, dict]], cache: str | Path) -> list
         tmp.replace(path)
         volumes.append(volume)
     return volumes
+
+
+IMAGE_BLOCK = (32, 512, 512)
+"""Unlabelled training blocks of a user's image, level-0 voxels ..."""
+IMAGE_MAX_BLOCKS = 16
+"""... at most this many per image (128 Mvoxel as float16: 256 MB), evenly spread over it; every fifth validates."""
+
+
+def image_blocks(path: str | Path, channel: int | None = None, part: str = "train") -> list[Volume]:
+    """Unlabelled volumes from an OME-Zarr image for pretraining: up to :data:`IMAGE_MAX_BLOCKS` blocks of
+    :data:`IMAGE_BLOCK` spread evenly over level 0 (blocks ``0, 5, 10, ...`` of them are ``part="val"``, the others
+    ``"train"``; a single block trains), normalised with the statistics of the whole image as inference does.
+    No labels: empty cells, somas and centres. Not cached: a block reads as fast from the image as from a cache."""
+    from traice.core.geometry import Box, grid
+    from traice.io.ome import open_image
+    from traice.stages.plan import intensity_stats
+
+    if part not in ("train", "val"):
+        raise ValueError(f"part must be train or val, not {part!r}")
+    image = open_image(path, channel)
+    stats = intensity_stats(image)
+    blocks = list(grid(image.bounds, IMAGE_BLOCK))
+    take = min(len(blocks), IMAGE_MAX_BLOCKS)
+    chosen = list(dict.fromkeys(blocks[int(i)] for i in np.linspace(0, len(blocks) - 1, take).round()))
+    none = np.zeros((1, 1, 1), np.uint8)
+    name = Path(path).name.removesuffix(".zarr").removesuffix(".ome")
+    validates = [len(chosen) > 1 and i % 5 == 0 for i in range(len(chosen))]  # one block only: it trains
+    return [Volume(model_input(image.read(box), stats).astype(np.float16), none, none, np.zeros((0, 3), np.float32),
+                   f"image-{name}-{'-'.join(map(str, box.start))}", tuple(float(v) for v in image.spacing))
+            for box, val in zip(chosen, validates) if val == (part == "val")]
 
 
 def source_params(spec: dict) -> SynthParams:
@@ -309,3 +346,44 @@ def cells_window(volume: Volume, window: Sequence[int], rng: np.random.Generator
     distance = np.sqrt((offsets**2).sum(0)) * OFFSET_SCALE_UM
     weight = np.where(foreground > 0, np.minimum(1.0 + distance / weight_um, max_weight), 1.0).astype(np.float32)
     return CellsWindow(augment_intensity(image, rng, augment), somas.astype(np.float32), foreground, weight, offsets)
+
+
+@dataclass(frozen=True)
+class Corruption:
+    """How a pretraining window is corrupted, in model-input units and voxels; each strength is drawn
+    uniformly per window from its range."""
+
+    noise: tuple[float, float] = (0.1, 0.6)      # std of added Gaussian noise (background noise is about 0.33)
+    blur: tuple[float, float] = (0.0, 1.5)       # Gaussian blur sigma in y, x voxels (z: a third of it)
+    mask_share: float = 0.25                     # share of patches set to the background level, 0
+    mask_patch: tuple[int, int, int] = (2, 8, 8)  # the network's patch: a masked token must be inferred from others
+
+
+def corrupt(clean: np.ndarray, rng: np.random.Generator, corruption: Corruption = Corruption()) -> np.ndarray:
+    """Blur, noise and masked patches on a (Z, Y, X) window (each dimension a multiple of ``mask_patch``): float32."""
+    sigma = rng.uniform(*corruption.blur)
+    out = ndimage.gaussian_filter(clean, (sigma / 3, sigma, sigma)) if sigma > 0 else clean.copy()
+    out = out + rng.normal(0.0, rng.uniform(*corruption.noise), size=out.shape).astype(np.float32)
+    grid_shape = [n // p for n, p in zip(out.shape, corruption.mask_patch)]
+    keep = rng.random(grid_shape) >= corruption.mask_share
+    for axis, p in enumerate(corruption.mask_patch):
+        keep = np.repeat(keep, p, axis=axis)
+    return (out * keep).astype(np.float32)
+
+
+PRETRAIN_CANDIDATES = 4
+"""A pretraining window is the brightest (mean) of this many uniform draws: a volume is mostly background,
+and a denoiser learns little from empty windows."""
+
+
+def pretrain_window(volume: Volume, window: Sequence[int], rng: np.random.Generator, augment: Augment = Augment(),
+                    corruption: Corruption = Corruption()) -> tuple[np.ndarray, np.ndarray]:
+    """A pretraining sample: ``(corrupted, clean)``, each (Z, Y, X) float32, from a random window (no labels),
+    flipped and turned."""
+    crops = []
+    for _ in range(PRETRAIN_CANDIDATES):
+        start, stop = crop_box(volume, window, rng, cell_bias=0.0)
+        crops.append(read_padded(volume.image, start, stop, 0.0).astype(np.float32))
+    clean = max(crops, key=lambda c: float(c.mean()))
+    (clean,), _ = flip_turn([clean], None, rng, augment)
+    return corrupt(clean, rng, corruption), clean

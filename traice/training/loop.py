@@ -1,9 +1,11 @@
 """The training loop: train the models on rendered traces and synthetic fields.
 
-Tasks (:mod:`traice.training.recipes`): ``soma`` (stage 1, soma probability over sliding windows) and
+Tasks (:mod:`traice.training.recipes`): ``soma`` (stage 1, soma probability over sliding windows),
 ``branch`` (stage 2: one cell's arbor, given its soma as the prompt, in a
 window centred on that soma; :class:`~traice.nn.prompted.PromptedUNet3d`
-initialised from stage-1 weights, ``rcam=False`` for the ablation).
+initialised from stage-1 weights, ``rcam=False`` for the ablation), ``cells``
+(the one-pass maps) and ``pretrain`` (self-supervised: corrupted windows in, clean
+windows out, MSE + 10 x SSIM; no labels, so any image trains it).
 
 One loop for every task: random windows biased towards cells with augmentation
 (:mod:`traice.training.data`), AdamW with warm-up and cosine decay, mixed precision
@@ -37,8 +39,9 @@ from traice.io.tables import atomic_path, write_json
 from traice.nn.checkpoints import save_model
 from traice.nn.device import autocast, pick_device
 from traice.core.maps import OFFSET_SCALE_UM
-from traice.nn.losses import CellMapsLoss, SegmentationLoss
-from traice.training.data import NO_AUGMENT, Augment, Volume, branch_window, cells_window, load_volumes, soma_window
+from traice.nn.losses import CellMapsLoss, DenoisingLoss, SegmentationLoss
+from traice.training.data import (NO_AUGMENT, Augment, Volume, branch_window, cells_window, load_volumes,
+                                  pretrain_window, soma_window)
 from traice.training.recipes import AUGMENT, TASK_LOSS_WEIGHTS, TrainConfig, build
 
 def _lr_factor(step: int, warmup: int, total: int) -> float:
@@ -62,8 +65,9 @@ def _batch(volumes: Sequence[Volume], cfg: TrainConfig, rng: np.random.Generator
         stack["offsets"] = torch.from_numpy(np.stack([m.offsets for m in maps]))
         stack["spacing_ratio"] = torch.tensor(picks[0].spacing) / OFFSET_SCALE_UM
         return stack
-    if cfg.task == "soma":
-        pairs = [soma_window(v, cfg.window, rng, augment, cfg.cell_bias) for v in picks]
+    if cfg.task in ("soma", "pretrain"):  # pretrain: image corrupted, target the clean window
+        pairs = [soma_window(v, cfg.window, rng, augment, cfg.cell_bias) if cfg.task == "soma"
+                 else pretrain_window(v, cfg.window, rng, augment) for v in picks]
         return {"image": torch.from_numpy(np.stack([p[0] for p in pairs])[:, None]),
                 "target": torch.from_numpy(np.stack([p[1] for p in pairs])[:, None])}
     samples = [branch_window(v, cfg.window, cfg.input_step, rng, augment, cfg.shift, cfg.weight_um, cfg.max_weight)
@@ -101,7 +105,8 @@ def _loss(loss_fn, output: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, windows, loss_fn, device: torch.device) -> dict[str, float]:
-    """Mean loss and the Dice of the thresholded prediction (0.5) pooled over the validation windows.
+    """Mean loss and the Dice of the thresholded prediction (0.5) pooled over the validation windows
+    (pretraining: the loss only).
 
     For the one-pass network ``val_dice`` is the foreground's Dice, ``val_soma_dice`` the soma's,
     ``val_offset_um`` the mean offset error in µm on the true foreground.
@@ -113,6 +118,8 @@ def evaluate(model: torch.nn.Module, windows, loss_fn, device: torch.device) -> 
         with autocast(device):
             output = _forward(model, batch).float()
         losses.append(float(loss_fn.combine(_loss(loss_fn, output, batch))))
+        if isinstance(loss_fn, DenoisingLoss):
+            continue  # no segmentation to score
         cells = isinstance(loss_fn, CellMapsLoss)
         target = batch["foreground"] if cells else batch["target"]
         pred = ((output[:, 1:2] if cells else output) > 0).float()
@@ -127,8 +134,10 @@ def evaluate(model: torch.nn.Module, windows, loss_fn, device: torch.device) -> 
             counts["n"] += float(target.sum())
     model.train()
     nan = float("nan")
-    out = {"val_loss": float(np.mean(losses)) if losses else nan,
-           "val_dice": 2 * counts["inter"] / counts["total"] if counts["total"] else nan}
+    out = {"val_loss": float(np.mean(losses)) if losses else nan}
+    if isinstance(loss_fn, DenoisingLoss):
+        return out
+    out["val_dice"] = 2 * counts["inter"] / counts["total"] if counts["total"] else nan
     if isinstance(loss_fn, CellMapsLoss):
         out["val_soma_dice"] = 2 * counts["s_inter"] / counts["s_total"] if counts["s_total"] else nan
         out["val_offset_um"] = counts["err"] / counts["n"] if counts["n"] else nan
@@ -155,10 +164,10 @@ def train(cfg: TrainConfig, sources: dict[str, list], out_dir: str | Path, cache
     model = model.to(device, memory_format=torch.channels_last_3d)  # 2x faster backward on the CPU
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: _lr_factor(s, cfg.warmup, cfg.steps))
-    loss_fn = (CellMapsLoss() if cfg.task == "cells"
+    loss_fn = (CellMapsLoss() if cfg.task == "cells" else DenoisingLoss() if cfg.task == "pretrain"
                else SegmentationLoss(*(cfg.loss_weights or TASK_LOSS_WEIGHTS[cfg.task])))  # Dice, Focal, clDice weights
     rng = np.random.default_rng(cfg.seed)
-    step, best, elapsed = 0, -1.0, 0.0
+    step, best, elapsed = 0, -math.inf, 0.0  # any first score is the best so far (a loss may exceed 1)
     checkpoint = out / "checkpoint.pt"
     if checkpoint.exists():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
@@ -172,6 +181,7 @@ def train(cfg: TrainConfig, sources: dict[str, list], out_dir: str | Path, cache
     log_path = out / "metrics.csv"
     fields = (["step", "loss", "soma_dice", "soma_focal", "fg_dice", "fg_focal", "fg_cldice", "offset_mse", "offset_grad",
                "lr", "val_loss", "val_dice", "val_soma_dice", "val_offset_um", "seconds"] if cfg.task == "cells"
+              else ["step", "loss", "mse", "ssim", "lr", "val_loss", "seconds"] if cfg.task == "pretrain"
               else ["step", "loss", "dice", "focal", "cldice", "lr", "val_loss", "val_dice", "seconds"])
     if not log_path.exists():
         with open(log_path, "w", newline="") as f:
@@ -227,9 +237,12 @@ def train(cfg: TrainConfig, sources: dict[str, list], out_dir: str | Path, cache
 
 def _score(metrics: dict[str, float], mean: dict[str, float]) -> float:
     """What picks the best model: validation Dice (the one-pass network: the mean of foreground and soma Dice),
-    or minus the training loss without validation windows."""
+    else (pretraining) minus the validation loss, else minus the training loss without validation windows."""
     dice = [metrics[k] for k in ("val_dice", "val_soma_dice") if k in metrics and not math.isnan(metrics[k])]
-    return float(np.mean(dice)) if dice else -mean["loss"]
+    if dice:
+        return float(np.mean(dice))
+    loss = metrics.get("val_loss", float("nan"))
+    return -loss if "val_dice" not in metrics and not math.isnan(loss) else -mean["loss"]
 
 
 def _meta(cfg: TrainConfig, sources: dict, step: int, metrics: dict) -> dict:

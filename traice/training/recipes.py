@@ -20,10 +20,11 @@ from traice.training.data import BRANCH_MAX_WEIGHT, BRANCH_SHIFT, BRANCH_WEIGHT_
 if TYPE_CHECKING:
     import torch
 
-TASKS = ("soma", "branch", "cells")
-TASK_WINDOWS = {"soma": (16, 256, 256), "branch": (32, 256, 256), "cells": (16, 128, 128)}
+TASKS = ("soma", "branch", "cells", "pretrain")
+TASK_WINDOWS = {"soma": (16, 256, 256), "branch": (32, 256, 256), "cells": (16, 128, 128), "pretrain": (16, 128, 128)}
 """Default training window per task: stage 1 slides windows; stage 2 needs the whole arbor (±40 µm) in one;
-the one-pass maps (``cells``) are local, so stage 1's sliding windows suffice."""
+the one-pass maps (``cells``) are local, so stage 1's sliding windows suffice; ``pretrain`` (denoising, no
+labels) uses the one-pass window, whose network it initialises."""
 TASK_LOSS_WEIGHTS = {"soma": (1.0, 1.0, 0.0), "branch": (1.0, 1.0, 1.0), "cells": (1.0, 1.0, 1.0)}
 """Default Dice, Focal, clDice weights: clDice only for arbors (somas are blobs, with no topology to keep);
 ``cells`` uses :class:`~traice.nn.losses.CellMapsLoss`, whose weights are fixed there."""
@@ -43,7 +44,8 @@ class TrainConfig:
     warmup: int = 100
     cell_bias: float = 0.7                           # soma: share of windows placed on a cell
     loss_weights: tuple[float, float, float] | None = None  # Dice, Focal, clDice; None: TASK_LOSS_WEIGHTS
-    init: str | None = None                          # branch, cells: stage-1 weights to start from (None: shipped)
+    init: str | None = None                          # branch, cells: stage-1 weights to start from (None: shipped);
+                                                     # soma: pretrained weights (task pretrain) to start from (None: random)
     rcam: bool = True                                # branch: False trains the no-prompt ablation
     input_step: tuple[int, int, int] = (1, 1, 1)     # branch: image voxels per input voxel
     shift: float = BRANCH_SHIFT                      # branch: random window shift, share of the window (see docs/stage2.md)
@@ -66,8 +68,12 @@ class TrainConfig:
 
 def training_sources(traces: str | Path | None = None, synthetic: int = 8, seeds_per_field: int = 2,
                      synthetic_shape: Sequence[int] = (32, 512, 512), folds: int = 1, fold: int = 0,
-                     regimes: Sequence[str] = ("default",)) -> dict[str, list]:
+                     regimes: Sequence[str] = ("default",), images: Sequence[str] = (),
+                     channel: int | None = None) -> dict[str, list]:
     """Sources for :func:`traice.training.data.load_volumes`: ``{"train": [...], "val": [...]}``.
+
+    ``images`` (OME-Zarr paths, their ``channel``) add unlabelled blocks of a user's images, for pretraining
+    (:func:`traice.training.data.image_blocks`: every fifth block validates).
 
     Each traced field is rendered ``seeds_per_field`` times (different brightness,
     soma orientation, distractors); ``synthetic`` generator fields are added, a
@@ -99,12 +105,16 @@ def training_sources(traces: str | Path | None = None, synthetic: int = 8, seeds
     for i in range(synthetic):
         fields = {"seed": 1000 + i, "shape": list(synthetic_shape), "cells": int(np.prod(synthetic_shape) // 250_000)}
         (val if i < n_val else train).append(("synthetic", spec(fields, 0 if i < n_val else i)))
+    for path in images:
+        train.append(("image", {"path": str(path), "channel": channel, "part": "train"}))
+        val.append(("image", {"path": str(path), "channel": channel, "part": "val"}))
     return {"train": train, "val": val}
 
 
-AUGMENT = {"soma": Augment(), "branch": Augment(affine_p=0.0), "cells": Augment(affine_p=0.0)}
+AUGMENT = {"soma": Augment(), "branch": Augment(affine_p=0.0), "cells": Augment(affine_p=0.0),
+           "pretrain": Augment(affine_p=0.0)}
 """Training augmentation per task (stages 2 and cells without the in-plane rotation/scaling, which would
-move the prompt or turn the offsets)."""
+move the prompt or turn the offsets; pretraining uses only the flips and turns: its corruption does the rest)."""
 
 CELL_MAPS_CHANNELS = 5
 """Output channels of the one-pass network (:data:`traice.core.maps.CHANNELS`)."""
@@ -126,7 +136,9 @@ def model_config(cfg: TrainConfig) -> dict:
 def build(cfg: TrainConfig) -> tuple[torch.nn.Module, dict]:
     """The network a config trains, on the CPU, and the config that rebuilds it.
 
-    ``soma``: a fresh :class:`TransformerUNet3d`. ``branch``: a
+    ``soma``: a fresh :class:`TransformerUNet3d`, or with ``cfg.init`` one holding those pretrained
+    weights (:func:`from_pretrained`). ``pretrain``: a fresh :class:`TransformerUNet3d` with one linear
+    output, the denoised image. ``branch``: a
     :class:`PromptedUNet3d` holding the stage-1 weights ``cfg.init`` (default
     the shipped ones), with the training window and ``input_step``. ``cells``:
     the one-pass network (:func:`cells_from_stage1`).
@@ -135,9 +147,12 @@ def build(cfg: TrainConfig) -> tuple[torch.nn.Module, dict]:
     from traice.nn.prompted import PromptedUNet3d
     from traice.nn.unet import TransformerUNet3d
 
-    if cfg.task == "soma":
+    if cfg.task in ("soma", "pretrain"):
         config = model_config(cfg)
-        return TransformerUNet3d(**config), config
+        model = TransformerUNet3d(**config)
+        if cfg.task == "soma" and cfg.init:
+            from_pretrained(model, load_model(cfg.init))
+        return model, config
     from traice.weights import shipped_weights
 
     if cfg.task == "cells":
@@ -177,3 +192,31 @@ def cells_from_stage1(stage1: torch.nn.Module, window: Sequence[int]) -> tuple[t
         model.head.weight[2:] *= 0.01  # offsets start near 0, smooth; not exactly 0, so that their loss
         model.head.bias[2:] = 0.0       # reaches the decoder
     return model, config
+
+
+def from_pretrained(model: torch.nn.Module, pretrained: torch.nn.Module) -> torch.nn.Module:
+    """Copy the weights of a pretrained (denoising) network into ``model`` of the same architecture, all but
+    the output head; position tables of another window share their leading rows (each row is an offset from
+    the window's origin, :class:`~traice.nn.blocks.PositionEmbedding3d`). ValueError naming the first
+    weight that does not fit (another size or depth)."""
+    import torch
+
+    source = pretrained.state_dict()
+    state = model.state_dict()
+    with torch.no_grad():
+        for name, value in state.items():
+            if name.startswith("head."):
+                continue
+            if name not in source:
+                raise ValueError(f"the pretrained network has no weight {name}: another architecture")
+            other = source[name]
+            if name.startswith("pos_embed.") and other.shape[1:] == value.shape[1:]:
+                n = min(len(value), len(other))
+                value[:n] = other[:n]
+            elif other.shape == value.shape:
+                value.copy_(other)
+            else:
+                raise ValueError(f"pretrained weight {name} is {tuple(other.shape)}, the network's is "
+                                 f"{tuple(value.shape)}: another size")
+    model.load_state_dict(state)
+    return model

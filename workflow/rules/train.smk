@@ -1,6 +1,8 @@
 # Model training (not part of `all`): snakemake train_soma --config 'train={traces: /path/to/swc_fields}'
 # Weights land in {results}/models/{task}/; point detect.model (soma, cells) or segment.model (branch) at
 # model.pt (or best.pt) to use them. train_branch and train_cells start from their `init` (default: shipped stage 1).
+# snakemake pretrain --config 'train={images: [a.ome.zarr, b.ome.zarr], synthetic: 0}' trains a denoiser on unlabelled
+# windows into models/pretrain/; train.soma.init (or train.cells.init) set to its model.pt starts from it.
 # snakemake finetune --config 'finetune={image: new.ome.zarr, points: clicks.csv}' writes models/finetune/adapter.pt
 # (LoRA, for detect.adapter) or, with mode full, models/finetune/model.pt (for detect.model).
 
@@ -44,6 +46,17 @@ use rule train_soma as train_cells with:
         os.path.join(RESULTS, "models", "cells", "train.log"),
     benchmark:
         os.path.join(RESULTS, "models", "cells", "benchmark.tsv")
+
+
+use rule train_soma as pretrain with:
+    output:
+        model=os.path.join(RESULTS, "models", "pretrain", "model.pt"),
+        best=os.path.join(RESULTS, "models", "pretrain", "best.pt"),
+        summary=os.path.join(RESULTS, "models", "pretrain", "training.json"),
+    log:
+        os.path.join(RESULTS, "models", "pretrain", "train.log"),
+    benchmark:
+        os.path.join(RESULTS, "models", "pretrain", "benchmark.tsv")
 
 
 rule finetune:
