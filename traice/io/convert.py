@@ -236,16 +236,17 @@ class CziFile:
         except (RuntimeError, OSError, ValueError) as err:
             raise InputError(f"{path}: not a readable CZI file ({err})".replace("\n", " ")) from None
         extra = [f"{a} = {hi - lo}" for a, (lo, hi) in bounds.items() if a not in "ZCYX" and hi - lo > 1]
-        if extra or len(scenes) > 1:
-            extra += [f"{len(scenes)} scenes"] if len(scenes) > 1 else []
+        extra += [f"{len(scenes)} scenes"] if len(scenes) > 1 else []
+        if extra:
             raise InputError(f"{path}: only a single z-stack (with channels) is supported, not {', '.join(extra)}")
-        n_channels = bounds.get("C", (0, 1))[1] - bounds.get("C", (0, 1))[0]
+        c0, c1 = bounds.get("C", (0, 1))
+        n_channels = c1 - c0
         if n_channels > 1 and channel is None:
             raise InputError(f"{path}: the image has {n_channels} channels; choose one (channel: N, or --channel N)")
         c = 0 if channel is None else channel
         if not 0 <= c < n_channels:
             raise InputError(f"{path}: channel {c} does not exist (the image has {n_channels})")
-        pixel_type = pixel_types.get(c + bounds.get("C", (0, 1))[0])
+        pixel_type = pixel_types.get(c0 + c)
         if pixel_type not in cls.PIXEL_TYPES:
             raise InputError(f"{path}: channel {c} is {pixel_type}; only gray 8-bit, 16-bit and float images are read")
         z0, z1 = bounds.get("Z", (0, 1))

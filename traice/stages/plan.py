@@ -17,7 +17,7 @@ import pandas as pd
 
 from traice.core.batching import batch_size, batches, block_shape
 from traice.core.errors import InputError
-from traice.core.geometry import grid, tile_grid, um_to_voxels
+from traice.core.geometry import Box, grid, tile_grid, um_to_voxels
 from traice.core.grid import model_voxels
 from traice.core.intensity import robust_stats
 from traice.core.roi import named_boxes_um, roi_boxes
@@ -49,11 +49,16 @@ def intensity_stats(image: OmeImage, max_voxels: int = 16_000_000, block: Sequen
     be measured at full resolution: downsampled levels average it away). Returns
     the median (background level), a MAD-based noise sigma and a few percentiles.
     """
-    blocks = list(grid(image.bounds, block))
     per_block = int(np.prod([min(b, n) for b, n in zip(block, image.shape)]))
-    take = max(1, min(len(blocks), max_voxels // max(per_block, 1)))
-    chosen = [blocks[int(i)] for i in np.linspace(0, len(blocks) - 1, take).round()]
-    return robust_stats(np.concatenate([image.read(b).ravel() for b in dict.fromkeys(chosen)]))
+    chosen = spread_blocks(image.bounds, block, max(1, max_voxels // max(per_block, 1)))
+    return robust_stats(np.concatenate([image.read(b).ravel() for b in chosen]))
+
+
+def spread_blocks(bounds: Box, block: Sequence[int], n: int) -> list[Box]:
+    """At most ``n`` boxes of the :func:`grid` of ``bounds`` in ``block`` steps, spread evenly over it (C order)."""
+    blocks = list(grid(bounds, block))
+    picks = np.linspace(0, len(blocks) - 1, min(len(blocks), n)).round()
+    return list(dict.fromkeys(blocks[int(i)] for i in picks))
 
 
 def image_tissue(image: OmeImage) -> tuple[np.ndarray, tuple[float, float, float]]:

@@ -117,17 +117,14 @@ def image_blocks(path: str | Path, channel: int | None = None, part: str = "trai
     :data:`IMAGE_BLOCK` spread evenly over level 0 (blocks ``0, 5, 10, ...`` of them are ``part="val"``, the others
     ``"train"``; a single block trains), normalised with the statistics of the whole image as inference does.
     No labels: empty cells, somas and centres. Not cached: a block reads as fast from the image as from a cache."""
-    from traice.core.geometry import Box, grid
     from traice.io.ome import open_image
-    from traice.stages.plan import intensity_stats
+    from traice.stages.plan import intensity_stats, spread_blocks
 
     if part not in ("train", "val"):
         raise ValueError(f"part must be train or val, not {part!r}")
     image = open_image(path, channel)
     stats = intensity_stats(image)
-    blocks = list(grid(image.bounds, IMAGE_BLOCK))
-    take = min(len(blocks), IMAGE_MAX_BLOCKS)
-    chosen = list(dict.fromkeys(blocks[int(i)] for i in np.linspace(0, len(blocks) - 1, take).round()))
+    chosen = spread_blocks(image.bounds, IMAGE_BLOCK, IMAGE_MAX_BLOCKS)
     none = np.zeros((1, 1, 1), np.uint8)
     name = Path(path).name.removesuffix(".zarr").removesuffix(".ome")
     validates = [len(chosen) > 1 and i % 5 == 0 for i in range(len(chosen))]  # one block only: it trains
