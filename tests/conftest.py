@@ -13,6 +13,13 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+def pytest_collection_modifyitems(items):
+    """Run the Slurm tests last: once Slurm's client is installed (the Slurm test installs it) and its daemons
+    are stopped again, every later ``snakemake`` start waits about 9 s in the Slurm executor plugin, whose
+    import asks ``scontrol show config`` and waits for a controller that is gone."""
+    items.sort(key=lambda item: item.get_closest_marker("slurm") is not None)  # stable: the rest keep their order
+
+
 @pytest.fixture
 def write_image(tmp_path):
     """Write a (z, y, x) array as an NGFF 0.5 image; returns its path."""
