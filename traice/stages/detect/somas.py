@@ -34,16 +34,21 @@ def split_somas(fg: np.ndarray, blob: np.ndarray, weights: np.ndarray, score: np
     markers = np.zeros(fg.shape, np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     regions = watershed(-blob, markers, mask=fg)
-    idx = np.arange(1, len(peaks) + 1)
-    voxels = ndimage.sum_labels(np.ones_like(regions, dtype=np.float32), regions, idx)
-    volume = voxels * float(np.prod(spacing))
-    mass = ndimage.sum_labels(weights, regions, idx)
-    coords = np.indices(fg.shape, dtype=np.float32)
-    centroid = np.stack([ndimage.sum_labels(weights * c, regions, idx) for c in coords], axis=1) / np.maximum(mass, 1e-9)[:, None]
-    best = ndimage.maximum(score, regions, idx)
+    # per-soma sums over the foreground voxels only (the watershed labels nothing outside ``fg``)
+    where = np.nonzero(regions)
+    label = regions[where]
+    n = len(peaks) + 1
+    volume = np.bincount(label, minlength=n)[1:] * float(np.prod(spacing))
+    w = weights[where].astype(np.float32, copy=False)
+    mass = np.bincount(label, w, minlength=n)[1:]
+    centroid = np.stack([np.bincount(label, w * c.astype(np.float32), minlength=n)[1:] for c in where], axis=1)
+    centroid /= np.maximum(mass, 1e-9)[:, None]
+    best = np.full(n, -np.inf)
+    np.maximum.at(best, label, score[where])
+    best = best[1:].astype(score.dtype)
     radius = np.cbrt(3 * volume / (4 * np.pi))
     keep = (radius >= 0.5 * r_min) & (radius <= 1.6 * r_max)
     return pd.DataFrame(
         {"z": centroid[keep, 0], "y": centroid[keep, 1], "x": centroid[keep, 2],
-         "score": np.asarray(best)[keep], "volume_um3": volume[keep]}
+         "score": best[keep], "volume_um3": volume[keep]}
     )
