@@ -271,7 +271,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=int, default=train.eval_every, help="steps between validations")
     p.add_argument("--val-windows", type=int, default=train.val_windows, help="fixed validation windows")
     p.add_argument("--init", help="branch, cells: stage-1 weights to start from (default: the shipped ones); "
-                                  "soma, cells: pretrained weights (traice train pretrain) to start from")
+                                  "soma, cells: pretrained weights (traice train pretrain) to start from; "
+                                  "cells: a one-pass network, trained further")
     p.add_argument("--no-rcam", action="store_true", help="branch: train the ablation with plain skips (no prompt)")
     p.add_argument("--input-step", type=int, nargs=3, default=list(train.input_step), metavar=("Z", "Y", "X"),
                    help="branch: image voxels averaged into one input voxel (the window covers window x step)")

@@ -184,3 +184,23 @@ def test_cells_window_offsets_follow_flips_and_turns():
             checked += 1
         assert (w.weight[fg] >= 1).all() and (w.weight[~fg] == 1).all()
     assert checked >= 3
+
+
+def test_cells_init_from_a_one_pass_network_trains_it_further(tmp_path):
+    """``cells --init`` with a one-pass network starts from all its weights, head included; another window is refused."""
+    from traice.nn.checkpoints import save_model
+    from traice.nn.prompted import stage1_config
+    from traice.training.recipes import build, cells_from_stage1
+    from traice.nn.unet import TransformerUNet3d
+
+    stage1 = TransformerUNet3d(embed_dim=8, depths=[1, 1, 1, 1], window=(16, 64, 64))
+    one_pass, config = cells_from_stage1(stage1, (16, 64, 64))
+    with torch.no_grad():
+        one_pass.head.weight.normal_()  # unlike any head cells_from_stage1 would build
+    save_model(one_pass, config, tmp_path / "cells.pt")
+    model, rebuilt = build(TrainConfig(task="cells", init=str(tmp_path / "cells.pt"), window=(16, 64, 64)))
+    assert rebuilt == stage1_config(one_pass)
+    for name, value in one_pass.state_dict().items():
+        assert torch.equal(model.state_dict()[name], value), name
+    with pytest.raises(ValueError, match="window"):
+        build(TrainConfig(task="cells", init=str(tmp_path / "cells.pt"), window=(16, 32, 32)))

@@ -45,6 +45,7 @@ class TrainConfig:
     cell_bias: float = 0.7                           # soma: share of windows placed on a cell
     loss_weights: tuple[float, float, float] | None = None  # Dice, Focal, clDice; None: TASK_LOSS_WEIGHTS
     init: str | None = None                          # branch, cells: stage-1 weights to start from (None: shipped);
+                                                     # cells: or a one-pass network, trained further as it is;
                                                      # soma: pretrained weights (task pretrain) to start from (None: random)
     rcam: bool = True                                # branch: False trains the no-prompt ablation
     input_step: tuple[int, int, int] = (1, 1, 1)     # branch: image voxels per input voxel
@@ -141,10 +142,11 @@ def build(cfg: TrainConfig) -> tuple[torch.nn.Module, dict]:
     output, the denoised image. ``branch``: a
     :class:`PromptedUNet3d` holding the stage-1 weights ``cfg.init`` (default
     the shipped ones), with the training window and ``input_step``. ``cells``:
-    the one-pass network (:func:`cells_from_stage1`).
+    the one-pass network (:func:`cells_from_stage1`), or, when ``cfg.init`` is a one-pass network
+    already, that network as it is (training it further).
     """
     from traice.nn.checkpoints import load_model
-    from traice.nn.prompted import PromptedUNet3d
+    from traice.nn.prompted import PromptedUNet3d, stage1_config
     from traice.nn.unet import TransformerUNet3d
 
     if cfg.task in ("soma", "pretrain"):
@@ -156,7 +158,13 @@ def build(cfg: TrainConfig) -> tuple[torch.nn.Module, dict]:
     from traice.weights import shipped_weights
 
     if cfg.task == "cells":
-        return cells_from_stage1(load_model(cfg.init or shipped_weights("soma")), cfg.window)
+        start = load_model(cfg.init or shipped_weights("soma"))
+        if start.head.out_channels == CELL_MAPS_CHANNELS:  # a one-pass network already: train it further
+            if tuple(start.window) != cfg.window:
+                raise ValueError(f"the one-pass network {cfg.init} has window {tuple(start.window)}, "
+                                 f"not the training window {cfg.window}")
+            return start, stage1_config(start)
+        return cells_from_stage1(start, cfg.window)
 
     stage1 = load_model(cfg.init or shipped_weights("soma"))
     model = PromptedUNet3d.from_stage1(stage1, rcam=cfg.rcam, window=cfg.window, input_step=cfg.input_step)
