@@ -55,6 +55,7 @@ from traice.stages.detect import DetectParams  # noqa: E402
 from traice.stages.detect.network import detect_traice_maps  # noqa: E402
 from traice.stages.morphology import SHOLL_STEP_UM, measure, sholl_shells  # noqa: E402
 from traice.stages.segment import SegmentParams  # noqa: E402
+from traice.stages.segment.params import METHOD_PROBABILITY  # noqa: E402
 from traice.stages.segment.classical import segment_cells  # noqa: E402
 from traice.stages.segment.ownership import segment_owned  # noqa: E402
 from traice.stages.stitch import compose  # noqa: E402
@@ -150,7 +151,7 @@ def main() -> None:
     ap.add_argument("--fields", type=int, help="only the first N fields of the split (quick runs)")
     ap.add_argument("--model", help="one-pass weights (default: the shipped ones)")
     ap.add_argument("--methods", nargs="+", default=["growth", "votes", "classical"])
-    ap.add_argument("--probability", type=float, nargs="+", default=[SegmentParams.probability],
+    ap.add_argument("--probability", type=float, nargs="+", default=[METHOD_PROBABILITY["growth"]],
                     help="segment.probability for growth and votes; several: each is a method of its own "
                          "(tune it on --split val, never on test)")
     ap.add_argument("--morphology", nargs="*", default=["growth", "classical"],

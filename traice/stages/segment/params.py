@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+METHOD_PROBABILITY = {"growth": 0.1, "votes": 0.1, "prompted": 0.5}
+"""``segment.probability`` when the config leaves it null: each method's own foreground threshold.
+growth and votes: 0.1, the highest Dice and PQ on the validation fields (docs/arbors.md); prompted: 0.5, at
+which stage 2 was measured (docs/stage2.md). The classical method thresholds the image instead."""
+
 
 @dataclass(frozen=True)
 class SegmentParams:
     method: str = "growth"           # growth | votes (one-pass foreground) | prompted (stage 2) | classical (baseline)
     radius_um: float = 40.0          # maximum arbor radius (classical: also the window half-size)
     model: str | None = None         # prompted: stage-2 weights; None = shipped (traice/weights)
-    probability: float = 0.3         # growth, votes, prompted: foreground probability threshold (0.3: docs/arbors.md)
+    probability: float | None = None # growth, votes, prompted: foreground probability threshold (None: METHOD_PROBABILITY)
     batch_size: int = 4              # prompted: cells per forward pass
     device: str = "auto"             # prompted: auto (cuda when present) | cpu | cuda
     smooth_um: float = 0.4
@@ -19,6 +24,10 @@ class SegmentParams:
     decay_um: float = 30.0           # claim halves every decay_um * ln 2 from the soma
     cells_per_job: int = 32          # at least this many cells per job ...
     max_jobs: int = 1000             # ... and more once there would be more jobs than this
+
+    def __post_init__(self) -> None:
+        if self.probability is None:
+            object.__setattr__(self, "probability", METHOD_PROBABILITY.get(self.method, 0.5))
 
 
 NEEDS_MAPS = ("growth", "votes")
