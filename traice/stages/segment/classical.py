@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage
+from scipy import ndimage, special
 from tqdm import tqdm
 
 from traice.core.geometry import Box, distance_um, um_to_voxels
@@ -41,7 +41,7 @@ def segment_classical(crop: np.ndarray, soma: tuple[int, int, int], spacing, sta
     if not mask.any():
         return np.zeros(crop.shape, np.uint8), "no foreground at the soma"
     sharpness = max(0.25 * (soma_level - threshold), 1e-6)
-    confidence = 1.0 / (1.0 + np.exp(-(smooth - threshold) / sharpness))
+    confidence = special.expit((smooth - threshold) / sharpness)  # the logistic, without exp's overflow far below
     claim = confidence * np.exp(-dist / params.decay_um)
     return np.where(mask, np.clip(np.rint(1 + 254 * claim), 1, 255), 0).astype(np.uint8), "ok"
 
