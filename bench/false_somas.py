@@ -46,7 +46,7 @@ from traice.stages.detect import DetectParams  # noqa: E402
 from traice.stages.detect.network import detect_traice_maps  # noqa: E402
 from traice.synth import synthesize  # noqa: E402
 from traice.synth.regimes import regime_params  # noqa: E402
-from traice.synth.traces import field_split, read_field, render_traces, trace_fields  # noqa: E402
+from traice.synth.traces import field_split, render_swc, trace_fields  # noqa: E402
 from traice.weights import shipped_weights  # noqa: E402
 
 SHELL_UM = (8.0, 16.0)
@@ -69,8 +69,7 @@ def detection_features(image: np.ndarray, maps: np.ndarray, found: pd.DataFrame,
     rows = []
     for det in found.itertuples():
         centre = (det.z, det.y, det.x)
-        box = Box.around(tuple(int(round(c)) for c in centre),
-                         tuple(int(np.ceil(SHELL_UM[1] / s)) for s in spacing)).intersect(bounds)
+        box = Box.around(centre, tuple(int(np.ceil(SHELL_UM[1] / s)) for s in spacing)).intersect(bounds)
         dist = distance_um(box.shape, tuple(c - a for c, a in zip(centre, box.start)), spacing)
         shell = (dist > SHELL_UM[0]) & (dist <= SHELL_UM[1])
         label = components[tuple(int(round(c)) for c in centre)]
@@ -94,9 +93,8 @@ def volumes(args):
         sys.exit(f"no tracings at {args.data}")
     for folder in field_split(trace_fields(args.data))[args.split]:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            trees = read_field(folder)
-        yield folder.name, render_traces(trees, regime_params(args.regime, seed=0))
+            warnings.simplefilter("ignore")  # SWC files read_field skips
+            yield folder.name, render_swc(folder, regime_params(args.regime, seed=0))
 
 
 def main() -> None:

@@ -157,16 +157,15 @@ def build(cfg: TrainConfig) -> tuple[torch.nn.Module, dict]:
         return model, config
     from traice.weights import shipped_weights
 
-    if cfg.task == "cells":
-        start = load_model(cfg.init or shipped_weights("soma"))
-        if start.head.out_channels == CELL_MAPS_CHANNELS:  # a one-pass network already: train it further
-            if tuple(start.window) != cfg.window:
-                raise ValueError(f"the one-pass network {cfg.init} has window {tuple(start.window)}, "
-                                 f"not the training window {cfg.window}")
-            return start, stage1_config(start)
-        return cells_from_stage1(start, cfg.window)
-
     stage1 = load_model(cfg.init or shipped_weights("soma"))
+    if cfg.task == "cells":
+        if stage1.head.out_channels == CELL_MAPS_CHANNELS:  # a one-pass network already: train it further
+            if tuple(stage1.window) != cfg.window:
+                raise ValueError(f"the one-pass network {cfg.init} has window {tuple(stage1.window)}, "
+                                 f"not the training window {cfg.window}")
+            return stage1, stage1_config(stage1)
+        return cells_from_stage1(stage1, cfg.window)
+
     model = PromptedUNet3d.from_stage1(stage1, rcam=cfg.rcam, window=cfg.window, input_step=cfg.input_step)
     return model, model.config()
 
