@@ -33,3 +33,13 @@ def test_a_blob_stays_where_it_is_through_both_resamplings(spacing):
     back = from_model_grid(on_grid[None], block.shape)
     assert back.shape == (1, *block.shape)
     assert np.abs(back[0] - block).max() < 0.1 * block.max()
+
+
+def test_only_the_finer_axes_are_averaged_onto_the_grid():
+    from traice.core.grid import shrink_to_grid
+
+    noise = np.random.default_rng(0).normal(0, 1, size=(20, 64, 64)).astype(np.float32)
+    finer_in_plane = shrink_to_grid(noise, (2.5, 0.2, 0.2))  # z coarser (kept), y and x twice finer (halved)
+    assert finer_in_plane.shape == (20, 32, 32) and finer_in_plane.dtype == np.float32
+    assert finer_in_plane.std() < 0.6  # averaging ~4 voxels per grid voxel
+    assert np.array_equal(shrink_to_grid(noise, (2.5, 0.8, 0.8)), noise)  # nothing finer: nothing averaged

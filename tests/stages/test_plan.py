@@ -66,3 +66,20 @@ def test_ownership_runs_detect_out_to_the_cells_reach(write_image):
     plain = make_plan(image, params, roi)
     covered = make_plan(image, dataclasses.replace(params, maps_cover_margin=True), roi)
     assert len(plain.tiles) == 1 and len(covered.tiles) == 9
+
+
+@pytest.mark.parametrize("spacing, averaged", [((1.0, 0.32, 0.32), True), ((2.5, 0.8, 0.8), False),
+                                               ((1.25, 0.4, 0.4), False)])
+def test_noise_is_also_measured_on_the_networks_grid_where_voxels_are_finer(write_image, spacing, averaged):
+    """Finer voxels are averaged onto the grid, which lowers their noise: the plan measures it there too
+    (grid_sigma), and the networks' input is normalised with it. Coarser voxels and the grid's own keep theirs."""
+    from traice.core.intensity import grid_stats
+    from traice.stages.plan import intensity_stats
+
+    noise = np.random.default_rng(1).poisson(400, size=(40, 256, 256)).astype(np.uint16)
+    stats = intensity_stats(open_image(write_image(noise, spacing=spacing)))
+    assert stats["sigma"] == pytest.approx(20, rel=0.1)
+    assert ("grid_sigma" in stats) == averaged and (grid_stats(stats) is stats) != averaged
+    if averaged:  # each grid voxel averages ~1.95 finer ones (plus the anti-aliasing blur)
+        assert grid_stats(stats)["median"] == pytest.approx(400, abs=2)
+        assert 0.4 * stats["sigma"] < grid_stats(stats)["sigma"] < 0.8 * stats["sigma"]

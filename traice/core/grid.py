@@ -46,6 +46,19 @@ def to_model_grid(block: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
                   preserve_range=True).astype(np.float32, copy=False)
 
 
+def shrink_to_grid(block: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+    """A ``(Z, Y, X)`` block resized onto the networks' grid along the axes where its voxels are finer, as
+    :func:`to_model_grid` does (anti-aliased), and kept as it is along the others: float32.
+
+    The noise of these voxels is the noise the network sees: averaging finer voxels lowers it, while
+    interpolating between coarser ones only smooths it (:func:`traice.stages.plan.intensity_stats`)."""
+    target = tuple(min(t, n) for t, n in zip(model_shape(block.shape, spacing), block.shape))
+    if target == block.shape:
+        return block.astype(np.float32, copy=False)
+    return resize(block.astype(np.float32, copy=False), target, order=1, mode="edge", anti_aliasing=True,
+                  preserve_range=True).astype(np.float32, copy=False)
+
+
 def from_model_grid(maps: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     """Maps ``(C, z, y, x)`` on the networks' grid resized back onto a block of ``shape``: ``(C, *shape)`` float32."""
     shape = tuple(shape)

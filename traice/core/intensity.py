@@ -52,6 +52,18 @@ def robust_stats(data: np.ndarray) -> dict[str, float]:
     return {"median": median, "sigma": sigma, "p1": p1, "p99": p99, "p99_9": p999, "non_finite": non_finite}
 
 
+def grid_stats(stats: dict) -> dict:
+    """The statistics to normalise an image's blocks with once they are resampled onto the networks' grid:
+    ``stats`` with the median and sigma measured on the resampled voxels (``grid_median``, ``grid_sigma``,
+    :func:`traice.stages.plan.intensity_stats`) where the plan has them, else ``stats`` itself.
+
+    Finer voxels than the grid's are averaged on the way, which lowers their noise: normalised with the
+    noise of the input's own voxels, a cell would look dimmer to the network than it is."""
+    if "grid_sigma" not in stats:
+        return stats
+    return {**stats, "median": stats["grid_median"], "sigma": stats["grid_sigma"]}
+
+
 def normalise(block: np.ndarray, stats: dict) -> np.ndarray:
     """Raw counts to background-noise units: 0 = background level, 1 = one noise sigma.
 

@@ -18,7 +18,7 @@ import pandas as pd
 from traice.core.batching import batch_size, batches, block_shape
 from traice.core.errors import InputError
 from traice.core.geometry import Box, grid, tile_grid, um_to_voxels
-from traice.core.grid import model_voxels
+from traice.core.grid import MODEL_SPACING_UM, model_voxels, needs_resampling, shrink_to_grid
 from traice.core.intensity import robust_stats
 from traice.core.roi import named_boxes_um, roi_boxes
 from traice.core.tissue import TISSUE_MAX_VOXELS, box_has_tissue, tissue_mask
@@ -48,10 +48,20 @@ def intensity_stats(image: OmeImage, max_voxels: int = 16_000_000, block: Sequen
     Reads at most ``max_voxels`` level-0 voxels as evenly spread blocks (noise must
     be measured at full resolution: downsampled levels average it away). Returns
     the median (background level), a MAD-based noise sigma and a few percentiles.
+
+    Where the image's voxels are finer than the networks' grid along some axis, the
+    same blocks are also measured once averaged onto the grid along those axes
+    (:func:`traice.core.grid.shrink_to_grid`): ``grid_median`` and ``grid_sigma``, with
+    which the networks' input is normalised (:func:`traice.core.intensity.grid_stats`).
     """
     per_block = int(np.prod([min(b, n) for b, n in zip(block, image.shape)]))
     chosen = spread_blocks(image.bounds, block, max(1, max_voxels // max(per_block, 1)))
-    return robust_stats(np.concatenate([image.read(b).ravel() for b in chosen]))
+    blocks = [image.read(b) for b in chosen]
+    stats = robust_stats(np.concatenate([b.ravel() for b in blocks]))
+    if needs_resampling(image.spacing) and any(s < m for s, m in zip(image.spacing, MODEL_SPACING_UM)):
+        on_grid = robust_stats(np.concatenate([shrink_to_grid(b, image.spacing).ravel() for b in blocks]))
+        stats.update(grid_median=on_grid["median"], grid_sigma=on_grid["sigma"])
+    return stats
 
 
 def spread_blocks(bounds: Box, block: Sequence[int], n: int) -> list[Box]:

@@ -42,7 +42,7 @@ import torch
 from traice.core.errors import InputError
 from traice.core.geometry import Box
 from traice.core.grid import MODEL_SPACING_UM, needs_resampling, to_model_grid
-from traice.core.intensity import model_input
+from traice.core.intensity import grid_stats, model_input
 from traice.io.ome import OmeImage, open_image
 from traice.io.tables import atomic_path
 from traice.nn.device import pick_device
@@ -142,7 +142,7 @@ def click_crops(image: OmeImage, stats: dict, points_um: np.ndarray, window: Seq
         origin_um = np.asarray(box.start) * spacing
         clicks = (points_um - origin_um) / model
         complete = None if complete_um is None else ((np.asarray(complete_um) - origin_um) / model).astype(np.float32)
-        crops.append(Crop(model_input(grid, stats), clicks.astype(np.float32), complete))
+        crops.append(Crop(model_input(grid, grid_stats(stats)), clicks.astype(np.float32), complete))
     return crops
 
 

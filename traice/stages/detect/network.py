@@ -17,7 +17,7 @@ import pandas as pd
 from scipy import ndimage
 
 from traice.core.grid import from_model_grid, needs_resampling, to_model_grid
-from traice.core.intensity import model_input
+from traice.core.intensity import grid_stats, model_input
 from traice.stages.detect.params import DetectParams
 from traice.stages.detect.somas import split_somas
 
@@ -49,7 +49,7 @@ def detect_traice_maps(block: np.ndarray, spacing, stats: dict, params: DetectPa
 
     spacing = np.asarray(spacing, dtype=float)
     on_grid = to_model_grid(block, spacing) if needs_resampling(spacing) else block  # the networks' voxels
-    maps = sliding_window_maps(model, model_input(on_grid, stats), model.window, params.overlap,
+    maps = sliding_window_maps(model, model_input(on_grid, grid_stats(stats)), model.window, params.overlap,
                                params.batch_size, params.device)
     maps = from_model_grid(maps, block.shape)  # back onto the input's voxels
     prob = maps[0]
