@@ -156,14 +156,15 @@ def main() -> None:
                          "(tune it on --split val, never on test)")
     ap.add_argument("--morphology", nargs="*", default=["growth", "classical"],
                     help="methods whose cells are measured against the traces (total length, Sholl maximum)")
-    ap.add_argument("--overlap", type=float, default=DetectParams.overlap,
-                    help="detect.overlap: the sliding windows' overlap (tune it on --split val, never on test)")
+    ap.add_argument("--overlap", type=float, nargs="+", default=[DetectParams.overlap],
+                    help="detect.overlap: the sliding windows' overlap, one share or one per axis z y x "
+                         "(tune it on --split val, never on test)")
     ap.add_argument("--no-demo", action="store_true")
     ap.add_argument("--true-somas", action="store_true", help="segment the true somas instead of the detected ones")
     ap.add_argument("--out", help="also write the per-cell rows to this parquet file")
     args = ap.parse_args()
     model = load_model(args.model or shipped_weights("cells"))
-    detect = DetectParams(overlap=args.overlap)
+    detect = DetectParams(overlap=args.overlap[0] if len(args.overlap) == 1 else tuple(args.overlap))
     rows, fields = [], []
     for regime, name, brain, trees in volumes(args):
         spacing = np.asarray(brain.params.spacing)

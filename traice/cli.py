@@ -149,7 +149,8 @@ def _train(args) -> None:
     cfg = TrainConfig(task=args.task, size=args.size, window=args.window and tuple(args.window), batch_size=args.batch, steps=args.steps,
                       lr=args.lr, seed=args.seed, device=args.device, threads=args.threads, embed_dim=args.embed_dim,
                       eval_every=args.eval_every, val_windows=args.val_windows, init=args.init, rcam=not args.no_rcam,
-                      input_step=tuple(args.input_step), shift=args.shift)
+                      input_step=tuple(args.input_step), shift=args.shift,
+                      distractor_bias=args.distractor_bias)
     unknown = sorted(set(args.regimes) - set(REGIMES) - {"random"})
     if unknown:
         raise InputError(f"--regimes: unknown {unknown}; choose from {', '.join(sorted(REGIMES))}, random")
@@ -273,6 +274,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--init", help="branch, cells: stage-1 weights to start from (default: the shipped ones); "
                                   "soma, cells: pretrained weights (traice train pretrain) to start from; "
                                   "cells: a one-pass network, trained further")
+    p.add_argument("--distractor-bias", type=float, default=train.distractor_bias,
+                   help="cells: share of windows placed first on a bright thing that is no cell (lipofuscin, "
+                        "macrophages, vessels: hard negatives) (default: %(default)s)")
     p.add_argument("--no-rcam", action="store_true", help="branch: train the ablation with plain skips (no prompt)")
     p.add_argument("--input-step", type=int, nargs=3, default=list(train.input_step), metavar=("Z", "Y", "X"),
                    help="branch: image voxels averaged into one input voxel (the window covers window x step)")

@@ -38,7 +38,7 @@ def tiny():
     return model
 
 
-def monai_probabilities(model: nn.Module, volume: np.ndarray, window, overlap: float, batch: int) -> np.ndarray:
+def monai_probabilities(model: nn.Module, volume: np.ndarray, window, overlap, batch: int) -> np.ndarray:
     """MONAI's sliding window with Gaussian blending on sigmoid(model(x)), as the reference."""
     with torch.inference_mode():
         out = monai_inferers.sliding_window_inference(
@@ -94,14 +94,15 @@ def test_padding_splits_as_monai():
     assert padding((9, 30, 64), WINDOW) == [(3, 4), (17, 17), (0, 0)]
 
 
-@pytest.mark.parametrize("shape", [(30, 150, 100), (9, 30, 100)])
-def test_sliding_window_equals_monai(tiny, shape):
-    """Larger than the window on every axis; and smaller on two axes (constant-0 padding)."""
+@pytest.mark.parametrize("shape, overlap", [((30, 150, 100), 0.25), ((9, 30, 100), 0.25),
+                                            ((30, 150, 100), (0.0, 0.25, 0.5))])
+def test_sliding_window_equals_monai(tiny, shape, overlap):
+    """Larger than the window on every axis; smaller on two axes (constant-0 padding); one overlap per axis."""
     rng = np.random.default_rng(0)
     volume = rng.normal(size=shape).astype(np.float32)
     volume[:, : shape[1] // 2] += 2.0  # not stationary, so window positions matter
-    ours = sliding_window_probabilities(tiny, volume, window=WINDOW, overlap=0.25, batch_size=3, device="cpu")
-    ref = monai_probabilities(tiny, volume, WINDOW, 0.25, 3)
+    ours = sliding_window_probabilities(tiny, volume, window=WINDOW, overlap=overlap, batch_size=3, device="cpu")
+    ref = monai_probabilities(tiny, volume, WINDOW, overlap, 3)
     assert ours.shape == shape and ours.dtype == np.float32
     assert ours.std() > 0.05  # the comparison is not between two near-constant maps
     np.testing.assert_allclose(ours, ref, atol=1e-5, rtol=0)

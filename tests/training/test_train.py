@@ -57,6 +57,31 @@ def test_crops_biased_to_cells_contain_the_soma():
         assert np.all(start <= vol.centres[0]) and np.all(vol.centres[0] < stop)
 
 
+def test_hard_negative_windows_go_to_bright_things_that_are_no_cell():
+    """A punctum and a macrophage-sized blob away from the cells are found once each (a speck is not, nor is the
+    bright cell); with distractor_bias 1 every window holds one of them, with 0 the draws are as before."""
+    from traice.training.data import bright_outside_cells
+
+    vol = _two_cells()
+    image = vol.image.astype(np.float32) * 3.0  # the cells are bright too
+    image[8:12, 100:104, 10:14] = 3.0           # a soma-sized punctum (64 voxels)
+    image[6:14, 5:25, 90:110] = 4.0             # a process-free macrophage
+    image[10, 60, 100] = 5.0                    # one bright voxel: noise, not a thing
+    vol.image = image.astype(np.float16)
+    found = bright_outside_cells(vol)
+    np.testing.assert_allclose(sorted(found.tolist()), [[9.5, 14.5, 99.5], [9.5, 101.5, 11.5]])
+    vol.distractors = found
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        start, stop = crop_box(vol, (16, 64, 64), rng, cell_bias=1.0, distractor_bias=1.0)
+        assert any(np.all(start <= p) and np.all(p < stop) for p in found)
+    plain = dataclasses.replace(vol, distractors=np.zeros((0, 3), np.float32))
+    for seed in range(5):  # bias 0, or no distractors: the windows (and draws) of a volume without them
+        for volume, bias in ((vol, 0.0), (plain, 0.3)):
+            np.testing.assert_array_equal(crop_box(volume, (16, 64, 64), np.random.default_rng(seed), 0.7, distractor_bias=bias),
+                                          crop_box(plain, (16, 64, 64), np.random.default_rng(seed), 0.7))
+
+
 def test_augmentation_moves_image_and_target_together():
     rng = np.random.default_rng(1)
     geometry_only = dataclasses.replace(NO_AUGMENT, flips=True, quarter_turns=True)

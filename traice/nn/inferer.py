@@ -58,11 +58,21 @@ def gaussian_importance(window: Sequence[int], sigma_scale: float = 0.125) -> to
     return weight.clamp_(min=floor)
 
 
+def axis_overlaps(overlap: float | Sequence[float]) -> tuple[float, float, float]:
+    """``0.25 -> (0.25, 0.25, 0.25)``; a 3-sequence (z, y, x) is returned as a tuple of floats."""
+    if isinstance(overlap, (int, float)):
+        return (float(overlap),) * 3
+    out = tuple(float(o) for o in overlap)
+    if len(out) != 3:
+        raise ValueError(f"overlap must be one number or 3 (z, y, x), got {len(out)}")
+    return out  # type: ignore[return-value]
+
+
 def sliding_window_probabilities(
     model: nn.Module,
     volume: np.ndarray,
     window: Sequence[int] = (16, 256, 256),
-    overlap: float = 0.25,
+    overlap: float | Sequence[float] = 0.25,
     batch_size: int = 4,
     device: str | torch.device = "auto",
     progress: bool = False,
@@ -79,7 +89,7 @@ def sliding_window_maps(
     model: nn.Module,
     volume: np.ndarray,
     window: Sequence[int] = (16, 256, 256),
-    overlap: float = 0.25,
+    overlap: float | Sequence[float] = 0.25,
     batch_size: int = 4,
     device: str | torch.device = "auto",
     progress: bool = False,
@@ -103,7 +113,8 @@ def sliding_window_maps(
     runs, the model's convolution weights are in the channels-last 3D layout,
     which oneDNN (CPU) and cuDNN convolve fastest.
 
-    An axis shorter than the window is padded with 0, the background level of
+    ``overlap`` is the windows' overlap, one share for every axis or one per
+    axis (z, y, x). An axis shorter than the window is padded with 0, the background level of
     the model input, split before/after as MONAI does; windows then tile the
     padded volume at :func:`window_starts`, and each window's sigmoid
     probability is weighted by :func:`gaussian_importance`. The result is the
@@ -145,7 +156,8 @@ def sliding_window_maps(
         probability_channels = PROBABILITY_CHANNELS if channels == len(CHANNELS) else channels
     total = torch.zeros((channels, *padded_shape), dtype=torch.float32, device=dev)  # sum of map * weight
     weight_sum = torch.zeros(padded_shape, dtype=torch.float32, device=dev)
-    starts = list(itertools.product(*(window_starts(s, w, overlap) for s, w in zip(padded_shape, window))))
+    overlaps = axis_overlaps(overlap)
+    starts = list(itertools.product(*(window_starts(s, w, o) for s, w, o in zip(padded_shape, window, overlaps))))
     boxes = [tuple(slice(o, o + w) for o, w in zip(start, window)) for start in starts]
     batch = torch.empty((min(batch_size, len(boxes)), 1, *window), dtype=torch.float32, device=dev)
 

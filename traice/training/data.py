@@ -22,7 +22,7 @@ a window and its corruption (noise, blur, masked patches), from any image
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -59,6 +59,8 @@ class Volume:
     centres: np.ndarray
     name: str
     spacing: tuple[float, float, float]
+    distractors: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float32))
+    """(M, 3) bright voxels away from every cell (:func:`bright_outside_cells`), where hard-negative windows go."""
 
 
 def from_brain(brain: SyntheticBrain, name: str) -> Volume:
@@ -170,21 +172,50 @@ NO_AUGMENT = Augment(flips=False, quarter_turns=False, rotate_deg=0.0, scale=(1.
 
 
 def crop_box(volume: Volume, window: Sequence[int], rng: np.random.Generator, cell_bias: float = 0.7,
-             extra: Sequence[int] = (0, 0, 0)) -> tuple[np.ndarray, np.ndarray]:
+             extra: Sequence[int] = (0, 0, 0), distractor_bias: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Start and stop (voxels, may reach outside the volume) of a window of ``window + 2*extra``.
 
-    With probability ``cell_bias`` the window contains a random soma (placed
-    anywhere but its outer eighth), otherwise it is uniform over the volume.
+    With probability ``distractor_bias`` the window contains one of the volume's
+    ``distractors`` (a hard negative: lipofuscin, a macrophage, a vessel), else with
+    probability ``cell_bias`` a random soma (either placed anywhere but the
+    window's outer eighth), otherwise it is uniform over the volume.
     """
     shape = np.asarray(volume.image.shape)
     size = np.asarray(window) + 2 * np.asarray(extra)
-    if len(volume.centres) and rng.random() < cell_bias:
-        centre = volume.centres[rng.integers(len(volume.centres))]
+    points = np.zeros((0, 3), np.float32)
+    if distractor_bias > 0 and len(volume.distractors) and rng.random() < distractor_bias:
+        points = volume.distractors
+    elif len(volume.centres) and rng.random() < cell_bias:
+        points = volume.centres
+    if len(points):
+        centre = points[rng.integers(len(points))]
         jitter = rng.uniform(-0.375, 0.375, size=3) * np.asarray(window)
         start = np.rint(centre + jitter - size / 2).astype(int)
     else:
         start = np.array([rng.integers(0, max(n - s, 0) + 1) for n, s in zip(shape, size)])
     return start, start + size
+
+
+DISTRACTOR_LEVEL = 1.5
+"""Model input (arcsinh units) a distractor voxel exceeds: about 6.4 background noise sigmas."""
+DISTRACTOR_CLEARANCE_UM = 4.0
+"""... and its distance from every cell's foreground (soma or process), in µm."""
+
+
+def bright_outside_cells(volume: Volume, min_voxels: int = 20) -> np.ndarray:
+    """Centres of the bright things of ``volume`` that are not microglia (lipofuscin puncta, perivascular
+    macrophages, vessels), where the hard-negative windows of :func:`crop_box` go: ``(M, 3)`` float32 voxels.
+
+    A bright thing is a connected set of at least ``min_voxels`` voxels brighter than
+    :data:`DISTRACTOR_LEVEL` and at least :data:`DISTRACTOR_CLEARANCE_UM` from every cell's foreground.
+    Each counts once, whatever its size, so small soma-sized clumps are drawn as often as macrophages."""
+    clearance = ndimage.distance_transform_edt(volume.cells == 0, sampling=volume.spacing)
+    labels, n = ndimage.label((volume.image > DISTRACTOR_LEVEL) & (clearance >= DISTRACTOR_CLEARANCE_UM))
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    keep = np.flatnonzero(sizes[1:] >= min_voxels) + 1
+    if not len(keep):
+        return np.zeros((0, 3), np.float32)
+    return np.asarray(ndimage.center_of_mass(np.ones_like(labels, np.uint8), labels, keep), np.float32).reshape(-1, 3)
 
 
 def read_padded(array: np.ndarray, start: np.ndarray, stop: np.ndarray, fill=0) -> np.ndarray:
@@ -325,14 +356,14 @@ class CellsWindow:
 
 def cells_window(volume: Volume, window: Sequence[int], rng: np.random.Generator, augment: Augment = Augment(),
                  cell_bias: float = 0.7, weight_um: float = BRANCH_WEIGHT_UM,
-                 max_weight: float = BRANCH_MAX_WEIGHT) -> CellsWindow:
+                 max_weight: float = BRANCH_MAX_WEIGHT, distractor_bias: float = 0.0) -> CellsWindow:
     """A random window (as :func:`crop_box`) with the one-pass targets: every cell's soma and foreground,
     and offsets to the own soma, computed after the flips and quarter turns (which move the somas too).
 
     The foreground weight is ``min(1 + d / weight_um, max_weight)`` with ``d``
     the distance to the own soma in µm, so distal processes count more.
     """
-    start, stop = crop_box(volume, window, rng, cell_bias)
+    start, stop = crop_box(volume, window, rng, cell_bias, distractor_bias=distractor_bias)
     image = read_padded(volume.image, start, stop, 0.0)
     labels = read_padded(volume.cells, start, stop, 0)
     somas = read_padded(volume.somas, start, stop, 0) > 0

@@ -40,8 +40,8 @@ from traice.nn.checkpoints import save_model
 from traice.nn.device import autocast, pick_device
 from traice.core.maps import OFFSET_SCALE_UM
 from traice.nn.losses import CellMapsLoss, DenoisingLoss, SegmentationLoss
-from traice.training.data import (NO_AUGMENT, Augment, Volume, branch_window, cells_window, load_volumes,
-                                  pretrain_window, soma_window)
+from traice.training.data import (NO_AUGMENT, Augment, Volume, branch_window, bright_outside_cells, cells_window,
+                                  load_volumes, pretrain_window, soma_window)
 from traice.training.recipes import AUGMENT, TASK_LOSS_WEIGHTS, TrainConfig, build
 
 def _lr_factor(step: int, warmup: int, total: int) -> float:
@@ -59,7 +59,8 @@ def _batch(volumes: Sequence[Volume], cfg: TrainConfig, rng: np.random.Generator
     if cfg.task == "cells":
         if len({v.spacing for v in picks}) > 1:
             raise ValueError("one-pass training needs one voxel size in a batch")
-        maps = [cells_window(v, cfg.window, rng, augment, cfg.cell_bias, cfg.weight_um, cfg.max_weight) for v in picks]
+        maps = [cells_window(v, cfg.window, rng, augment, cfg.cell_bias, cfg.weight_um, cfg.max_weight,
+                             cfg.distractor_bias) for v in picks]
         stack = {name: torch.from_numpy(np.stack([getattr(m, name) for m in maps])[:, None])
                  for name in ("image", "soma", "foreground", "weight")}
         stack["offsets"] = torch.from_numpy(np.stack([m.offsets for m in maps]))
@@ -156,6 +157,9 @@ def train(cfg: TrainConfig, sources: dict[str, list], out_dir: str | Path, cache
     started = time.time()
     train_volumes = load_volumes(sources["train"], cache or out / "cache")
     val_volumes = load_volumes(sources["val"], cache or out / "cache")
+    if cfg.distractor_bias > 0:  # hard negatives: where the bright things that are not microglia are
+        for volume in train_volumes:
+            volume.distractors = bright_outside_cells(volume)
     if not train_volumes:
         raise ValueError("no training volumes")
     data_seconds = time.time() - started

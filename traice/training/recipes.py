@@ -42,7 +42,8 @@ class TrainConfig:
     lr: float = 5e-4
     weight_decay: float = 0.05
     warmup: int = 100
-    cell_bias: float = 0.7                           # soma: share of windows placed on a cell
+    cell_bias: float = 0.7                           # soma, cells: share of windows placed on a cell
+    distractor_bias: float = 0.0                     # cells: share placed on a bright thing that is no cell first
     loss_weights: tuple[float, float, float] | None = None  # Dice, Focal, clDice; None: TASK_LOSS_WEIGHTS
     init: str | None = None                          # branch, cells: stage-1 weights to start from (None: shipped);
                                                      # cells: or a one-pass network, trained further as it is;

@@ -18,6 +18,6 @@ class DetectParams:
     model: str | None = None       # weights file; None = the shipped one-pass S weights
     adapter: str | None = None     # LoRA adapter file over ``model`` (traice finetune); None = none
     probability: float = 0.5       # soma probability threshold
-    overlap: float = 0.25          # sliding-window overlap
+    overlap: float | tuple[float, float, float] = 0.25  # sliding-window overlap: one share, or one per axis (z, y, x)
     batch_size: int = 2            # windows per forward pass
     device: str = "auto"           # auto (cuda when present) | cpu | cuda
