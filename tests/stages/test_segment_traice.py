@@ -63,6 +63,35 @@ def test_claims_are_the_probability_connected_to_each_soma(write_image):
         assert a.box == b.box and np.array_equal(a.claim, b.claim)
 
 
+def test_images_at_another_voxel_size_are_segmented_on_the_networks_grid(write_image):
+    """The scene at twice the grid's voxels: windows cover the same µm, the network sees them on its grid (the
+    stand-in checks the window's size in µm through the soma's extent), and the claims come back on the image."""
+    grid, cells = _scene()
+    coarse = grid.reshape(12, 2, 80, 2, 80, 2).mean(axis=(1, 3, 5))  # 2.5 x 0.8 x 0.8 µm voxels
+    image = open_image(write_image(coarse, tuple(2 * s for s in SPACING)))
+    half = cells.assign(z=(cells.z - 0.5) / 2, y=(cells.y - 0.5) / 2, x=(cells.x - 0.5) / 2)
+    seen = []
+
+    class Recording(BrightIsArbor):
+        def forward(self, x, points):
+            seen.append((x.clone(), points.clone()))
+            return super().forward(x, points)
+
+    masks = segment_traice(image, half, STATS, SegmentParams(method="prompted", batch_size=2, device="cpu"), Recording())
+    x, points = seen[0]
+    assert x.shape == (2, 1, 16, 64, 64)  # the model's window (16 x 128 x 128 grid voxels in blocks of 1 x 2 x 2)
+    for window, point in zip(x[:, 0], points[:, 0]):  # each prompt sits in its soma, 5 grid voxels across in z
+        z, y, w = (int(round(float(v))) for v in point)
+        assert window[z, y, w] > 1 and (window[:, y, w] > 1).sum() >= 3
+    labels = {m.cell_id: np.zeros(coarse.shape, bool) for m in masks}
+    for m in masks:
+        assert image.bounds.intersect(m.box) == m.box
+        labels[m.cell_id][m.box.slices] = m.claim > 0
+    assert labels[1][6, 22, 22] and labels[1][6, 38, 22]           # soma and the far end of its process
+    assert not labels[1][6, 31, 51] and not labels[1][6, 62, 2]    # not the blob, not the other cell
+    assert labels[2][6, 62, 2] and labels[2][6, 51, 1]
+
+
 def test_claim_keeps_the_radius_and_reports_an_empty_soma():
     prob = np.zeros((10, 60, 60), np.float32)
     prob[4:6, 28:32, 28:32] = 0.9

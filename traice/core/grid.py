@@ -36,14 +36,22 @@ def model_voxels(voxels: Sequence[int], spacing: Sequence[float]) -> tuple[int, 
     return tuple(max(1, round(v * m / s)) for v, s, m in zip(voxels, spacing, MODEL_SPACING_UM))  # type: ignore[return-value]
 
 
-def to_model_grid(block: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
-    """A ``(Z, Y, X)`` block resized onto the networks' grid: float32 of :func:`model_shape`."""
-    target = model_shape(block.shape, spacing)
+def to_model_grid(block: np.ndarray, spacing: Sequence[float], shape: Sequence[int] | None = None) -> np.ndarray:
+    """A ``(Z, Y, X)`` block resized onto the networks' grid: float32 of :func:`model_shape`, or of ``shape``
+    where a caller needs an exact window (the extent in µm then differs by the rounding of the block's voxels)."""
+    target = tuple(shape) if shape is not None else model_shape(block.shape, spacing)
     if target == block.shape:
         return block.astype(np.float32, copy=False)
     shrinks = any(t < n for t, n in zip(target, block.shape))
     return resize(block.astype(np.float32, copy=False), target, order=1, mode="edge", anti_aliasing=shrinks,
                   preserve_range=True).astype(np.float32, copy=False)
+
+
+def grid_position(point: Sequence[float], block_shape: Sequence[int], grid_shape: Sequence[int]) -> np.ndarray:
+    """A position in a block's voxels (from its start) as a position in the voxels of the block resized to
+    ``grid_shape`` (:func:`to_model_grid`: voxel centres aligned, the block's edges on the grid's): ``(3,)``."""
+    scale = np.asarray(grid_shape, float) / np.asarray(block_shape, float)
+    return (np.asarray(point, float) + 0.5) * scale - 0.5
 
 
 def shrink_to_grid(block: np.ndarray, spacing: Sequence[float]) -> np.ndarray:

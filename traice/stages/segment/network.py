@@ -17,7 +17,8 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from traice.core.geometry import Box, distance_um
-from traice.core.intensity import model_input
+from traice.core.grid import from_model_grid, grid_position, model_voxels, to_model_grid
+from traice.core.intensity import grid_stats, model_input
 from traice.core.masks import connected_to
 from traice.core.windows import block_mean, window_box, window_point
 from traice.io.claims import CellMask
@@ -43,25 +44,29 @@ def segment_traice(image, cells: pd.DataFrame, stats: dict, params: SegmentParam
     device = pick_device(params.device)
     model = model.to(device, memory_format=torch.channels_last_3d).eval()
     step = np.asarray(model.input_step)
-    extent = tuple(int(v) for v in np.asarray(model.window) * step)
+    extent = tuple(int(v) for v in np.asarray(model.window) * step)  # the window in voxels of the networks' grid
+    spacing = np.asarray(image.spacing, float)
+    native = model_voxels(extent, spacing)  # ... and in the image's voxels (the same µm; extent on the grid)
+    on_grid = grid_stats(stats)
     masks = []
     bar = tqdm(total=len(cells), desc="segment", unit="cell", disable=not progress)
     for start in range(0, len(cells), params.batch_size):
         rows = cells.iloc[start:start + params.batch_size]
         centres = rows[["z", "y", "x"]].to_numpy(float)
-        boxes = [window_box(c, extent, image.shape) for c in centres]
+        boxes = [window_box(c, native, image.shape) for c in centres]
         inners = [box.intersect(image.bounds) for box in boxes]  # the part of each window inside the image
-        inputs = []
-        for box, inner in zip(boxes, inners):
-            window = np.zeros(extent, np.float32)  # outside the image: background level, as in training
-            window[inner.relative_to(box).slices] = model_input(image.read(inner), stats)
-            inputs.append(block_mean(window, step))
-        points = np.stack([window_point(c, b, step) for c, b in zip(centres, boxes)])[:, None]
+        inputs, points = [], []
+        for box, inner, centre in zip(boxes, inners, centres):
+            raw = np.full(native, on_grid["median"], np.float32)  # outside the image: background, as in training
+            raw[inner.relative_to(box).slices] = image.read(inner)
+            inputs.append(block_mean(model_input(to_model_grid(raw, spacing, extent), on_grid), step))
+            soma = grid_position(centre - np.asarray(box.start), native, extent)  # in the grid window's voxels
+            points.append(window_point(soma, Box.from_shape(extent), step))
         with torch.no_grad(), autocast(device):
             x = torch.from_numpy(np.stack(inputs)[:, None]).to(device).contiguous(memory_format=torch.channels_last_3d)
-            logits = model(x, torch.from_numpy(points).to(device))
+            logits = model(x, torch.from_numpy(np.stack(points)[:, None]).to(device))
             prob = torch.sigmoid(interpolate(logits.float(), size=extent, mode="trilinear", align_corners=False))
-        prob = prob[:, 0].cpu().numpy()
+        prob = from_model_grid(prob[:, 0].cpu().numpy(), native)  # back onto the image's voxels
         for p, box, inner, centre, cell_id in zip(prob, boxes, inners, centres, rows["cell_id"]):
             masks.append(claim_from_probability(int(cell_id), p[inner.relative_to(box).slices], inner, centre,
                                                 image.spacing, params))
