@@ -6,9 +6,9 @@ from traice.training.finetune import FinetuneConfig, finetune
 
 log_to(snakemake.log[0])
 f = dict(snakemake.params.finetune)
-image, points, channel, box = f.pop("image"), f.pop("points"), f.pop("channel"), f.pop("complete_box")
+image, points, channel, box, traces = (f.pop(k) for k in ("image", "points", "channel", "complete_box", "traces"))
 if not image or not points:
     raise InputError("finetune.image and finetune.points: both must be set (--config 'finetune={image: ..., points: ...}')")
 summary = finetune(image, points, snakemake.output[0], from_config(FinetuneConfig, f), snakemake.params.base, channel,
-                   [box["start_um"], box["stop_um"]] if box else None)
+                   [box["start_um"], box["stop_um"]] if box else None, traces)
 print(summary)

@@ -121,10 +121,10 @@ def _finetune(args) -> None:
     cfg = FinetuneConfig(mode=args.mode, rank=args.rank, stages=tuple(args.stages) if args.stages else None,
                          steps=args.steps, lr=args.lr, seed=args.seed, device=args.device, threads=args.threads)
     box = [args.complete_box[:3], args.complete_box[3:]] if args.complete_box else None
-    summary = finetune(args.image, args.points, args.out, cfg, args.model, args.channel, box)
+    summary = finetune(args.image, args.points, args.out, cfg, args.model, args.channel, box, args.traces)
     kind = "adapter (set detect.adapter)" if args.mode == "lora" else "checkpoint (set detect.model)"
     print(f"wrote {args.out}: {kind}, {summary['file_bytes'] / 1024:.0f} kB, {summary['trainable_parameters']} trained "
-          f"weights, {summary['clicks']} clicks, {summary['train_seconds']:.0f} s")
+          f"weights, {summary['clicks']} clicks, {summary['traced_cells']} traced cells, {summary['train_seconds']:.0f} s")
 
 
 def _train(args) -> None:
@@ -234,6 +234,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="the file to write: a LoRA adapter (detect.adapter) or, with --mode full, weights (detect.model)")
     p.add_argument("--complete-box", type=float, nargs=6, metavar=("Z0", "Y0", "X0", "Z1", "Y1", "X1"),
                    help="µm box in which every soma was clicked: the rest of it teaches what is not a soma")
+    p.add_argument("--traces", help="an SWC file or a folder of them (µm of the image): traced arbors, which label "
+                                    "the foreground too; their roots count as clicked somas")
     p.add_argument("--mode", default="lora", choices=["lora", "full"],
                    help="lora: low-rank adapters on attention q, v and the head, a small file; full: every weight")
     p.add_argument("--rank", type=int, default=4, help="LoRA rank (default: %(default)s)")

@@ -103,3 +103,43 @@ def test_clicks_outside_the_image_are_refused_before_training(field, tmp_path):
         finetune(field / "image.ome.zarr", field / "clicks.csv", tmp_path / "a.pt", FinetuneConfig(steps=1),
                  complete_um=[[0, 0, 0], [10, 5000, 10]])
     assert not (tmp_path / "a.pt").exists()
+
+
+def _swc(path, nodes_um, radius=0.5):
+    """One traced cell: a chain of nodes (z, y, x µm), the first the soma; SWC columns are id type x y z r parent."""
+    rows = [f"{i + 1} {1 if i == 0 else 3} {x} {y} {z} {radius} {i if i else -1}" for i, (z, y, x) in enumerate(nodes_um)]
+    path.write_text("\n".join(rows) + "\n")
+
+
+def test_traced_processes_are_foreground_with_a_negative_band_and_the_rest_unknown():
+    soma = np.array([10.0, 25.6, 12.8])                         # µm; voxel (8, 64, 32) of the grid
+    process = np.stack([soma + [0, 0, dx] for dx in np.arange(0, 26, 2.0)])  # 24 µm along x
+    target, weight = ft.trace_targets([(process, np.full(len(process), 0.1), np.arange(-1, len(process) - 1))],
+                                      np.zeros(3), (16, 128, 128))
+    assert target.dtype == np.uint8 and target[8, 64, 32] == 1 and target[8, 64, 32 + 55] == 1  # 22 µm along
+    assert target[8, 64, 32 + 70] == 0 and weight[8, 64, 32 + 70] == 1  # 28 µm: past the tip, in the band
+    assert target[8, 64 + 6, 50] == 0 and weight[8, 64 + 6, 50] == 1    # 2.4 µm beside it: not foreground
+    assert weight[8, 64 + 20, 50] == 0                                 # 8 µm beside it: unknown
+    assert weight[8, 64, 32 + 1] == 1 and set(np.unique(weight[target > 0])) == {1}
+    none = ft.trace_targets([(process + 500, np.full(len(process), 0.1), np.arange(-1, len(process) - 1))],
+                            np.zeros(3), (16, 128, 128))
+    assert not none[0].any() and not none[1].any()                     # a tree far away labels nothing here
+
+
+def test_traced_arbors_train_the_foreground_and_bad_traces_are_refused(field, tmp_path):
+    clicks = pd.read_csv(field / "clicks.csv").to_numpy()
+    _swc(tmp_path / "cell.swc", [clicks[0], clicks[0] + [0, 0, 6], clicks[0] + [0, 0, 12]])
+    _swc(tmp_path / "extra.swc", [[5.0, 20.0, 20.0], [5.0, 20.0, 30.0]])  # a traced cell nobody clicked
+    cfg = FinetuneConfig(steps=2, batch_size=2)
+    summary = finetune(field / "image.ome.zarr", field / "clicks.csv", tmp_path / "adapter.pt", cfg,
+                       traces_path=tmp_path)
+    assert summary["traced_cells"] == 2 and summary["clicks"] == 4  # the unclicked root became a click
+    assert np.isfinite(summary["final_loss"])
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "broken.swc").write_text("1 1 0 0 0\n")
+    with pytest.raises(InputError, match="broken.swc: .*expected 7 columns"):
+        finetune(field / "image.ome.zarr", field / "clicks.csv", tmp_path / "a.pt", cfg, traces_path=tmp_path / "bad")
+    _swc(tmp_path / "far.swc", [[5.0, 5000.0, 20.0]])
+    with pytest.raises(InputError, match="far.swc: the soma of tree 1 .* lies outside the image"):
+        finetune(field / "image.ome.zarr", field / "clicks.csv", tmp_path / "a.pt", cfg, traces_path=tmp_path / "far.swc")
+    assert not (tmp_path / "a.pt").exists()

@@ -14,9 +14,15 @@ learns only near the clicks, where the answer is known:
   either, and windows are also drawn at random inside the box, so bright
   things that are not microglia (puncta, macrophages) are seen and learnt.
 
-The other outputs (foreground, offsets) have no labels here, so they are held
-to what the base network says on the same window (squared difference of the
-outputs, :data:`KEEP_WEIGHT`), and the arbors keep working.
+Traced arbors (SWC files from SNT, Imaris or neuTube, in µm of the image) are
+labels for the foreground too (:func:`trace_targets`): a traced process is
+foreground, a band around it (:data:`TRACE_NEGATIVE_UM`) within its cell's reach
+is not (a tracer would have followed a process there), and the rest is not
+trained. Each traced cell's root counts as a clicked soma.
+
+The outputs without labels (the offsets, and the foreground away from any
+trace) are held to what the base network says on the same window (squared
+difference of the outputs, :data:`KEEP_WEIGHT`), so the arbors keep working.
 
 ``mode="lora"`` trains low-rank adapters on the encoder attention's query and
 value projections and the output head (:mod:`traice.nn.lora`), written as a
@@ -49,6 +55,12 @@ from traice.nn.device import pick_device
 from traice.nn.losses import SegmentationLoss
 from traice.training.data import Augment, augment_intensity, flip_turn
 
+TRACE_NEGATIVE_UM = (1.5, 4.0)
+"""Voxels this far (µm) from a traced process are not foreground: a tracer would have followed one there ..."""
+TRACE_REACH_UM = 40.0
+"""... within this distance of the traced cell's soma (its arbor's reach)."""
+TRACE_MIN_RADIUS_UM = 0.4
+"""Thinner traced radii (often 0 or unset) are drawn this wide: one voxel of the networks' grid in y and x."""
 CHECKPOINT_EVERY = 25  # steps between resumable checkpoints (OUT.partial.pt)
 KEEP_WEIGHT = 1.0   # weight of holding the unlabelled outputs (foreground, offsets) to the base network's
 POINT_COLUMNS = {("z_um", "y_um", "x_um"): "um", ("z", "y", "x"): "voxel", ("axis-0", "axis-1", "axis-2"): "um"}
@@ -102,14 +114,65 @@ def read_points(path: str | Path, spacing: Sequence[float]) -> np.ndarray:
                      f"axis-0,axis-1,axis-2; found {list(table.columns)}")
 
 
+def read_traces(path: str | Path) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Traced arbors from one SWC file or a folder of them (µm, as :func:`traice.io.swc.read_swc`: nodes (N, 3)
+    z, y, x, radii, parents); InputError naming the file for a folder without any or a malformed file."""
+    from traice.io.swc import SwcError, read_swc
+
+    path = Path(path)
+    files = sorted(path.glob("*.swc")) if path.is_dir() else [path]
+    if not files:
+        raise InputError(f"traced arbors {path}: the folder holds no .swc file")
+    trees = []
+    for file in files:
+        try:
+            trees.append(read_swc(file))
+        except (SwcError, OSError) as err:
+            raise InputError(f"traced arbors {file}: {err}".replace("\n", " ")) from None
+    return trees
+
+
+def trace_targets(trees: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], origin_um: np.ndarray,
+                  shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Foreground target and its weight (uint8, ``shape`` voxels of the networks' grid starting at ``origin_um``)
+    from traced arbors: 1 on each traced tube (radius at least :data:`TRACE_MIN_RADIUS_UM`); weight 1 there and
+    in the band :data:`TRACE_NEGATIVE_UM` around the tubes within :data:`TRACE_REACH_UM` of a traced soma."""
+    from scipy import ndimage
+
+    from traice.synth.raster import tube_mask
+
+    model = np.asarray(MODEL_SPACING_UM)
+    box = Box.from_shape(shape)
+    extent = np.asarray(shape) * model
+    tubes = np.zeros(tuple(shape), bool)
+    near_soma = np.zeros(tuple(shape), bool)
+    grids = None
+    for points, radii, parents in trees:
+        local = points - origin_um
+        if np.any(local.min(0) > extent + TRACE_REACH_UM) or np.any(local.max(0) < -TRACE_REACH_UM):
+            continue  # nowhere near this crop
+        tubes |= tube_mask(local, np.maximum(radii, TRACE_MIN_RADIUS_UM), parents, box, model)
+        if grids is None:
+            grids = np.meshgrid(*[(np.arange(n) + 0.0) * m for n, m in zip(shape, model)], indexing="ij", sparse=True)
+        near_soma |= sum((g - c) ** 2 for g, c in zip(grids, local[0])) <= TRACE_REACH_UM**2
+    if not tubes.any():
+        return tubes.astype(np.uint8), near_soma.astype(np.uint8) * 0
+    away = ndimage.distance_transform_edt(~tubes, sampling=model)
+    band = (away >= TRACE_NEGATIVE_UM[0]) & (away <= TRACE_NEGATIVE_UM[1]) & near_soma
+    return tubes.astype(np.uint8), (tubes | band).astype(np.uint8)
+
+
 @dataclass
 class Crop:
     """A neighbourhood on the networks' grid: model input (Z, Y, X) float32, the clicks in it (N, 3) and the
-    box where the clicks are complete ((2, 3): start, stop; None: nowhere), in its voxels."""
+    box where the clicks are complete ((2, 3): start, stop; None: nowhere), in its voxels; with traced arbors,
+    the foreground target and its weight (Z, Y, X) uint8 (:func:`trace_targets`)."""
 
     image: np.ndarray
     clicks: np.ndarray
     complete: np.ndarray | None = None
+    foreground: np.ndarray | None = None
+    foreground_weight: np.ndarray | None = None
 
 
 def crop_centres(points_um: np.ndarray, complete_um: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
@@ -122,10 +185,12 @@ def crop_centres(points_um: np.ndarray, complete_um: np.ndarray | None, rng: np.
 
 
 def click_crops(image: OmeImage, stats: dict, points_um: np.ndarray, window: Sequence[int],
-                centres_um: np.ndarray | None = None, complete_um: np.ndarray | None = None) -> list[Crop]:
+                centres_um: np.ndarray | None = None, complete_um: np.ndarray | None = None,
+                traces: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]] = ()) -> list[Crop]:
     """Around every centre (default: the clicks), the model input: the window plus half a window each side (room
     to shift), read from the image, resampled onto the networks' grid; padded with the background outside the
-    image. Each crop knows the clicks and the complete box in its own voxels."""
+    image. Each crop knows the clicks and the complete box in its own voxels and, with ``traces``, the
+    foreground they label."""
     spacing = np.asarray(image.spacing, float)
     model = np.asarray(MODEL_SPACING_UM)
     half_um = np.asarray(window) * model  # a whole window each side of the centre
@@ -142,7 +207,10 @@ def click_crops(image: OmeImage, stats: dict, points_um: np.ndarray, window: Seq
         origin_um = np.asarray(box.start) * spacing
         clicks = (points_um - origin_um) / model
         complete = None if complete_um is None else ((np.asarray(complete_um) - origin_um) / model).astype(np.float32)
-        crops.append(Crop(model_input(grid, grid_stats(stats)), clicks.astype(np.float32), complete))
+        crop = Crop(model_input(grid, grid_stats(stats)), clicks.astype(np.float32), complete)
+        if traces:
+            crop.foreground, crop.foreground_weight = trace_targets(traces, origin_um, shape)
+        crops.append(crop)
     return crops
 
 
@@ -180,30 +248,35 @@ def targets(shape: Sequence[int], clicks: np.ndarray, cfg: FinetuneConfig,
 def draw_batch(crops: Sequence[Crop], cfg: FinetuneConfig, rng: np.random.Generator, augment: Augment) -> dict:
     """A batch of windows around random clicks (shifted by up to half a window), with their targets."""
     window = np.asarray(cfg.window)
-    images, somas, weights = [], [], []
+    arrays = {name: [] for name in ("image", "soma", "weight", "foreground", "foreground_weight")}
     for _ in range(cfg.batch_size):
         crop = crops[int(rng.integers(len(crops)))]
         centre = np.asarray(crop.image.shape) // 2
         start = centre - window // 2 + rng.integers(-(window // 4), window // 4 + 1)
         start = np.clip(start, 0, np.asarray(crop.image.shape) - window)
-        image = crop.image[tuple(slice(a, a + w) for a, w in zip(start, window))]
+        inside = tuple(slice(a, a + w) for a, w in zip(start, window))
         complete = None if crop.complete is None else crop.complete - start
         soma, weight = targets(window, crop.clicks - start, cfg, complete)
-        (image, soma, weight), _ = flip_turn([image, soma, weight], None, rng, augment)
-        images.append(augment_intensity(image, rng, augment))
-        somas.append(soma)
-        weights.append(weight)
-    as_tensor = lambda arrays: torch.from_numpy(np.stack(arrays)[:, None])  # noqa: E731
-    return {"image": as_tensor(images), "soma": as_tensor(somas), "weight": as_tensor(weights)}
+        if crop.foreground is None:  # no traces: the foreground is not trained here
+            foreground = foreground_weight = np.zeros(tuple(window), np.float32)
+        else:
+            foreground, foreground_weight = (a[inside].astype(np.float32) for a in (crop.foreground, crop.foreground_weight))
+        window_arrays, _ = flip_turn([crop.image[inside], soma, weight, foreground, foreground_weight], None, rng, augment)
+        window_arrays = [augment_intensity(window_arrays[0], rng, augment), *window_arrays[1:]]
+        for name, array in zip(arrays, window_arrays):
+            arrays[name].append(array)
+    return {name: torch.from_numpy(np.stack(a)[:, None]) for name, a in arrays.items()}
 
 
 def finetune(image_path: str | Path, points_path: str | Path, out_path: str | Path, cfg: FinetuneConfig = FinetuneConfig(),
              base_path: str | Path | None = None, channel: int | None = None,
-             complete_um: Sequence[Sequence[float]] | None = None) -> dict:
+             complete_um: Sequence[Sequence[float]] | None = None, traces_path: str | Path | None = None) -> dict:
     """Fine-tune the one-pass network (``base_path``, default the shipped weights) on the clicked somas of an
     image; write the adapter (lora) or the whole checkpoint (full) to ``out_path``. Returns a summary.
 
-    ``complete_um``: (start, stop) µm (z, y, x) of a box in which every soma was clicked, or None."""
+    ``complete_um``: (start, stop) µm (z, y, x) of a box in which every soma was clicked, or None.
+    ``traces_path``: an SWC file or a folder of them (µm of the image), traced arbors that label the
+    foreground too (:func:`trace_targets`); their roots count as clicked somas."""
     from traice.nn import lora
     from traice.nn.checkpoints import load_checkpoint, load_model, save_model
     from traice.stages.plan import intensity_stats
@@ -211,10 +284,18 @@ def finetune(image_path: str | Path, points_path: str | Path, out_path: str | Pa
 
     image = open_image(image_path, channel)
     points = read_points(points_path, image.spacing)
-    outside = ~np.all((points >= 0) & (points < np.asarray(image.shape) * np.asarray(image.spacing)), axis=1)
+    image_um = np.asarray(image.shape) * np.asarray(image.spacing)
+    outside = ~np.all((points >= 0) & (points < image_um), axis=1)
     if outside.any():
         raise InputError(f"soma points {points_path}: point {int(np.flatnonzero(outside)[0]) + 1} "
                          f"{points[outside][0].round(1).tolist()} µm lies outside the image")
+    traces = read_traces(traces_path) if traces_path is not None else []
+    for number, (nodes, _, _) in enumerate(traces, 1):
+        if not np.all((nodes[0] >= 0) & (nodes[0] < image_um)):
+            raise InputError(f"traced arbors {traces_path}: the soma of tree {number} {nodes[0].round(1).tolist()} µm "
+                             f"lies outside the image (0 to {image_um.round(1).tolist()} µm; SWC must be in µm of the image)")
+        if np.linalg.norm(points - nodes[0], axis=1).min() > cfg.soma_radius_um:
+            points = np.concatenate([points, nodes[:1]])  # a traced cell's root is a clicked soma
     box = None
     if complete_um is not None:
         box = np.asarray(complete_um, float).reshape(2, 3)
@@ -231,7 +312,8 @@ def finetune(image_path: str | Path, points_path: str | Path, out_path: str | Pa
     device = pick_device(cfg.device)
     started = time.perf_counter()
     stats = intensity_stats(image)
-    crops = click_crops(image, stats, points, cfg.window, crop_centres(points, box, np.random.default_rng(cfg.seed)), box)
+    crops = click_crops(image, stats, points, cfg.window, crop_centres(points, box, np.random.default_rng(cfg.seed)), box,
+                        traces)
     torch.manual_seed(cfg.seed)
     teacher = copy.deepcopy(base).to(device).eval()
     for p in teacher.parameters():
@@ -246,7 +328,8 @@ def finetune(image_path: str | Path, points_path: str | Path, out_path: str | Pa
     partial = Path(str(out_path) + ".partial.pt")
     if partial.exists():  # resume a killed run where it stopped
         state = torch.load(partial, map_location="cpu", weights_only=True)
-        if state["config"] == asdict(cfg) and state["points"] == points.tolist() and state["complete"] == _plain(box):
+        if (state["config"] == asdict(cfg) and state["points"] == points.tolist() and state["complete"] == _plain(box)
+                and state.get("traced", 0) == len(traces)):
             model.load_state_dict(state["model"])
             optimiser.load_state_dict(state["optimiser"])
             rng.bit_generator.state = state["rng"]
@@ -261,7 +344,11 @@ def finetune(image_path: str | Path, points_path: str | Path, out_path: str | Pa
         out = model(batch["image"])
         with torch.no_grad():
             kept = teacher(batch["image"])
-        loss = loss_fn(out[:, :1], batch["soma"], batch["weight"]) + KEEP_WEIGHT * ((out[:, 1:] - kept[:, 1:]) ** 2).mean()
+        unlabelled = torch.cat([1 - batch["foreground_weight"], torch.ones_like(out[:, 2:])], dim=1)  # foreground, offsets
+        loss = (loss_fn(out[:, :1], batch["soma"], batch["weight"])
+                + KEEP_WEIGHT * (unlabelled * (out[:, 1:] - kept[:, 1:]) ** 2).mean())
+        if traces:
+            loss = loss + loss_fn(out[:, 1:2], batch["foreground"], batch["foreground_weight"])
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -270,12 +357,12 @@ def finetune(image_path: str | Path, points_path: str | Path, out_path: str | Pa
         elapsed += time.perf_counter() - t0
         if step % CHECKPOINT_EVERY == 0 and step < cfg.steps:
             with atomic_path(partial) as tmp:
-                torch.save({"config": asdict(cfg), "points": points.tolist(), "complete": _plain(box),
+                torch.save({"config": asdict(cfg), "points": points.tolist(), "complete": _plain(box), "traced": len(traces),
                             "model": model.state_dict(),
                             "optimiser": optimiser.state_dict(), "rng": rng.bit_generator.state,
                             "torch_rng": torch.get_rng_state(), "step": step, "elapsed": elapsed}, tmp)
     model = model.cpu().eval()
-    summary = {"mode": cfg.mode, "clicks": len(points), "steps": cfg.steps, "trainable_parameters": lora.trainable_parameters(model),
+    summary = {"mode": cfg.mode, "clicks": len(points), "traced_cells": len(traces), "steps": cfg.steps, "trainable_parameters": lora.trainable_parameters(model),
                "complete_um": _plain(box), "train_seconds": round(elapsed, 1), "setup_seconds": round(time.perf_counter() - started - elapsed, 1),
                "final_loss": float(np.mean(losses[-10:])) if losses else None, "image": str(image_path),
                "base": str(base_path), "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}}

@@ -63,6 +63,7 @@ rule finetune:
     input:
         image=lambda wc: config["finetune"]["image"] or [],
         points=lambda wc: config["finetune"]["points"] or [],
+        traces=lambda wc: config["finetune"]["traces"] or [],
     output:
         os.path.join(RESULTS, "models", "finetune", "adapter.pt" if config["finetune"]["mode"] == "lora" else "model.pt"),
     params:
