@@ -2,7 +2,7 @@
 
 Usage:
     python bench/false_somas.py [--split val] [--regime confocal] [--data ../shared/data/morphomics_kxa]
-                                [--synthetic N] [--out detections.parquet]
+                                [--synthetic N] [--model WEIGHTS.pt] [--out detections.parquet]
 
 Renders the fields of one split of the traced data (render seed 0), runs the
 shipped one-pass network over each whole field and detects somas as the
@@ -18,7 +18,9 @@ where the traced renderings' are all about 5 µm). For each detection:
   covariance (µm) of its connected soma-probability component (p > 0.5);
 - ``fg_shell``: the mean foreground probability 8-16 µm from it (processes);
 - ``contrast``: its mean intensity within 3 µm, above the image median, in
-  noise sigmas.
+  noise sigmas;
+- ``on_cell``: whether a true cell's soma or process lies within 2 µm of it
+  (a false one there is part of a real cell; elsewhere, a distractor).
 
 Prints the 10th, 50th and 90th percentile of each feature for true and false
 detections. Choose any filter on --split val, never on test.
@@ -62,8 +64,12 @@ def elongation(component: np.ndarray, spacing) -> float:
     return float(np.sqrt(eig[-1] / max(eig[0], 1e-9)))
 
 
-def detection_features(image: np.ndarray, maps: np.ndarray, found: pd.DataFrame, spacing, stats: dict) -> pd.DataFrame:
-    """One row of features per detection (columns as the module docstring)."""
+ON_CELL_UM = 2.0
+
+
+def detection_features(image: np.ndarray, maps: np.ndarray, found: pd.DataFrame, spacing, stats: dict,
+                       cells: np.ndarray) -> pd.DataFrame:
+    """One row of features per detection (columns as the module docstring); ``cells`` the true cell labels."""
     components, _ = ndimage.label(maps[0] > 0.5)
     bounds = Box.from_shape(image.shape)
     rows = []
@@ -79,6 +85,7 @@ def detection_features(image: np.ndarray, maps: np.ndarray, found: pd.DataFrame,
             "elongation": elongation(components[box.slices] == label, spacing) if label else float("nan"),
             "fg_shell": float(maps[1][box.slices][shell].mean()),
             "contrast": float((image[box.slices][dist <= CORE_UM].mean() - stats["median"]) / stats["sigma"]),
+            "on_cell": bool((cells[box.slices][dist <= ON_CELL_UM] > 0).any()),
         })
     return pd.DataFrame(rows)
 
@@ -104,8 +111,9 @@ def main() -> None:
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "morphomics_kxa"))
     ap.add_argument("--synthetic", type=int, default=0, help="score this many synthetic generator fields instead")
     ap.add_argument("--out", help="also write the per-detection rows to this parquet file")
+    ap.add_argument("--model", help="one-pass weights (default: the shipped ones)")
     args = ap.parse_args()
-    model = load_model(shipped_weights("cells"))
+    model = load_model(args.model or shipped_weights("cells"))
     tables = []
     for name, brain in volumes(args):
         spacing = np.asarray(brain.params.spacing)
@@ -115,7 +123,7 @@ def main() -> None:
         match = match_points(found[["z", "y", "x"]].to_numpy() * spacing, brain.truth[["z", "y", "x"]].to_numpy() * spacing)
         true = np.zeros(len(found), bool)
         true[[p for p, _ in match.pairs]] = True
-        tables.append(detection_features(brain.image, maps, found, spacing, stats).assign(field=name, true=true))
+        tables.append(detection_features(brain.image, maps, found, spacing, stats, brain.cells).assign(field=name, true=true))
         print(f"{name[:40]:<40} {true.sum()} true, {(~true).sum()} false detections", flush=True)
     table = pd.concat(tables, ignore_index=True)
     if args.out:
@@ -126,6 +134,9 @@ def main() -> None:
         for name, part in (("true", table[table["true"]]), ("false", table[~table["true"]])):
             q = part[feature].quantile([0.1, 0.5, 0.9]).to_numpy()
             print(f"{feature:<11} {name:<11} {len(part):>4} {q[0]:>8.3f} {q[1]:>8.3f} {q[2]:>8.3f}")
+    false = table[~table["true"]]
+    print(f"\nfalse detections on a true cell (within {ON_CELL_UM:g} µm of its soma or processes): "
+          f"{int(false['on_cell'].sum())} of {len(false)}; elsewhere (distractors): {int((~false['on_cell']).sum())}")
 
 
 if __name__ == "__main__":
