@@ -153,10 +153,10 @@ def trace_targets(trees: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], or
             continue  # nowhere near this crop
         tubes |= tube_mask(local, np.maximum(radii, TRACE_MIN_RADIUS_UM), parents, box, model)
         if grids is None:
-            grids = np.meshgrid(*[(np.arange(n) + 0.0) * m for n, m in zip(shape, model)], indexing="ij", sparse=True)
+            grids = np.meshgrid(*[np.arange(n) * m for n, m in zip(shape, model)], indexing="ij", sparse=True)
         near_soma |= sum((g - c) ** 2 for g, c in zip(grids, local[0])) <= TRACE_REACH_UM**2
     if not tubes.any():
-        return tubes.astype(np.uint8), near_soma.astype(np.uint8) * 0
+        return np.zeros(tuple(shape), np.uint8), np.zeros(tuple(shape), np.uint8)
     away = ndimage.distance_transform_edt(~tubes, sampling=model)
     band = (away >= TRACE_NEGATIVE_UM[0]) & (away <= TRACE_NEGATIVE_UM[1]) & near_soma
     return tubes.astype(np.uint8), (tubes | band).astype(np.uint8)
