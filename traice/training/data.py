@@ -60,7 +60,7 @@ class Volume:
     name: str
     spacing: tuple[float, float, float]
     distractors: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float32))
-    """(M, 3) bright voxels away from every cell (:func:`bright_outside_cells`), where hard-negative windows go."""
+    """(M, 3) centres of bright things away from every cell (:func:`bright_outside_cells`): hard-negative windows."""
 
 
 def from_brain(brain: SyntheticBrain, name: str) -> Volume:
