@@ -60,11 +60,7 @@ def shrink_to_grid(block: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
 
     The noise of these voxels is the noise the network sees: averaging finer voxels lowers it, while
     interpolating between coarser ones only smooths it (:func:`traice.stages.plan.intensity_stats`)."""
-    target = tuple(min(t, n) for t, n in zip(model_shape(block.shape, spacing), block.shape))
-    if target == block.shape:
-        return block.astype(np.float32, copy=False)
-    return resize(block.astype(np.float32, copy=False), target, order=1, mode="edge", anti_aliasing=True,
-                  preserve_range=True).astype(np.float32, copy=False)
+    return to_model_grid(block, spacing, tuple(min(t, n) for t, n in zip(model_shape(block.shape, spacing), block.shape)))
 
 
 def from_model_grid(maps: np.ndarray, shape: Sequence[int]) -> np.ndarray:
