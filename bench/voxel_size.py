@@ -59,12 +59,14 @@ def main() -> None:
         scores = evaluate_run(results)
         morphology = pd.read_parquet(results / "morphology.parquet")
         rows.append({"rendering": name, "voxel (µm)": " × ".join(f"{s:g}" for s in samples[name]["synthetic"]["spacing"]),
-                     "soma F1": round(scores["soma F1"], 3), "clDice": round(scores["branch clDice (all true cells)"], 3),
+                     "soma F1": round(scores["soma F1"], 3), "precision": round(scores["soma precision"], 3),
+                     "recall": round(scores["soma recall"], 3), "clDice": round(scores["branch clDice (all true cells)"], 3),
+                     "Dice": round(scores["branch Dice (all true cells)"], 3), "PQ": round(scores["PQ"], 3),
                      **{f"median {c}": round(float(morphology[c].median()), 1) for c in MORPHOLOGY if c in morphology}})
     table = pd.DataFrame(rows)
     print(table.to_markdown(index=False))
     grid = table.iloc[0]
-    for c in table.columns[4:]:
+    for c in table.columns[8:]:
         spread = max(abs(v / grid[c] - 1) for v in table[c]) if grid[c] else float("nan")
         print(f"{c}: largest difference from the grid rendering {spread:.0%}")
 

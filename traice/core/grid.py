@@ -63,10 +63,25 @@ def shrink_to_grid(block: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     return to_model_grid(block, spacing, tuple(min(t, n) for t, n in zip(model_shape(block.shape, spacing), block.shape)))
 
 
-def from_model_grid(maps: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    """Maps ``(C, z, y, x)`` on the networks' grid resized back onto a block of ``shape``: ``(C, *shape)`` float32."""
+def from_model_grid(maps: np.ndarray, shape: Sequence[int], probability_channels: int | None = None) -> np.ndarray:
+    """Maps ``(C, z, y, x)`` on the networks' grid resized back onto a block of ``shape``: ``(C, *shape)`` float32.
+
+    The first ``probability_channels`` channels (all when None) are probabilities that are thresholded
+    later (the foreground at ``segment.probability``, 0.1 by default). Along the axes where the block is
+    finer, each of its voxels takes the value of the grid voxel it lies in: linear interpolation between a
+    thin process's grid voxel and the background would move a low threshold's crossing out by most of a grid
+    voxel on each side and make every process fatter than on the grid. Along coarser axes, and for the
+    other channels (offsets), values are interpolated linearly."""
     shape = tuple(shape)
     if maps.shape[1:] == shape:
         return maps
-    return np.stack([resize(channel, shape, order=1, mode="edge", anti_aliasing=False, preserve_range=True)
-                     for channel in maps]).astype(np.float32, copy=False)
+    n_prob = len(maps) if probability_channels is None else probability_channels
+    finer = tuple(max(t, n) for t, n in zip(shape, maps.shape[1:]))  # finer axes at their size, others as they are
+
+    def resized(channel: np.ndarray, target: tuple, order: int) -> np.ndarray:
+        if channel.shape == target:
+            return channel
+        return resize(channel, target, order=order, mode="edge", anti_aliasing=False, preserve_range=True)
+
+    return np.stack([resized(resized(channel, finer, 0) if i < n_prob else channel, shape, 1)
+                     for i, channel in enumerate(maps)]).astype(np.float32, copy=False)

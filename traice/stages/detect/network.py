@@ -18,6 +18,7 @@ from scipy import ndimage
 
 from traice.core.grid import from_model_grid, needs_resampling, to_model_grid
 from traice.core.intensity import grid_stats, model_input
+from traice.core.maps import PROBABILITY_CHANNELS
 from traice.stages.detect.params import DetectParams
 from traice.stages.detect.somas import split_somas
 
@@ -51,7 +52,7 @@ def detect_traice_maps(block: np.ndarray, spacing, stats: dict, params: DetectPa
     on_grid = to_model_grid(block, spacing) if needs_resampling(spacing) else block  # the networks' voxels
     maps = sliding_window_maps(model, model_input(on_grid, grid_stats(stats)), model.window, params.overlap,
                                params.batch_size, params.device)
-    maps = from_model_grid(maps, block.shape)  # back onto the input's voxels
+    maps = from_model_grid(maps, block.shape, PROBABILITY_CHANNELS)  # back onto the input's voxels
     prob = maps[0]
     blob = ndimage.gaussian_filter(prob, sigma=(params.soma_radius_um[0] / 2) / spacing)
     table = split_somas(prob > params.probability, blob, prob, prob, spacing, params.soma_radius_um)
