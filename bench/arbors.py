@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -44,10 +43,8 @@ sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
 
-from traice.core.geometry import Box  # noqa: E402
 from traice.core.intensity import robust_stats  # noqa: E402
 from traice.core.metrics import cldice, dice, match_points, panoptic_quality  # noqa: E402
-from traice.io.claims import collect_index, write_masks  # noqa: E402
 from traice.io.maps import ArrayMaps  # noqa: E402
 from traice.io.ome import ArrayImage  # noqa: E402
 from traice.nn.checkpoints import load_model  # noqa: E402
@@ -58,7 +55,7 @@ from traice.stages.segment import SegmentParams  # noqa: E402
 from traice.stages.segment.params import METHOD_PROBABILITY  # noqa: E402
 from traice.stages.segment.classical import segment_cells  # noqa: E402
 from traice.stages.segment.ownership import segment_owned  # noqa: E402
-from traice.stages.stitch import compose  # noqa: E402
+from traice.stages.stitch import compose_masks  # noqa: E402
 from traice.synth import synthesize  # noqa: E402
 from traice.synth.regimes import regime_params  # noqa: E402
 from traice.synth.traces import MIN_SOMA_RADIUS_UM, field_split, read_field, render_traces, trace_fields  # noqa: E402
@@ -114,12 +111,6 @@ def cell_morphology(labels: np.ndarray, boxes, label: int, soma_voxel, spacing) 
     soma = [float(c) - s.start for c, s in zip(soma_voxel, box)]
     metrics, _, _ = measure(labels[box] == label, spacing, soma)
     return {k: metrics[k] for k in ("total_length_um", "sholl_max_intersections")}
-
-
-def stitched(masks, shape) -> np.ndarray:
-    with tempfile.TemporaryDirectory() as tmp:
-        write_masks(masks, Path(tmp) / "masks.zarr")
-        return compose(Box.from_shape(shape), collect_index([Path(tmp) / "masks.zarr"]))
 
 
 def score_cells(labels: np.ndarray, truth_labels: np.ndarray, pairs: dict[int, int]) -> pd.DataFrame:
@@ -197,7 +188,7 @@ def main() -> None:
             else:
                 masks = segment_owned(image, cells, stats, params, store)
             seconds = time.perf_counter() - started
-            labels = stitched(masks, brain.image.shape)
+            labels = compose_masks(masks, brain.image.shape)
             per_cell = score_cells(labels, brain.cells, pairs)
             per_cell = per_cell.assign(regime=regime, volume=name, method=label, dense=near[per_cell["cell"] - 1] <= DENSE_UM,
                                        depth=depth[per_cell["cell"] - 1])

@@ -9,6 +9,7 @@ recomposes only the affected boxes and never touches the voxels of kept cells.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -18,7 +19,7 @@ import zarr
 
 from traice.core.geometry import Box
 from traice.io.multiscale import create_multiscale, write_block
-from traice.io.claims import read_claim
+from traice.io.claims import collect_index, read_claim, write_masks
 
 LABEL_DTYPE = np.uint32
 
@@ -44,6 +45,14 @@ def compose(block: Box, index: pd.DataFrame) -> np.ndarray:
         best[target][wins] = claim[wins]
         labels[target][wins] = int(row["cell_id"])
     return labels
+
+
+def compose_masks(masks: Sequence, shape: Sequence[int]) -> np.ndarray:
+    """Labels ``(shape)`` uint32 of a whole small image from claims held in memory (``CellMask``), composed as
+    the workflow composes them (benchmarks and tests)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        write_masks(list(masks), Path(tmp) / "masks.zarr")
+        return compose(Box.from_shape(shape), collect_index([Path(tmp) / "masks.zarr"]))
 
 
 def stitch_block(label_path: str | Path, block: Box, index: pd.DataFrame,

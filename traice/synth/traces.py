@@ -37,6 +37,12 @@ def read_field(folder: str | Path) -> list[tuple[np.ndarray, np.ndarray, np.ndar
     return trees
 
 
+def traces_origin(trees: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], margin_um: float = 5.0) -> np.ndarray:
+    """Where :func:`render_traces` puts the rendered volume's origin in the traces' frame: ``(3,)`` µm
+    (a trace's position in the volume is its position minus this)."""
+    return np.min([t[0].min(axis=0) for t in trees], axis=0) - margin_um
+
+
 def render_traces(
     trees: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
     params: SynthParams = SynthParams(),
@@ -52,7 +58,7 @@ def render_traces(
         raise ValueError("no traces to render")
     rng = np.random.default_rng(params.seed)
     spacing = np.asarray(params.spacing)
-    lo = np.min([t[0].min(axis=0) for t in trees], axis=0) - margin_um
+    lo = traces_origin(trees, margin_um)
     hi = np.max([t[0].max(axis=0) for t in trees], axis=0) + margin_um
     shape = tuple(int(v) for v in np.ceil((hi - lo) / spacing))
     p = dataclasses.replace(params, shape=shape, cells=len(trees))
