@@ -135,6 +135,9 @@ def main() -> None:
     ap.add_argument("--regime", default="lightsheet")
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--fields", type=int, default=3, help="held-out validation fields scored")
+    ap.add_argument("--lr", type=float, help="learning rate (default: FinetuneConfig's for each mode)")
+    ap.add_argument("--norms", action="store_true", help="lora: also train the normalisation layers")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the row without fine-tuning")
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "morphomics_kxa"))
     ap.add_argument("--out", type=Path, default=Path("/tmp/traice-finetune-arbors"))
     args = ap.parse_args()
@@ -148,19 +151,24 @@ def main() -> None:
             warnings.simplefilter("ignore")
             held_out.append(render_traces(read_field(folder), regime_params(args.regime, seed=0)))
     n_true = sum(len(b.truth) for b in held_out)
-    rows = [{"condition": "no fine-tuning", "traced": 0, **score(load_model(shipped_weights("cells")), held_out),
-             "trainable": 0, "file_kB": None, "train_s": 0.0}]
-    print(rows[-1], flush=True)
+    rows = []
+    if not args.no_baseline:
+        rows.append({"condition": "no fine-tuning", "traced": 0, **score(load_model(shipped_weights("cells")), held_out),
+                     "trainable": 0, "file_kB": None, "train_s": 0.0})
+        print(rows[-1], flush=True)
     for n in args.traced:
         image, clicks, traced, box = labelled_field(split["train"][0], args.regime, n, args.out)
         for condition in args.conditions:
             labels, mode = condition.split("-")
-            out = args.out / f"{condition}_{n}.pt"
-            summary = finetune(image, clicks, out, FinetuneConfig(mode=mode, steps=args.steps), complete_um=box,
+            norms = args.norms and mode == "lora"
+            name = condition + ("+norms" if norms else "") + (f"@{args.lr:g}" if args.lr else "")
+            out = args.out / f"{name}_{n}.pt"
+            cfg = FinetuneConfig(mode=mode, steps=args.steps, lr=args.lr, norms=norms)
+            summary = finetune(image, clicks, out, cfg, complete_um=box,
                                traces_path=traced if labels == "traces" else None)
             model = load_model(shipped_weights("cells"))
             model = apply_adapter(model, out) if mode == "lora" else load_model(out)
-            rows.append({"condition": condition, "traced": n, **score(model, held_out),
+            rows.append({"condition": name, "traced": n, **score(model, held_out),
                          "trainable": summary["trainable_parameters"], "file_kB": round(summary["file_bytes"] / 1024, 1),
                          "train_s": summary["train_seconds"]})
             print(rows[-1], flush=True)

@@ -6,7 +6,8 @@ import pytest
 from conftest import SHARED_DATA
 from traice.synth import SynthParams
 from traice.io.swc import SwcError, read_swc
-from traice.synth.traces import MIN_SOMA_RADIUS_UM, field_split, read_field, render_traces, trace_fields
+from traice.synth.traces import (MIN_SOMA_RADIUS_UM, field_split, read_field, render_traces, trace_fields,
+                                 traces_origin)
 
 Y_TREE = """# a soma and a Y
 1 1 10.0 10.0 4.0 2.0 -1
@@ -66,6 +67,9 @@ def test_render_traces_soma_and_arbor_labels(tmp_path):
     tip = np.rint((np.array([4.0, 25.0, 40.0]) - np.array([4.0, 0.0, 10.0]) + 8.0) / spacing).astype(int)
     assert brain.cells[tuple(tip)] == 1
     assert brain.truth["cell_id"].tolist() == [1]
+    # a trace moved by -traces_origin is in µm of the rendered volume: its root is the soma
+    root = read_swc(path)[0][0] - traces_origin([read_swc(path)], margin_um=8.0)
+    np.testing.assert_allclose(brain.truth[["z_um", "y_um", "x_um"]].to_numpy()[0], root, atol=1e-6)
 
 
 def test_field_split_is_fixed_and_disjoint():

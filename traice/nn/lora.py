@@ -4,7 +4,8 @@ pretrained transformer to a new modality (arXiv 2504.21544).
 Each adapted projection ``W`` becomes ``W + (alpha / rank) · B A`` with ``A``
 (rank × C) and ``B`` (C × rank, zero at the start, so training starts from the
 base network's outputs); the base weights stay frozen and only ``A``, ``B`` and
-the output head (``head``, a 1×1×1 convolution) train. The layers come from
+the output head (``head``, a 1×1×1 convolution) train, and, optionally
+(``norms``), the scales and shifts of the normalisation layers. The layers come from
 ``peft`` (``inject_adapter_in_model`` on our ``q_proj`` / ``v_proj`` Linear
 modules; it needs no model-hub code path).
 
@@ -54,24 +55,36 @@ def target_modules(model: nn.Module, stages: Sequence[int] | None = None) -> lis
     return out
 
 
+def norm_parameters(model: nn.Module) -> set[str]:
+    """Names of the scale and shift parameters of every normalisation layer (layer, instance and group norms)."""
+    kinds = (nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm, nn.modules.batchnorm._BatchNorm)
+    return {f"{module_name}.{name}" if module_name else name
+            for module_name, module in model.named_modules() if isinstance(module, kinds)
+            for name, _ in module.named_parameters(recurse=False)}
+
+
 def add_adapters(model: nn.Module, rank: int = 4, alpha: float | None = None,
-                 stages: Sequence[int] | None = None) -> nn.Module:
+                 stages: Sequence[int] | None = None, norms: bool = False) -> nn.Module:
     """Add LoRA adapters of ``rank`` (scale ``alpha / rank``, default alpha = 2 · rank) to ``model`` in place;
-    freeze everything but the adapters and the output head. Returns the model."""
+    freeze everything but the adapters, the output head and, with ``norms``, the normalisation layers' scales
+    and shifts (:func:`norm_parameters`: about 10 000 weights in the S network, which re-centre every layer's
+    features on a new microscope's statistics). Returns the model."""
     from peft import LoraConfig, inject_adapter_in_model
 
     config = LoraConfig(r=rank, lora_alpha=alpha if alpha is not None else 2 * rank, lora_dropout=0.0,
                         target_modules=target_modules(model, stages), bias="none")
     model = inject_adapter_in_model(config, model)
+    tuned_norms = norm_parameters(model) if norms else set()
     for name, p in model.named_parameters():
-        p.requires_grad = "lora_" in name or name.startswith(TRAINED_WITH_ADAPTERS)
+        p.requires_grad = "lora_" in name or name.startswith(TRAINED_WITH_ADAPTERS) or name in tuned_norms
     return model
 
 
 def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The adapters' and the head's weights (CPU copies)."""
+    """The weights that trained (adapters, head, and norms where they trained): CPU copies."""
+    trained = {name for name, p in model.named_parameters() if p.requires_grad}
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()
-            if "lora_" in k or k.startswith(TRAINED_WITH_ADAPTERS)}
+            if "lora_" in k or k.startswith(TRAINED_WITH_ADAPTERS) or k in trained}
 
 
 def trainable_parameters(model: nn.Module) -> int:
@@ -107,7 +120,7 @@ def apply_adapter(model: nn.Module, path: str | Path) -> nn.Module:
         raise ValueError(f"{path} was trained on other weights (fingerprint {checkpoint['base']}, these are {base}); "
                          "use it with the detect.model it was fine-tuned from")
     config = checkpoint["config"]
-    model = add_adapters(model, config["rank"], config["alpha"], config["stages"])
+    model = add_adapters(model, config["rank"], config["alpha"], config["stages"], config.get("norms", False))
     missing = set(checkpoint["state_dict"]) - set(model.state_dict())
     if missing:
         raise ValueError(f"{path} holds weights this network does not have: {sorted(missing)[:3]}")

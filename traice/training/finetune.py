@@ -72,6 +72,7 @@ class FinetuneConfig:
     rank: int = 4                            # LoRA rank
     alpha: float | None = None               # LoRA scale numerator (default 2 x rank)
     stages: tuple[int, ...] | None = None    # encoder stages adapted (None: all)
+    norms: bool = False                      # lora: also train the normalisation layers' scales and shifts
     steps: int = 150
     lr: float | None = None                  # default 1e-3 for lora, 1e-4 for full
     batch_size: int = 2
@@ -319,7 +320,7 @@ def finetune(image_path: str | Path, points_path: str | Path, out_path: str | Pa
     for p in teacher.parameters():
         p.requires_grad = False
     fingerprint = lora.fingerprint(base)
-    model = lora.add_adapters(base, cfg.rank, cfg.alpha, cfg.stages) if cfg.mode == "lora" else base
+    model = lora.add_adapters(base, cfg.rank, cfg.alpha, cfg.stages, cfg.norms) if cfg.mode == "lora" else base
     model = model.to(device).train()
     optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate,
                                   weight_decay=0.0 if cfg.mode == "lora" else 1e-4)
@@ -368,7 +369,8 @@ def finetune(image_path: str | Path, points_path: str | Path, out_path: str | Pa
                "base": str(base_path), "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}}
     if cfg.mode == "lora":
         lora.save_adapter(model, fingerprint, {"rank": cfg.rank, "alpha": cfg.alpha if cfg.alpha is not None else 2 * cfg.rank,
-                                               "stages": list(cfg.stages) if cfg.stages is not None else None},
+                                               "stages": list(cfg.stages) if cfg.stages is not None else None,
+                                               "norms": cfg.norms},
                           out_path, meta=summary)
     else:
         save_model(model, load_checkpoint(base_path)["config"], out_path, meta=summary)
