@@ -77,6 +77,8 @@ def main() -> None:
     ap.add_argument("--modes", nargs="+", default=["lora", "full"], choices=["lora", "full"])
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--regime", default="lightsheet")
+    ap.add_argument("--norms", action="store_true", help="lora: also train the normalisation layers")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the row without fine-tuning")
     ap.add_argument("--out", type=Path, default=Path("/tmp/traice-finetune"))
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -85,21 +87,25 @@ def main() -> None:
     truth = pd.read_parquet(truth_path(train)).sort_values("x_um")
     extent = np.asarray(SHAPE) * np.asarray(regime_params(args.regime).spacing)
     base = load_model(shipped_weights("cells"))
-    rows = [{"condition": "no fine-tuning", "clicks": 0, **score(base, tests), "trainable": 0, "file_kB": None,
-             "train_s": 0.0}]
-    print(rows[-1], flush=True)
+    rows = []
+    if not args.no_baseline:
+        rows.append({"condition": "no fine-tuning", "clicks": 0, **score(base, tests), "trainable": 0, "file_kB": None,
+                     "train_s": 0.0})
+        print(rows[-1], flush=True)
     for n in args.clicks:
         points = args.out / f"clicks_{n}.csv"
         truth.head(n)[["z_um", "y_um", "x_um"]].to_csv(points, index=False)
         xs = truth["x_um"].to_numpy()
         box = [[0.0, 0.0, 0.0], [extent[0], extent[1], (xs[n - 1] + xs[n]) / 2 if n < len(xs) else extent[2]]]
         for mode in args.modes:
-            out = args.out / f"{mode}_{n}.pt"
+            norms = args.norms and mode == "lora"
+            out = args.out / f"{mode}{'_norms' if norms else ''}_{n}.pt"
             started = time.perf_counter()
-            summary = finetune(train, points, out, FinetuneConfig(mode=mode, steps=args.steps), complete_um=box)
+            summary = finetune(train, points, out, FinetuneConfig(mode=mode, steps=args.steps, norms=norms), complete_um=box)
             model = load_model(shipped_weights("cells"))
             model = apply_adapter(model, out) if mode == "lora" else load_model(out)
-            rows.append({"condition": "LoRA (q, v; rank 4) + head" if mode == "lora" else "full fine-tuning",
+            rows.append({"condition": (f"LoRA (q, v; rank 4) + head{' + norms' if norms else ''}" if mode == "lora"
+                                       else "full fine-tuning"),
                          "clicks": n, **score(model, tests), "trainable": summary["trainable_parameters"],
                          "file_kB": round(summary["file_bytes"] / 1024, 1), "train_s": summary["train_seconds"]})
             print(rows[-1], f"(wall {time.perf_counter() - started:.0f} s)", flush=True)
