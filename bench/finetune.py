@@ -77,7 +77,8 @@ def main() -> None:
     ap.add_argument("--modes", nargs="+", default=["lora", "full"], choices=["lora", "full"])
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--regime", default="lightsheet")
-    ap.add_argument("--norms", action="store_true", help="lora: also train the normalisation layers")
+    ap.add_argument("--norms", action=argparse.BooleanOptionalAction, default=True,
+                    help="lora: also train the normalisation layers (default: on, as traice finetune)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the row without fine-tuning")
     ap.add_argument("--out", type=Path, default=Path("/tmp/traice-finetune"))
     args = ap.parse_args()

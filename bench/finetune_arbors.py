@@ -136,7 +136,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--fields", type=int, default=3, help="held-out validation fields scored")
     ap.add_argument("--lr", type=float, help="learning rate (default: FinetuneConfig's for each mode)")
-    ap.add_argument("--norms", action="store_true", help="lora: also train the normalisation layers")
+    ap.add_argument("--norms", action=argparse.BooleanOptionalAction, default=True,
+                    help="lora: also train the normalisation layers (default: on, as traice finetune)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the row without fine-tuning")
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "morphomics_kxa"))
     ap.add_argument("--out", type=Path, default=Path("/tmp/traice-finetune-arbors"))

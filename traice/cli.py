@@ -118,7 +118,8 @@ def _run(args) -> None:
 def _finetune(args) -> None:
     from traice.training.finetune import FinetuneConfig, finetune
 
-    cfg = FinetuneConfig(mode=args.mode, rank=args.rank, stages=tuple(args.stages) if args.stages else None,
+    norms = {} if args.norms is None else {"norms": args.norms}  # None: FinetuneConfig's default
+    cfg = FinetuneConfig(mode=args.mode, rank=args.rank, stages=tuple(args.stages) if args.stages else None, **norms,
                          steps=args.steps, lr=args.lr, seed=args.seed, device=args.device, threads=args.threads)
     box = [args.complete_box[:3], args.complete_box[3:]] if args.complete_box else None
     summary = finetune(args.image, args.points, args.out, cfg, args.model, args.channel, box, args.traces)
@@ -237,9 +238,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--traces", help="an SWC file or a folder of them (µm of the image): traced arbors, which label "
                                     "the foreground too; their roots count as clicked somas")
     p.add_argument("--mode", default="lora", choices=["lora", "full"],
-                   help="lora: low-rank adapters on attention q, v and the head, a small file; full: every weight")
+                   help="lora: low-rank adapters on attention q, v, the head and the norms, a small file; "
+                        "full: every weight")
     p.add_argument("--rank", type=int, default=4, help="LoRA rank (default: %(default)s)")
     p.add_argument("--stages", type=int, nargs="+", help="encoder stages to adapt (default: all)")
+    p.add_argument("--norms", action=argparse.BooleanOptionalAction,
+                   help="lora: also train the normalisation layers' scales and shifts (default: on)")
     p.add_argument("--steps", type=int, default=150, help="optimiser steps (default: %(default)s)")
     p.add_argument("--lr", type=float, help="learning rate (default: 1e-3 lora, 1e-4 full)")
     p.add_argument("--model", help="the weights to adapt (default: the shipped one-pass weights)")

@@ -44,3 +44,24 @@ def test_saved_adapter_reproduces_the_tuned_network_and_refuses_other_weights(tm
     torch.save({"something": 1}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a traice adapter file"):
         apply_adapter(tiny(), tmp_path / "other.pt")
+
+
+def test_norms_train_beside_the_adapters_and_travel_in_the_adapter_file(tmp_path):
+    from traice.nn.lora import norm_parameters
+
+    x = torch.randn(1, 1, 8, 32, 32)
+    norms = norm_parameters(tiny())
+    assert norms and all(n.endswith(("weight", "bias")) for n in norms)
+    assert any(n.startswith("stem.") for n in norms) and any(n.startswith("stages.") for n in norms)  # CNN and ViT
+    model = add_adapters(tiny(), rank=2, norms=True)
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert norms <= trained and all("lora_" in n or n.startswith("head.") or n in norms for n in trained)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name in norms:
+                p.add_(0.1 * torch.randn_like(p))
+        tuned = model(x)
+    save_adapter(model, fingerprint(tiny()), {"rank": 2, "alpha": 4, "stages": None, "norms": True}, tmp_path / "a.pt")
+    with torch.no_grad():
+        assert torch.allclose(apply_adapter(tiny(), tmp_path / "a.pt")(x), tuned, atol=1e-6)
+        assert not torch.allclose(tiny()(x), tuned, atol=1e-3)  # the norms did change the network

@@ -61,6 +61,10 @@ def test_lora_adapter_is_small_and_loads_into_detection(field):
     summary = finetune(field / "image.ome.zarr", field / "clicks.csv", field / "adapter.pt", cfg)
     assert summary["clicks"] == 3 and summary["file_bytes"] < 2 * 1024**2
     assert 0 < summary["trainable_parameters"] < 50_000
+    from traice.nn.lora import read_adapter
+
+    saved = read_adapter(field / "adapter.pt")["state_dict"]
+    assert any("lora_" in k for k in saved) and any(k.endswith("norm1.weight") for k in saved)  # norms by default
     tuned = load(DetectParams(adapter=str(field / "adapter.pt")))
     base = load(DetectParams())
     x = torch.randn(1, 1, 16, 128, 128)

@@ -25,7 +25,8 @@ trace) are held to what the base network says on the same window (squared
 difference of the outputs, :data:`KEEP_WEIGHT`), so the arbors keep working.
 
 ``mode="lora"`` trains low-rank adapters on the encoder attention's query and
-value projections and the output head (:mod:`traice.nn.lora`), written as a
+value projections, the output head and (``norms``, the default) the
+normalisation layers' scales and shifts (:mod:`traice.nn.lora`), written as a
 small file that ``detect.adapter`` loads over the base weights; ``mode="full"``
 trains every weight and writes a whole checkpoint (for ``detect.model``). Each
 click's neighbourhood is read once onto the networks' grid; windows are drawn
@@ -72,7 +73,7 @@ class FinetuneConfig:
     rank: int = 4                            # LoRA rank
     alpha: float | None = None               # LoRA scale numerator (default 2 x rank)
     stages: tuple[int, ...] | None = None    # encoder stages adapted (None: all)
-    norms: bool = False                      # lora: also train the normalisation layers' scales and shifts
+    norms: bool = True                       # lora: also train the normalisation layers' scales and shifts
     steps: int = 150
     lr: float | None = None                  # default 1e-3 for lora, 1e-4 for full
     batch_size: int = 2
