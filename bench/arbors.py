@@ -145,6 +145,8 @@ def main() -> None:
     ap.add_argument("--probability", type=float, nargs="+", default=[METHOD_PROBABILITY["growth"]],
                     help="segment.probability for growth and votes; several: each is a method of its own "
                          "(tune it on --split val, never on test)")
+    ap.add_argument("--radius", type=float, default=SegmentParams.radius_um,
+                    help="segment.radius_um: how far from its soma a cell may claim (tune on --split val, never on test)")
     ap.add_argument("--morphology", nargs="*", default=["growth", "classical"],
                     help="methods whose cells are measured against the traces (total length, Sholl maximum)")
     ap.add_argument("--overlap", type=float, nargs="+", default=[DetectParams.overlap],
@@ -181,7 +183,7 @@ def main() -> None:
         runs = [(m, p, m if len(args.probability) == 1 or m == "classical" else f"{m}@{p:g}")
                 for m in args.methods for p in (args.probability if m != "classical" else args.probability[:1])]
         for method, probability, label in runs:
-            params = SegmentParams(method=method, probability=probability)
+            params = SegmentParams(method=method, probability=probability, radius_um=args.radius)
             started = time.perf_counter()
             if method == "classical":
                 masks = segment_cells(image, cells, stats, params)
