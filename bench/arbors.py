@@ -113,6 +113,24 @@ def cell_morphology(labels: np.ndarray, boxes, label: int, soma_voxel, spacing) 
     return {k: metrics[k] for k in ("total_length_um", "sholl_max_intersections")}
 
 
+def skeleton_reach(truth_labels: np.ndarray, foreground: np.ndarray, somas: np.ndarray, spacing,
+                   probability: float, radius_um: float) -> pd.DataFrame:
+    """Per true cell, where its skeleton lies: the share the network marks as foreground (``p > probability``)
+    and the share within ``radius_um`` of its soma (``somas`` (N, 3) voxels, row i = cell i + 1): two bounds on what
+    an ownership of these maps within that radius can claim."""
+    rows = []
+    for t, box in enumerate(ndimage.find_objects(truth_labels), start=1):
+        if box is None:
+            continue
+        skel = np.argwhere(skeletonize(truth_labels[box] == t)) + [b.start for b in box]
+        if not len(skel):
+            continue
+        near = np.linalg.norm((skel - somas[t - 1]) * np.asarray(spacing), axis=1) <= radius_um
+        rows.append({"cell": t, "skeleton_foreground": float((foreground[tuple(skel.T)] > probability).mean()),
+                     "skeleton_in_radius": float(near.mean())})
+    return pd.DataFrame(rows)
+
+
 def score_cells(labels: np.ndarray, truth_labels: np.ndarray, pairs: dict[int, int]) -> pd.DataFrame:
     """Per true cell: Dice, clDice and topology sensitivity of its matched predicted cell (0 if none)."""
     true_boxes = ndimage.find_objects(truth_labels)
@@ -174,6 +192,11 @@ def main() -> None:
                  else {int(truth["cell_id"][t]): int(p) + 1 for p, t in match.pairs})
         near = cKDTree(true_um).query(true_um, k=2)[0][:, 1] if len(truth) > 1 else np.full(len(truth), np.inf)
         depth = np.minimum((truth["z"].to_numpy() / brain.image.shape[0] * 3).astype(int), 2)
+        reach = skeleton_reach(brain.cells, maps[1], truth[["z", "y", "x"]].to_numpy(float), spacing,
+                               args.probability[0], args.radius)
+        print(f"{regime:<9} {name[:36]:<36} true skeleton: {reach['skeleton_foreground'].mean():.3f} foreground "
+              f"(p > {args.probability[0]:g}), {reach['skeleton_in_radius'].mean():.3f} within {args.radius:g} µm "
+              f"of its soma", flush=True)
         image = ArrayImage(brain.image, spacing)
         store = ArrayMaps(maps)
         fields.append({"regime": regime, "volume": name, "voxels": brain.image.size, "map_seconds": map_seconds,
