@@ -1,7 +1,8 @@
 """A new microscope from a few clicked somas: no fine-tuning, LoRA adapters and full fine-tuning.
 
 Usage:
-    python bench/finetune.py [--clicks 5 10 20] [--modes lora full] [--steps 150] [--out /tmp/traice-finetune]
+    python bench/finetune.py [--clicks 5 10 20] [--modes lora full] [--steps 150] [--norms | --no-norms]
+                             [--no-baseline] [--out /tmp/traice-finetune]
 
 Domain: the ``lightsheet`` imaging regime (traice.synth.regimes: 2 × 1 × 1 µm
 voxels, a broad axial PSF, low signal over a high background), far from the

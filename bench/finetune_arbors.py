@@ -2,7 +2,8 @@
 
 Usage:
     python bench/finetune_arbors.py [--traced 10] [--conditions clicks-lora traces-lora traces-full]
-                                    [--regime lightsheet] [--steps 150] [--fields 3]
+                                    [--regime lightsheet] [--steps 150] [--fields 3] [--lr LR]
+                                    [--norms | --no-norms] [--no-baseline]
                                     [--data ../shared/data/morphomics_kxa] [--out /tmp/traice-finetune-arbors]
 
 Domain: the real mouse-cortex tracings of ``--data`` rendered in another
@@ -16,7 +17,8 @@ the rendered image's µm) and their somas clicked; the slab of the field that
 holds exactly those somas is the box where the clicks are complete
 (traice.training.finetune). ``clicks-*`` conditions fine-tune on the clicks
 alone, ``traces-*`` on the clicks and the traces (``--traces``); ``*-lora``
-trains LoRA adapters (q, v; rank 4) and the head, ``*-full`` every weight.
+trains LoRA adapters (q, v; rank 4), the head and, unless ``--no-norms``, the
+normalisation layers; ``*-full`` every weight.
 
 Scores on the held-out *validation* fields (the first ``--fields``), rendered
 in the same regime: soma precision / recall / F1 (Hungarian, 6 µm) of the
