@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from traice.core.metrics import cldice, match_points, panoptic_quality, per_cell_dice  # noqa: E402
 from traice.io.maps import ArrayMaps  # noqa: E402
-from traice.io.ome import ArrayImage  # noqa: E402
+from traice.io.ome import ArrayImage, open_image  # noqa: E402
 from traice.io.swc import SWC_TYPE_PROCESS, SWC_TYPE_SOMA, write_swc  # noqa: E402
 from traice.nn.checkpoints import load_model  # noqa: E402
 from traice.nn.lora import apply_adapter  # noqa: E402
@@ -80,10 +80,8 @@ def labelled_field(folder: Path, regime: str, n: int, out: Path) -> tuple[Path, 
         warnings.simplefilter("ignore")
         trees = read_field(folder)
     image = out / f"train_{regime}.ome.zarr"
-    brain = None
     if not image.exists():
-        brain = render_traces(trees, regime_params(regime, seed=0))
-        write_synthetic(brain, image)
+        write_synthetic(render_traces(trees, regime_params(regime, seed=0)), image)
     origin = traces_origin(trees)
     somas = np.array([tree[0][0] for tree in trees]) - origin
     order = np.argsort(somas[:, 2], kind="stable")[:n + 1]
@@ -93,16 +91,10 @@ def labelled_field(folder: Path, regime: str, n: int, out: Path) -> tuple[Path, 
         write_tree(trees[i], origin, traced / f"cell_{i + 1:03d}.swc", int(i) + 1)
     clicks = out / f"clicks_{n}.csv"
     pd.DataFrame(somas[order[:n]], columns=["z_um", "y_um", "x_um"]).to_csv(clicks, index=False)
-    spacing = np.asarray(regime_params(regime).spacing)
-    extent = np.asarray(brain.image.shape if brain is not None else _shape(image)) * spacing
+    written = open_image(image)
+    extent = np.asarray(written.shape) * np.asarray(written.spacing)
     x_stop = (somas[order[n - 1], 2] + somas[order[n], 2]) / 2 if len(order) > n else extent[2]
     return image, clicks, traced, [[0.0, 0.0, 0.0], [extent[0], extent[1], float(x_stop)]]
-
-
-def _shape(image: Path) -> tuple[int, ...]:
-    from traice.io.ome import open_image
-
-    return open_image(image).shape
 
 
 def score(model, fields) -> dict:
@@ -169,8 +161,7 @@ def main() -> None:
             cfg = FinetuneConfig(mode=mode, steps=args.steps, lr=args.lr, norms=norms)
             summary = finetune(image, clicks, out, cfg, complete_um=box,
                                traces_path=traced if labels == "traces" else None)
-            model = load_model(shipped_weights("cells"))
-            model = apply_adapter(model, out) if mode == "lora" else load_model(out)
+            model = apply_adapter(load_model(shipped_weights("cells")), out) if mode == "lora" else load_model(out)
             rows.append({"condition": name, "traced": n, **score(model, held_out),
                          "trainable": summary["trainable_parameters"], "file_kB": round(summary["file_bytes"] / 1024, 1),
                          "train_s": summary["train_seconds"]})

@@ -66,7 +66,7 @@ def main() -> None:
     table = pd.DataFrame(rows)
     print(table.to_markdown(index=False))
     grid = table.iloc[0]
-    for c in table.columns[8:]:
+    for c in (c for c in table.columns if c.startswith("median ")):
         spread = max(abs(v / grid[c] - 1) for v in table[c]) if grid[c] else float("nan")
         print(f"{c}: largest difference from the grid rendering {spread:.0%}")
 
