@@ -165,6 +165,8 @@ def main() -> None:
                          "(tune it on --split val, never on test)")
     ap.add_argument("--radius", type=float, default=SegmentParams.radius_um,
                     help="segment.radius_um: how far from its soma a cell may claim (tune on --split val, never on test)")
+    ap.add_argument("--bridge", type=float, default=SegmentParams.bridge_um,
+                    help="segment.bridge_um: the longest break in a cell's foreground its growth may cross")
     ap.add_argument("--morphology", nargs="*", default=["growth", "classical"],
                     help="methods whose cells are measured against the traces (total length, Sholl maximum)")
     ap.add_argument("--overlap", type=float, nargs="+", default=[DetectParams.overlap],
@@ -206,7 +208,8 @@ def main() -> None:
         runs = [(m, p, m if len(args.probability) == 1 or m == "classical" else f"{m}@{p:g}")
                 for m in args.methods for p in (args.probability if m != "classical" else args.probability[:1])]
         for method, probability, label in runs:
-            params = SegmentParams(method=method, probability=probability, radius_um=args.radius)
+            params = SegmentParams(method=method, probability=probability, radius_um=args.radius,
+                                   bridge_um=args.bridge)
             started = time.perf_counter()
             if method == "classical":
                 masks = segment_cells(image, cells, stats, params)

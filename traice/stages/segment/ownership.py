@@ -16,7 +16,9 @@ claim, that is to the soma it is nearest to:
 - ``votes``: offset voting. The distance is how far the voxel's own vote (the
   voxel plus its offset) lands from the soma.
 
-Claims are ``255 - distance`` (``growth``, in µm of path cost) or
+Claims are ``255 - 24 log2(1 + cost / 8)`` (``growth``, cost in µm of path
+cost: a step of a few per cent of the cost at every distance, so two far
+somas' claims on a faint distal process still differ) or
 ``255 - 4 * distance`` (``votes``, in µm), at least 1.
 """
 
@@ -46,30 +48,60 @@ def load(params: SegmentParams) -> None:
 
 def cell_foreground(maps, centre, spacing, bounds: Box, params: SegmentParams):
     """The box around one soma and, in it: foreground probability, offsets, distance from the soma (µm),
-    the soma seed, and the candidate voxels (foreground within the radius, plus the seed)."""
+    the soma seed, the candidate voxels (foreground within the radius, plus the seed) and the passable
+    voxels (the candidates and the gaps of up to ``params.bridge_um`` between them, within the radius)."""
     box = Box.around(centre, um_to_voxels(params.radius_um, spacing)).intersect(bounds)
     fg, offsets = maps.read(box)
     soma = tuple(float(c) - a for c, a in zip(centre, box.start))
     dist = distance_um(box.shape, soma, spacing)
     seed = dist <= SEED_UM
-    candidates = ((fg > params.probability) & (dist <= params.radius_um)) | seed
-    return box, fg, offsets, soma, dist, seed, candidates
+    inside = dist <= params.radius_um
+    candidates = ((fg > params.probability) & inside) | seed
+    return box, fg, offsets, soma, dist, seed, candidates, bridged(candidates, inside, spacing, params.bridge_um)
 
 
-def growth_claim(fg: np.ndarray, seed: np.ndarray, candidates: np.ndarray, spacing) -> np.ndarray:
-    """Claim (uint8) from the geodesic path cost from ``seed`` through ``candidates``, 0 where unreached."""
+def bridged(candidates: np.ndarray, inside: np.ndarray, spacing, bridge_um: float) -> np.ndarray:
+    """``candidates`` plus the voxels ``inside`` within ``bridge_um / 2`` of one along each axis (a box
+    neighbourhood), so a path may cross a break of up to ``bridge_um`` in a thin process.
+
+    The network's foreground of a faint process often drops below the threshold for a voxel or two; on the
+    validation fields a tenth of the true skeleton lay past such a break of at most 3 µm (docs/arbors.md).
+    """
+    half = np.floor(bridge_um / 2.0 / np.asarray(spacing, dtype=float)).astype(int)
+    if not half.any():
+        return candidates
+    halo = ndimage.maximum_filter(candidates.view(np.uint8), size=tuple(2 * half + 1)).astype(bool)
+    return candidates | (halo & inside)
+
+
+def growth_claim(fg: np.ndarray, seed: np.ndarray, candidates: np.ndarray, passable: np.ndarray,
+                 spacing) -> np.ndarray:
+    """Claim (uint8) on ``candidates`` from the geodesic path cost from ``seed`` through ``passable``
+    (a bridged voxel costs as much as the least likely foreground), 0 where unreached."""
     from skimage.graph import MCP_Geometric
 
-    costs = np.where(candidates, 1.0 / np.maximum(fg, MIN_PROBABILITY), np.inf)
+    costs = np.where(passable, 1.0 / np.maximum(np.where(candidates, fg, 0.0), MIN_PROBABILITY), np.inf)
     mcp = MCP_Geometric(costs, sampling=tuple(float(s) for s in spacing))
     cost, _ = mcp.find_costs(np.argwhere(seed))
     reached = np.isfinite(cost) & candidates
-    return np.where(reached, np.clip(np.rint(255.0 - cost), 1, 255), 0).astype(np.uint8)
+    return np.where(reached, cost_claim(np.where(reached, cost, 0.0)), 0).astype(np.uint8)
 
 
-def votes_claim(offsets: np.ndarray, soma, seed: np.ndarray, candidates: np.ndarray, spacing) -> np.ndarray:
-    """Claim (uint8) from how far each connected candidate's vote lands from the soma, 0 elsewhere."""
-    mask = connected_to(candidates, seed)
+def cost_claim(cost: np.ndarray) -> np.ndarray:
+    """Claim (uint8, 1..255) for a path cost (µm): 255 at the soma, falling by the logarithm of the cost.
+
+    A linear ``255 - cost`` would be 1 for every voxel past a cost of 254, a faint process 25 µm out at
+    p = 0.1, so neighbouring cells' claims there would tie; the logarithm keeps them apart out to a
+    cost of about 12 000 µm (a path of 600 µm through the least likely foreground).
+    """
+    return np.clip(np.rint(255.0 - 24.0 * np.log2(1.0 + cost / 8.0)), 1, 255).astype(np.uint8)
+
+
+def votes_claim(offsets: np.ndarray, soma, seed: np.ndarray, candidates: np.ndarray, passable: np.ndarray,
+                spacing) -> np.ndarray:
+    """Claim (uint8) from how far the vote of each candidate connected to the seed through ``passable``
+    lands from the soma, 0 elsewhere."""
+    mask = connected_to(passable, seed) & candidates
     idx = np.nonzero(mask)
     miss = np.zeros(len(idx[0]))
     for axis in range(3):
@@ -89,11 +121,12 @@ def segment_owned(image, cells: pd.DataFrame, stats: dict, params: SegmentParams
     masks = []
     for _, cell in tqdm(cells.iterrows(), total=len(cells), desc=params.method, unit="cell", disable=not progress):
         centre = (float(cell["z"]), float(cell["y"]), float(cell["x"]))
-        box, fg, offsets, soma, dist, seed, candidates = cell_foreground(maps, centre, spacing, image.bounds, params)
+        box, fg, offsets, soma, dist, seed, candidates, passable = cell_foreground(
+            maps, centre, spacing, image.bounds, params)
         if params.method == "votes":
-            claim = votes_claim(offsets, soma, seed, candidates, spacing)
+            claim = votes_claim(offsets, soma, seed, candidates, passable, spacing)
         else:
-            claim = growth_claim(fg, seed, candidates, spacing)
+            claim = growth_claim(fg, seed, candidates, passable, spacing)
         masks.append(_cropped(int(cell["cell_id"]), claim, box, (fg[seed] > params.probability).any()))
     return masks
 
