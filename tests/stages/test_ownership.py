@@ -12,7 +12,7 @@ from traice.io.claims import collect_index, write_masks
 from traice.io.maps import ArrayMaps
 from traice.io.ome import ArrayImage
 from traice.stages.segment import SegmentParams
-from traice.stages.segment.ownership import segment_owned
+from traice.stages.segment.ownership import growth_claim, segment_owned
 from traice.stages.stitch import compose
 
 SPACING = np.array([1.25, 0.4, 0.4])
@@ -38,10 +38,10 @@ def _balls(fg: np.ndarray) -> None:
         fg[np.sqrt((((grid - centre[:, None, None, None]) * SPACING[:, None, None, None]) ** 2).sum(0)) <= 3.0] = 1.0
 
 
-def _owned(maps: np.ndarray, method: str, tmp_path, radius_um: float = 40.0) -> np.ndarray:
+def _owned(maps: np.ndarray, method: str, tmp_path, radius_um: float = 40.0, bridge_um: float = 0.0) -> np.ndarray:
     cells = pd.DataFrame({"cell_id": [1, 2], "z": SOMAS[:, 0], "y": SOMAS[:, 1], "x": SOMAS[:, 2]})
     image = ArrayImage(np.zeros(SHAPE, np.uint16), SPACING)
-    masks = segment_owned(image, cells, {}, SegmentParams(method=method, radius_um=radius_um), ArrayMaps(maps))
+    masks = segment_owned(image, cells, {}, SegmentParams(method=method, radius_um=radius_um, bridge_um=bridge_um), ArrayMaps(maps))
     assert [m.status for m in masks] == ["ok", "ok"]
     write_masks(masks, tmp_path / f"{method}.zarr")
     return compose(Box.from_shape(SHAPE), collect_index([tmp_path / f"{method}.zarr"]))
@@ -85,3 +85,35 @@ def test_radius_limits_the_cell(tmp_path):
     labels = _owned(_maps(fg, np.where(fg > 0, 1, 0)), "growth", tmp_path, radius_um=8.0)
     assert (labels[4, 20, 20:38] == 1).all()  # within 8 µm (20 voxels)
     assert (labels[4, 20, 42:60] == 0).all()
+
+
+@pytest.mark.parametrize("method", ["growth", "votes"])
+def test_a_cell_crosses_a_short_break_in_its_process_but_not_a_wide_gap(method, tmp_path):
+    fg = np.zeros(SHAPE, np.float32)
+    _balls(fg)
+    fg[3:6, 19:22, 20:50] = 0.9       # cell 1's process ...
+    fg[3:6, 19:22, 55:65] = 0.9       # ... after a break of 5 voxels (2 µm)
+    fg[3:6, 30:33, 40:50] = 0.9       # a blob 3.2 µm beside the process
+    owner = np.where(fg > 0, 1, 0)
+    owner[:, :, 70:][fg[:, :, 70:] > 0] = 2
+    maps = _maps(fg, owner)
+    unbridged = _owned(maps, method, tmp_path / "off", bridge_um=0.0)
+    bridged = _owned(maps, method, tmp_path / "on", bridge_um=3.0)
+    assert (unbridged[3:6, 19:22, 55:65] == 0).all()
+    assert (bridged[3:6, 19:22, 55:65] == 1).all()
+    assert (bridged[3:6, 19:22, 50:55] == 0).all()   # the break itself stays background
+    assert (bridged[3:6, 30:33, 40:50] == 0).all()
+
+
+def test_far_growth_claims_still_favour_the_nearer_soma():
+    """A faint process 120 µm long, a soma at each end: the path cost passes 500 µm mid-way, and each voxel's
+    higher claim is still its nearer soma's."""
+    spacing = (1.25, 0.4, 0.4)
+    fg = np.full((1, 1, 300), 0.11, np.float32)
+    line = np.ones(fg.shape, bool)
+    ends = [np.zeros(fg.shape, bool) for _ in range(2)]
+    ends[0][..., 0] = ends[1][..., -1] = True
+    left, right = (growth_claim(fg, end, line, line, spacing)[0, 0].astype(int) for end in ends)
+    x = np.arange(300)
+    assert ((left > right) == (x < 149.5))[np.abs(x - 149.5) > 10].all()
+    assert left.min() >= 1 and right.min() >= 1

@@ -36,7 +36,7 @@ class PlanParams:
     stitch_chunk: tuple[int, int, int] = (32, 256, 256)  # label chunk footprint, level-0 voxels
     stitch_chunks_per_job: tuple[int, int, int] = (1, 2, 2)  # at least this block of chunks per stitch job ...
     stitch_max_jobs: int = 1000                         # ... doubled along one axis at a time while there are more jobs
-    margin_um: float = 40.0                             # how far a cell's mask reaches from its soma (segment radius)
+    margin_um: float = 60.0                             # how far a cell's mask reaches from its soma (segment.radius_um)
     maps_cover_margin: bool = False                     # detect also where the margin reaches (segment reads its maps)
     stats_max_voxels: int = 8_000_000
     missing_chunks: str = "report"                      # chunks absent from the input's store: report | refuse | ignore

@@ -13,8 +13,8 @@ which stage 2 was measured (docs/stage2.md). The classical method thresholds the
 @dataclass(frozen=True)
 class SegmentParams:
     method: str = "growth"           # growth | votes (one-pass foreground) | prompted (stage 2) | classical (baseline)
-    radius_um: float = 40.0          # maximum arbor radius (classical: also the window half-size)
-    bridge_um: float = 0.0           # growth, votes: a cell may cross breaks in its foreground up to this long
+    radius_um: float = 60.0          # maximum arbor radius (classical: also the window half-size)
+    bridge_um: float = 3.0           # growth, votes: a cell's path may cross breaks in its foreground this long
     model: str | None = None         # prompted: stage-2 weights; None = shipped (traice/weights)
     probability: float | None = None # growth, votes, prompted: foreground probability threshold (None: METHOD_PROBABILITY)
     batch_size: int = 4              # prompted: cells per forward pass
