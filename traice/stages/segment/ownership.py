@@ -17,8 +17,8 @@ claim, that is to the soma it is nearest to:
   voxel plus its offset) lands from the soma.
 
 Claims are ``255 - 24 log2(1 + cost / 8)`` (``growth``, cost in µm of path
-cost: a step of a few per cent of the cost at every distance, so two far
-somas' claims on a faint distal process still differ) or
+cost: one step per about 3 % more cost, so two far somas' claims on a faint
+distal process still differ) or
 ``255 - 4 * distance`` (``votes``, in µm), at least 1.
 """
 
