@@ -73,7 +73,8 @@ def score(model, image, stats: dict, roi, held_out: np.ndarray) -> dict:
     near = cKDTree(found_um).query_ball_point(held_out, MATCH_UM) if len(found_um) else [[] for _ in held_out]
     counts = np.array([len(n) for n in near])
     match = match_points(found_um, held_out, max_distance_um=MATCH_UM)
-    return {"recall": float((counts > 0).mean()), "per recalled soma": float(counts[counts > 0].mean()),
+    recalled = counts[counts > 0]
+    return {"recall": float((counts > 0).mean()), "per recalled soma": float(recalled.mean()) if len(recalled) else 0.0,
             "precision (lower bound)": match.precision, "F1 (lower bound)": match.f1, "detections": len(found_um)}
 
 

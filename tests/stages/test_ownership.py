@@ -41,7 +41,8 @@ def _balls(fg: np.ndarray) -> None:
 def _owned(maps: np.ndarray, method: str, tmp_path, radius_um: float = 40.0, bridge_um: float = 0.0) -> np.ndarray:
     cells = pd.DataFrame({"cell_id": [1, 2], "z": SOMAS[:, 0], "y": SOMAS[:, 1], "x": SOMAS[:, 2]})
     image = ArrayImage(np.zeros(SHAPE, np.uint16), SPACING)
-    masks = segment_owned(image, cells, {}, SegmentParams(method=method, radius_um=radius_um, bridge_um=bridge_um), ArrayMaps(maps))
+    params = SegmentParams(method=method, radius_um=radius_um, bridge_um=bridge_um)
+    masks = segment_owned(image, cells, {}, params, ArrayMaps(maps))
     assert [m.status for m in masks] == ["ok", "ok"]
     write_masks(masks, tmp_path / f"{method}.zarr")
     return compose(Box.from_shape(SHAPE), collect_index([tmp_path / f"{method}.zarr"]))
