@@ -35,16 +35,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from traice.core.metrics import match_points  # noqa: E402
-from traice.nn.checkpoints import load_model  # noqa: E402
-from traice.nn.lora import apply_adapter  # noqa: E402
-from traice.stages.detect.network import detect_traice  # noqa: E402
+from traice.stages.detect.network import detect_traice, load  # noqa: E402
 from traice.stages.detect.params import DetectParams  # noqa: E402
 from traice.stages.plan import intensity_stats  # noqa: E402
 from traice.io.ome import open_image  # noqa: E402
 from traice.synth import synthesize, truth_path, write_synthetic  # noqa: E402
 from traice.synth.regimes import regime_params  # noqa: E402
 from traice.training.finetune import FinetuneConfig, finetune  # noqa: E402
-from traice.weights import shipped_weights  # noqa: E402
 
 SHAPE = (24, 400, 400)   # voxels at 2 x 1 x 1 µm
 CELLS = 30
@@ -88,10 +85,9 @@ def main() -> None:
     tests = [field(args.out, s, args.regime) for s in TEST_SEEDS]
     truth = pd.read_parquet(truth_path(train)).sort_values("x_um")
     extent = np.asarray(SHAPE) * np.asarray(regime_params(args.regime).spacing)
-    base = load_model(shipped_weights("cells"))
     rows = []
     if not args.no_baseline:
-        rows.append({"condition": "no fine-tuning", "clicks": 0, **score(base, tests), "trainable": 0, "file_kB": None,
+        rows.append({"condition": "no fine-tuning", "clicks": 0, **score(load(DetectParams()), tests), "trainable": 0, "file_kB": None,
                      "train_s": 0.0})
         print(rows[-1], flush=True)
     for n in args.clicks:
@@ -104,8 +100,7 @@ def main() -> None:
             out = args.out / f"{mode}{'_norms' if norms else ''}_{n}.pt"
             started = time.perf_counter()
             summary = finetune(train, points, out, FinetuneConfig(mode=mode, steps=args.steps, norms=norms), complete_um=box)
-            model = load_model(shipped_weights("cells"))
-            model = apply_adapter(model, out) if mode == "lora" else load_model(out)
+            model = load(DetectParams(adapter=str(out)) if mode == "lora" else DetectParams(model=str(out)))
             rows.append({"condition": (f"LoRA (q, v; rank 4) + head{' + norms' if norms else ''}" if mode == "lora"
                                        else "full fine-tuning"),
                          "clicks": n, **score(model, tests), "trainable": summary["trainable_parameters"],

@@ -46,10 +46,8 @@ from traice.core.metrics import cldice, match_points, panoptic_quality, per_cell
 from traice.io.maps import ArrayMaps  # noqa: E402
 from traice.io.ome import ArrayImage, open_image  # noqa: E402
 from traice.io.swc import SWC_TYPE_PROCESS, SWC_TYPE_SOMA, write_swc  # noqa: E402
-from traice.nn.checkpoints import load_model  # noqa: E402
-from traice.nn.lora import apply_adapter  # noqa: E402
 from traice.stages.detect import DetectParams  # noqa: E402
-from traice.stages.detect.network import detect_traice_maps  # noqa: E402
+from traice.stages.detect.network import detect_traice_maps, load  # noqa: E402
 from traice.stages.plan import intensity_stats  # noqa: E402
 from traice.stages.segment import SegmentParams  # noqa: E402
 from traice.stages.segment.ownership import segment_owned  # noqa: E402
@@ -58,7 +56,6 @@ from traice.synth import write_synthetic  # noqa: E402
 from traice.synth.regimes import regime_params  # noqa: E402
 from traice.synth.traces import field_split, read_field, render_traces, trace_fields, traces_origin  # noqa: E402
 from traice.training.finetune import FinetuneConfig, finetune  # noqa: E402
-from traice.weights import shipped_weights  # noqa: E402
 
 CONDITIONS = ("clicks-lora", "clicks-full", "traces-lora", "traces-full")
 
@@ -148,7 +145,7 @@ def main() -> None:
     n_true = sum(len(b.truth) for b in held_out)
     rows = []
     if not args.no_baseline:
-        rows.append({"condition": "no fine-tuning", "traced": 0, **score(load_model(shipped_weights("cells")), held_out),
+        rows.append({"condition": "no fine-tuning", "traced": 0, **score(load(DetectParams()), held_out),
                      "trainable": 0, "file_kB": None, "train_s": 0.0})
         print(rows[-1], flush=True)
     for n in args.traced:
@@ -161,7 +158,7 @@ def main() -> None:
             cfg = FinetuneConfig(mode=mode, steps=args.steps, lr=args.lr, norms=norms)
             summary = finetune(image, clicks, out, cfg, complete_um=box,
                                traces_path=traced if labels == "traces" else None)
-            model = apply_adapter(load_model(shipped_weights("cells")), out) if mode == "lora" else load_model(out)
+            model = load(DetectParams(adapter=str(out)) if mode == "lora" else DetectParams(model=str(out)))
             rows.append({"condition": name, "traced": n, **score(model, held_out),
                          "trainable": summary["trainable_parameters"], "file_kB": round(summary["file_bytes"] / 1024, 1),
                          "train_s": summary["train_seconds"]})

@@ -43,13 +43,10 @@ from traice.core.geometry import Box  # noqa: E402
 from traice.core.metrics import match_points  # noqa: E402
 from traice.io.convert import convert  # noqa: E402
 from traice.io.ome import open_image  # noqa: E402
-from traice.nn.checkpoints import load_model  # noqa: E402
-from traice.nn.lora import apply_adapter  # noqa: E402
-from traice.stages.detect.network import detect_traice  # noqa: E402
+from traice.stages.detect.network import detect_traice, load  # noqa: E402
 from traice.stages.detect.params import DetectParams  # noqa: E402
 from traice.stages.plan import intensity_stats  # noqa: E402
 from traice.training.finetune import FinetuneConfig, finetune  # noqa: E402
-from traice.weights import shipped_weights  # noqa: E402
 
 GAP_UM = 40.0
 """Clicks lie at least this far (y, x) from the held-out window: a training window (51 µm wide) around
@@ -101,7 +98,7 @@ def main() -> None:
     rows = []
     if not args.no_baseline:
         rows.append({"condition": "no fine-tuning", "clicks": 0,
-                     **score(load_model(shipped_weights("cells")), image, stats, ANNOTATED_ROI, held_out),
+                     **score(load(DetectParams()), image, stats, ANNOTATED_ROI, held_out),
                      "trainable": 0, "file_kB": None, "train_s": 0.0})
         print(rows[-1], flush=True)
     for n in args.clicks:
@@ -111,8 +108,7 @@ def main() -> None:
             out = args.out / f"{mode}_{n}.pt"
             started = time.perf_counter()
             summary = finetune(path, points, out, FinetuneConfig(mode=mode, steps=args.steps))
-            base = load_model(shipped_weights("cells"))
-            model = apply_adapter(base, out) if mode == "lora" else load_model(out)
+            model = load(DetectParams(adapter=str(out)) if mode == "lora" else DetectParams(model=str(out)))
             rows.append({"condition": "LoRA (q, v; rank 4) + head + norms" if mode == "lora" else "full fine-tuning",
                          "clicks": n, **score(model, image, stats, ANNOTATED_ROI, held_out),
                          "trainable": summary["trainable_parameters"],
