@@ -93,3 +93,23 @@ def test_shipped_one_pass_maps_find_the_arbors():
     fg, cells = maps[1] > 0.5, brain.cells > 0
     recall, precision = (fg & cells).sum() / cells.sum(), (fg & cells).sum() / fg.sum()
     assert recall >= ONE_PASS_RECALL_FLOOR and precision >= ONE_PASS_PRECISION_FLOOR, (recall, precision)
+
+
+def test_a_confident_core_under_the_size_filter_is_dropped_and_a_given_mask_keeps_the_soma_whole():
+    """A soma of p 0.4 around a core of p 0.9 (1.2 µm, under half the smallest soma radius): the threshold
+    alone finds nothing; with the soma's voxels as ``mask`` (e.g. a hysteresis from 0.3) it is one soma of
+    the mask's volume, centred on the core, scored by the core."""
+    from traice.stages.detect.network import somas_from_probability
+
+    shape = (24, 96, 160)
+    grid = np.stack(np.meshgrid(*[np.arange(n) * s for n, s in zip(shape, SPACING)], indexing="ij"), -1)
+    soma = np.array([15.0, 20.0, 20.0])  # on a voxel centre
+    dist = np.linalg.norm(grid - soma, axis=-1)
+    prob = np.where(dist <= 3.5, 0.4, 0.0).astype(np.float32)
+    prob[dist <= 1.2] = 0.9
+    assert len(somas_from_probability(prob, SPACING, DetectParams(probability=0.5))) == 0
+    grown = somas_from_probability(prob, SPACING, DetectParams(probability=0.5), mask=prob > 0.3)
+    assert len(grown) == 1
+    assert np.allclose(grown[["z", "y", "x"]].to_numpy()[0] * np.asarray(SPACING), soma, atol=0.5)
+    assert grown["volume_um3"][0] == pytest.approx(4 / 3 * np.pi * 3.5 ** 3, rel=0.15)
+    assert grown["score"][0] == pytest.approx(0.9)

@@ -46,14 +46,27 @@ def detect_traice(block: np.ndarray, spacing, stats: dict, params: DetectParams,
 def detect_traice_maps(block: np.ndarray, spacing, stats: dict, params: DetectParams, model) -> tuple[pd.DataFrame, np.ndarray | None]:
     """:func:`detect_traice` and, for a one-pass model (5 outputs), its maps ``(5, *block.shape)``
     (:mod:`traice.core.maps`); None for a soma-only model."""
+    maps = network_maps(block, spacing, stats, params, model)
+    return somas_from_probability(maps[0], spacing, params), (maps if maps.shape[0] == 5 else None)
+
+
+def network_maps(block: np.ndarray, spacing, stats: dict, params: DetectParams, model) -> np.ndarray:
+    """The network's output maps ``(C, *block.shape)`` over one raw (z, y, x) block, on the block's voxels
+    (channel 0: the soma probability)."""
     from traice.nn.inferer import sliding_window_maps
 
     spacing = np.asarray(spacing, dtype=float)
     on_grid = to_model_grid(block, spacing) if needs_resampling(spacing) else block  # the networks' voxels
     maps = sliding_window_maps(model, model_input(on_grid, grid_stats(stats)), model.window, params.overlap,
                                params.batch_size, params.device)
-    maps = from_model_grid(maps, block.shape, PROBABILITY_CHANNELS)  # back onto the input's voxels
-    prob = maps[0]
+    return from_model_grid(maps, block.shape, PROBABILITY_CHANNELS)  # back onto the input's voxels
+
+
+def somas_from_probability(prob: np.ndarray, spacing, params: DetectParams, mask: np.ndarray | None = None) -> pd.DataFrame:
+    """Somas of a soma probability map (Z, Y, X) on voxels of ``spacing`` µm: the voxels above
+    ``params.probability`` (or ``mask``), split at the maxima of the probability smoothed at half the smallest
+    soma radius, probability-weighted centroids, the size filter of :func:`split_somas`."""
+    spacing = np.asarray(spacing, dtype=float)
     blob = ndimage.gaussian_filter(prob, sigma=(params.soma_radius_um[0] / 2) / spacing)
-    table = split_somas(prob > params.probability, blob, prob, prob, spacing, params.soma_radius_um)
-    return table, (maps if maps.shape[0] == 5 else None)
+    fg = prob > params.probability if mask is None else mask
+    return split_somas(fg, blob, prob, prob, spacing, params.soma_radius_um)

@@ -24,6 +24,8 @@ distal process still differ) or
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 from scipy import ndimage
@@ -46,10 +48,21 @@ def load(params: SegmentParams) -> None:
     return None
 
 
-def cell_foreground(maps, centre, spacing, bounds: Box, params: SegmentParams):
-    """The box around one soma and, in it: foreground probability, offsets, distance from the soma (µm),
-    the soma seed, the candidate voxels (foreground within the radius, plus the seed) and the passable
-    voxels (the candidates and the gaps of up to ``params.bridge_um`` between them, within the radius)."""
+class CellRegion(NamedTuple):
+    """What one cell may claim, in the box around its soma (arrays (Z, Y, X) of the box's shape)."""
+
+    box: Box
+    fg: np.ndarray              # foreground probability
+    offsets: np.ndarray         # (3, Z, Y, X) offsets towards each voxel's soma
+    soma: tuple                 # the soma centre in the box's voxels
+    seed: np.ndarray            # voxels within SEED_UM of the soma
+    candidates: np.ndarray      # foreground within the radius, plus the seed
+    passable: np.ndarray        # the candidates and the gaps of up to bridge_um between them, within the radius
+
+
+def cell_foreground(maps, centre, spacing, bounds: Box, params: SegmentParams) -> CellRegion:
+    """The :class:`CellRegion` of the soma at ``centre`` (voxels): the box within ``params.radius_um`` of it,
+    read from the stored maps."""
     box = Box.around(centre, um_to_voxels(params.radius_um, spacing)).intersect(bounds)
     fg, offsets = maps.read(box)
     soma = tuple(float(c) - a for c, a in zip(centre, box.start))
@@ -57,7 +70,7 @@ def cell_foreground(maps, centre, spacing, bounds: Box, params: SegmentParams):
     seed = dist <= SEED_UM
     inside = dist <= params.radius_um
     candidates = ((fg > params.probability) & inside) | seed
-    return box, fg, offsets, soma, dist, seed, candidates, bridged(candidates, inside, spacing, params.bridge_um)
+    return CellRegion(box, fg, offsets, soma, seed, candidates, bridged(candidates, inside, spacing, params.bridge_um))
 
 
 def bridged(candidates: np.ndarray, inside: np.ndarray, spacing, bridge_um: float) -> np.ndarray:
@@ -121,13 +134,14 @@ def segment_owned(image, cells: pd.DataFrame, stats: dict, params: SegmentParams
     masks = []
     for _, cell in tqdm(cells.iterrows(), total=len(cells), desc=params.method, unit="cell", disable=not progress):
         centre = (float(cell["z"]), float(cell["y"]), float(cell["x"]))
-        box, fg, offsets, soma, dist, seed, candidates, passable = cell_foreground(
-            maps, centre, spacing, image.bounds, params)
+        region = cell_foreground(maps, centre, spacing, image.bounds, params)
         if params.method == "votes":
-            claim = votes_claim(offsets, soma, seed, candidates, passable, spacing)
+            claim = votes_claim(region.offsets, region.soma, region.seed, region.candidates, region.passable,
+                                spacing)
         else:
-            claim = growth_claim(fg, seed, candidates, passable, spacing)
-        masks.append(_cropped(int(cell["cell_id"]), claim, box, (fg[seed] > params.probability).any()))
+            claim = growth_claim(region.fg, region.seed, region.candidates, region.passable, spacing)
+        masks.append(_cropped(int(cell["cell_id"]), claim, region.box,
+                              (region.fg[region.seed] > params.probability).any()))
     return masks
 
 
