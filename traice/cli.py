@@ -156,7 +156,8 @@ def _train(args) -> None:
     if unknown:
         raise InputError(f"--regimes: unknown {unknown}; choose from {', '.join(sorted(REGIMES))}, random")
     sources = training_sources(args.traces, args.synthetic, args.seeds_per_field, folds=args.folds, fold=args.fold,
-                               regimes=args.regimes, images=args.images, channel=args.channel)
+                               regimes=args.regimes, images=args.images, channel=args.channel,
+                               traced_soma_radius_um=args.traced_soma_radius)
     summary = train(cfg, sources, args.out, args.cache)
     print(json.dumps({k: summary[k] for k in ("steps", "best_val_dice", "train_seconds", "device_name")}, indent=2))
 
@@ -262,6 +263,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--traces", help="folder of SWC fields of view (one subfolder each), rendered for training")
     p.add_argument("--seeds-per-field", type=int, default=sources["seeds_per_field"], help="renderings of each traced field")
     p.add_argument("--synthetic", type=int, default=sources["synthetic"], help="synthetic generator fields to add")
+    p.add_argument("--traced-soma-radius", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="training renderings of --traces draw each soma's radius (µm) from this range "
+                        "(default: the traces', at least 5 µm)")
     p.add_argument("--images", nargs="+", default=[], metavar="IMAGE",
                    help="pretrain: unlabelled OME-Zarr images of your microscope (blocks spread over each)")
     p.add_argument("--channel", type=int, help="pretrain: the channel of --images, for multi-channel images")

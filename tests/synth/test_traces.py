@@ -72,6 +72,25 @@ def test_render_traces_soma_and_arbor_labels(tmp_path):
     np.testing.assert_allclose(brain.truth[["z_um", "y_um", "x_um"]].to_numpy()[0], root, atol=1e-6)
 
 
+def test_traced_somas_take_drawn_radii_when_asked(tmp_path):
+    """``traced_soma_radius_um``: each soma's radius drawn from the range (the Y's root says 2 µm, which the
+    default raises to 5 µm); labels and truth follow the drawn radius, the arbor stays the trace's."""
+    path = tmp_path / "y.swc"
+    path.write_text(Y_TREE)
+    points, radii, parents = read_swc(path)
+    trees = [(points + [40.0 * k, 0.0, 0.0], radii, parents) for k in range(4)]  # four Ys, 40 µm apart in z
+    spacing = np.asarray(SynthParams().spacing)
+    default = render_traces(trees, SynthParams(seed=1))
+    drawn = render_traces(trees, SynthParams(seed=1, traced_soma_radius_um=(3.0, 3.5)))
+    assert np.allclose(default.truth["soma_radius_um"], MIN_SOMA_RADIUS_UM)
+    assert ((drawn.truth["soma_radius_um"] >= 3.0) & (drawn.truth["soma_radius_um"] <= 3.5)).all()
+    assert drawn.truth["soma_radius_um"].nunique() == len(trees)
+    for cell in drawn.truth.itertuples():
+        volume = (drawn.somas == cell.cell_id).sum() * np.prod(spacing)
+        assert volume == pytest.approx(4 / 3 * np.pi * cell.soma_radius_um ** 3, rel=0.2)
+    assert (drawn.cells > 0).sum() < (default.cells > 0).sum()   # smaller somas, the same processes
+
+
 def test_field_split_is_fixed_and_disjoint():
     fields = [f"g{i // 6}/field{i}" for i in range(18)]
     split = field_split(fields[::-1])

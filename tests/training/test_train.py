@@ -108,6 +108,9 @@ def test_training_sources_split_and_folds(tmp_path):
     assert not folders(folds[0]["val"]) & folders(folds[1]["val"])
     with pytest.raises(ValueError, match="fold 2"):
         training_sources(tmp_path, folds=2, fold=2)
+    sized = training_sources(tmp_path, synthetic=5, traced_soma_radius_um=[3, 6])
+    assert all(s[1]["traced_soma_radius_um"] == [3.0, 6.0] for s in sized["train"] if s[0] == "traces")
+    assert all("traced_soma_radius_um" not in s[1] for s in sized["val"])   # validation renders the traces as they are
 
 
 def test_train_logs_saves_and_resumes_to_the_same_weights(tmp_path, float32_cpu):

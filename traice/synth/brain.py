@@ -34,6 +34,8 @@ class SynthParams:
     cells: int = 60
     seed: int = 0
     soma_radius_um: tuple[float, float] = (3.0, 6.0)
+    traced_soma_radius_um: tuple[float, float] | None = None  # render_traces: draw each soma's radius from this
+                                                              # range instead of the trace's (at least 5 µm)
     arbor_radius_um: tuple[float, float] = (20.0, 35.0)
     min_distance_um: float = 30.0        # between somas, except touching pairs
     touching_fraction: float = 0.1

@@ -52,7 +52,9 @@ def render_traces(
 
     The frame is shifted so the traces start ``margin_um`` from the volume's
     origin; ``params.shape`` is replaced by the size that fits. Per-cell
-    brightness, soma orientation and the distractors come from ``params.seed``.
+    brightness, soma orientation and the distractors come from ``params.seed``;
+    each soma's radius is the trace root's (at least ``MIN_SOMA_RADIUS_UM``), or
+    drawn from ``params.traced_soma_radius_um`` where that is set.
     """
     if not trees:
         raise ValueError("no traces to render")
@@ -66,7 +68,10 @@ def render_traces(
     for points, radii, parents in trees:
         points = points - lo
         bright = float(np.clip(rng.lognormal(0.0, p.brightness_sigma), 0.35, 3.0))
-        r = max(float(radii[0]), MIN_SOMA_RADIUS_UM)
+        if p.traced_soma_radius_um is None:
+            r = max(float(radii[0]), MIN_SOMA_RADIUS_UM)
+        else:
+            r = float(rng.uniform(*p.traced_soma_radius_um))
         semi = r * rng.uniform(0.85, 1.15, size=3)
         semi *= r / np.cbrt(np.prod(semi))
         specs.append(CellSpec(points[0], semi, random_rotation(rng), points, np.maximum(radii, MIN_PROCESS_RADIUS_UM),

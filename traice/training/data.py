@@ -94,7 +94,7 @@ def load_volumes(sources: Sequence[tuple[str, dict]], cache: str | Path) -> list
         if kind == "traces":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # malformed SWC files are skipped with a warning
-                brain = render_swc(spec["folder"], source_params({"seed": spec["seed"], "regime": spec.get("regime")}))
+                brain = render_swc(spec["folder"], source_params({k: v for k, v in spec.items() if k != "folder"}))
         elif kind == "synthetic":
             brain = synthesize(source_params(spec))
         else:
@@ -150,7 +150,8 @@ def source_params(spec: dict) -> SynthParams:
 def _source_name(kind: str, spec: dict) -> str:
     if kind == "traces":
         regime = f"-{spec['regime']}" if spec.get("regime") else ""
-        return f"traces-{Path(spec['folder']).name}-seed{spec['seed']}{regime}"
+        sizes = "-soma{}to{}".format(*spec["traced_soma_radius_um"]) if spec.get("traced_soma_radius_um") else ""
+        return f"traces-{Path(spec['folder']).name}-seed{spec['seed']}{regime}{sizes}"
     return "synthetic-" + "-".join(f"{k}{'x'.join(map(str, v)) if isinstance(v, (list, tuple)) else v}" for k, v in sorted(spec.items()))
 
 

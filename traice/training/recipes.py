@@ -71,7 +71,8 @@ class TrainConfig:
 def training_sources(traces: str | Path | None = None, synthetic: int = 8, seeds_per_field: int = 2,
                      synthetic_shape: Sequence[int] = (32, 512, 512), folds: int = 1, fold: int = 0,
                      regimes: Sequence[str] = ("default",), images: Sequence[str] = (),
-                     channel: int | None = None) -> dict[str, list]:
+                     channel: int | None = None,
+                     traced_soma_radius_um: Sequence[float] | None = None) -> dict[str, list]:
     """Sources for :func:`traice.training.data.load_volumes`: ``{"train": [...], "val": [...]}``.
 
     ``images`` (OME-Zarr paths, their ``channel``) add unlabelled blocks of a user's images, for pretraining
@@ -82,7 +83,9 @@ def training_sources(traces: str | Path | None = None, synthetic: int = 8, seeds
     fifth of them (at least one) for validation. Rendering ``k`` of a field
     (and synthetic field ``k``) uses imaging regime ``regimes[k % len(regimes)]``
     (:func:`traice.training.data.source_params`; ``default``: the generator's own);
-    validation fields use ``regimes[0]``.
+    validation fields use ``regimes[0]``. ``traced_soma_radius_um`` (µm, low and high): the training renderings
+    of the traced fields draw each soma's radius from it (the traces' somas are all about 5 µm; validation
+    renderings keep the traces').
     """
     def spec(fields: dict, k: int) -> dict:
         regime = regimes[k % len(regimes)]
@@ -101,7 +104,8 @@ def training_sources(traces: str | Path | None = None, synthetic: int = 8, seeds
             held = [f for i, f in enumerate(split["train"]) if i % folds == fold]
         else:
             fit, held = split["train"], split["val"]
-        train += [("traces", spec({"folder": str(f), "seed": s}, s)) for f in fit for s in range(seeds_per_field)]
+        sizes = {} if traced_soma_radius_um is None else {"traced_soma_radius_um": [float(r) for r in traced_soma_radius_um]}
+        train += [("traces", spec({"folder": str(f), "seed": s, **sizes}, s)) for f in fit for s in range(seeds_per_field)]
         val += [("traces", spec({"folder": str(f), "seed": 0}, 0)) for f in held]
     n_val = max(1, synthetic // 5) if synthetic else 0
     for i in range(synthetic):
