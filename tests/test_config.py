@@ -67,6 +67,16 @@ def test_config_sections_are_the_dataclass_defaults(section, params, renamed):
         assert _plain(fields[renamed.get(key, key)]) == value, f"{section}.{key}"
 
 
+def test_finetune_section_is_the_finetuning_defaults():
+    from traice.training.finetune import FinetuneConfig
+
+    fields = {f.name: f.default for f in dataclasses.fields(FinetuneConfig)}
+    inputs = {"image", "points", "complete_box", "traces", "channel"}   # the rule's inputs, not settings
+    assert set(CONFIG["finetune"]) - inputs <= set(fields)
+    for key in set(CONFIG["finetune"]) - inputs:
+        assert _plain(fields[key]) == CONFIG["finetune"][key], f"finetune.{key}"
+
+
 def test_segment_radius_is_the_plan_margin():
     assert CONFIG["segment"]["radius_um"] == SegmentParams.radius_um == PlanParams.margin_um
 

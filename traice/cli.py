@@ -115,12 +115,22 @@ def _run(args) -> None:
     raise SystemExit(code)
 
 
-def _finetune(args) -> None:
-    from traice.training.finetune import FinetuneConfig, finetune
+def finetune_config(args):
+    """The :class:`~traice.training.finetune.FinetuneConfig` of ``traice finetune``'s arguments (an option not
+    given keeps the library's default)."""
+    from traice.training.finetune import FinetuneConfig
 
-    norms = {} if args.norms is None else {"norms": args.norms}  # None: FinetuneConfig's default
-    cfg = FinetuneConfig(mode=args.mode, rank=args.rank, stages=tuple(args.stages) if args.stages else None, **norms,
-                         steps=args.steps, lr=args.lr, seed=args.seed, device=args.device, threads=args.threads)
+    given = {"norms": args.norms, "soma_radius_um": args.soma_radius,
+             "negative_um": tuple(args.negative) if args.negative else None}
+    return FinetuneConfig(mode=args.mode, rank=args.rank, stages=tuple(args.stages) if args.stages else None,
+                          steps=args.steps, lr=args.lr, seed=args.seed, device=args.device, threads=args.threads,
+                          **{k: v for k, v in given.items() if v is not None})
+
+
+def _finetune(args) -> None:
+    from traice.training.finetune import finetune
+
+    cfg = finetune_config(args)
     box = [args.complete_box[:3], args.complete_box[3:]] if args.complete_box else None
     summary = finetune(args.image, args.points, args.out, cfg, args.model, args.channel, box, args.traces)
     kind = "adapter (set detect.adapter)" if args.mode == "lora" else "checkpoint (set detect.model)"
@@ -247,6 +257,9 @@ def parser() -> argparse.ArgumentParser:
                    help="lora: also train the normalisation layers' scales and shifts (default: on)")
     p.add_argument("--steps", type=int, default=150, help="optimiser steps (default: %(default)s)")
     p.add_argument("--lr", type=float, help="learning rate (default: 1e-3 lora, 1e-4 full)")
+    p.add_argument("--soma-radius", type=float, help="µm: a ball this big around each click is soma (default: 4)")
+    p.add_argument("--negative", type=float, nargs=2, metavar=("NEAR", "FAR"),
+                   help="µm: a shell this far from every click teaches what is not a soma (default: 9 20)")
     p.add_argument("--model", help="the weights to adapt (default: the shipped one-pass weights)")
     p.add_argument("--channel", type=int, help="the channel to read, for a multi-channel image")
     p.add_argument("--seed", type=int, default=0, help="random seed of the windows and augmentation")
