@@ -11,8 +11,8 @@ irregular 3-6 µm somas, some dim, cut by the faces; seeds 2000.. for the val
 split, 3000.. for test; 32 × 512 × 512 grid voxels, 33 cells), each
 rendered at every voxel size of ``--scales`` (multiples of the networks'
 grid, the same scene in µm); with ``--split test`` also the demo volume.
-The network runs once per volume (its soma probability kept in ``--cache``
-when given, keyed by volume and weights); each calling rule then runs on the
+The network runs once per volume (its soma probability, as float16, kept in
+``--cache`` when given, keyed by the volume and the weights file); each calling rule then runs on the
 same map, as the workflow's detect step does (whole-image intensity
 statistics as the plan measures them): ``--probability`` is the soma
 threshold, ``--low`` the hysteresis floor (``none``: plain threshold).
@@ -92,19 +92,21 @@ def volumes(args):
 
 
 def soma_probability(brain, model, weights: str, args) -> np.ndarray:
-    """The network's soma probability over the whole volume (from ``--cache`` when it is there)."""
+    """The network's soma probability over the whole volume, rounded to float16 (so that a map read from
+    ``--cache``, keyed by the volume and the weights file's bytes, scores as the one just computed)."""
     spacing = tuple(brain.params.spacing)
-    key = hashlib.sha1(repr((brain.image.shape, spacing, float(brain.image.sum()), weights)).encode()).hexdigest()[:16]
+    weights_sha = hashlib.sha1(Path(weights).read_bytes()).hexdigest()
+    key = hashlib.sha1(repr((brain.image.shape, spacing, float(brain.image.sum()), weights_sha)).encode()).hexdigest()[:16]
     cached = Path(args.cache) / f"{key}.npy" if args.cache else None
     if cached is not None and cached.exists():
         return np.load(cached).astype(np.float32)
     stats = intensity_stats(ArrayImage(brain.image, spacing))
-    prob = network_maps(brain.image, spacing, stats, DetectParams(device=args.device), model)[0]
+    prob = network_maps(brain.image, spacing, stats, DetectParams(device=args.device), model)[0].astype(np.float16)
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        np.save(cached.with_suffix(".tmp.npy"), prob.astype(np.float16))
+        np.save(cached.with_suffix(".tmp.npy"), prob)
         cached.with_suffix(".tmp.npy").rename(cached)
-    return prob
+    return prob.astype(np.float32)
 
 
 def main() -> None:
