@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from traice.core.errors import InputError
 from traice.nn.checkpoints import load_model
 from traice.synth.traces import trace_fields
 from traice.nn.checkpoints import load_prompted
@@ -112,6 +113,9 @@ def test_training_sources_split_and_folds(tmp_path):
     traced = [s[1] for s in sized["train"] if s[0] == "traces"]
     assert traced and all(s["traced_soma_radius_um"] == [3.0, 6.0] for s in traced)
     assert all("traced_soma_radius_um" not in s[1] for s in sized["val"])   # validation renders the traces as they are
+    for bad in ([6, 3], [0, 4], [3]):
+        with pytest.raises(InputError, match="traced soma radius"):
+            training_sources(tmp_path, traced_soma_radius_um=bad)
 
 
 def test_train_logs_saves_and_resumes_to_the_same_weights(tmp_path, float32_cpu):
