@@ -57,7 +57,7 @@ RADIUS_BINS_UM = [0.0, 3.5, 4.5, np.inf]
 FACE_BINS_UM = [-np.inf, 3.0, np.inf]
 
 
-def true_somas(brain, found: pd.DataFrame, pairs) -> pd.DataFrame:
+def true_somas(brain, pairs) -> pd.DataFrame:
     """One row per true soma: found or not, its radius, its centre's distance (µm) from the nearest z face
     and from the nearest y or x face of the volume."""
     extent = np.asarray(brain.image.shape) * np.asarray(brain.params.spacing)
@@ -143,7 +143,7 @@ def main() -> None:
             found = somas_from_probability(prob, spacing, params, mask)
             m = match_points(found[["z", "y", "x"]].to_numpy(float) * spacing, truth, 6.0)
             if (p, low) == rules[0]:
-                somas.append(true_somas(brain, found, m.pairs).assign(condition=condition))
+                somas.append(true_somas(brain, m.pairs).assign(condition=condition))
             totals.setdefault((condition, rule), np.zeros(3))
             totals[(condition, rule)] += [m.tp, m.n_pred, m.n_true]
             print(f"{condition:<16} {name[:36]:<36} {rule:<14} {m.n_true:>5} {m.n_pred:>5} {m.precision:>6.3f} "
