@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, TypeVar
 
-from traice.core.errors import InputError
+from traice.core.errors import InputError, check_radius_range
 from traice.core.grid import MODEL_SPACING_UM, needs_resampling
 from traice.core.roi import check_ordered, named_boxes_um, roi_boxes
 from traice.io.ome import open_image
@@ -107,9 +107,7 @@ def check_config(config: dict[str, Any], jobs_run_here: bool = True) -> None:
     check_writable("results", config["results"])
     if not config["samples"]:
         raise InputError("samples: none given; name at least one image (samples: {name: path})")
-    low, high = config["detect"]["soma_radius_um"]
-    if not 0 < low <= high:
-        raise InputError(f"detect.soma_radius_um {[low, high]}: expected [smallest, largest] with 0 < smallest <= largest")
+    check_radius_range("detect.soma_radius_um", config["detect"]["soma_radius_um"])
     for name, box in (named_boxes_um(config.get("roi")) or {}).items():
         check_ordered(f"roi '{name}'", box)
     for name, box in (config.get("regions") or {}).items():

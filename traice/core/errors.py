@@ -3,3 +3,9 @@
 
 class InputError(ValueError):
     """An input image or setting the pipeline cannot use; the message is one line for the user."""
+
+
+def check_radius_range(what: str, radii) -> None:
+    """InputError unless ``radii`` is [smallest, largest] µm with 0 < smallest <= largest."""
+    if len(radii) != 2 or not 0 < radii[0] <= radii[1]:
+        raise InputError(f"{what} {list(radii)}: expected [smallest, largest] with 0 < smallest <= largest")

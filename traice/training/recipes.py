@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from traice.core.errors import InputError
+from traice.core.errors import check_radius_range
 from traice.synth.traces import field_split, trace_fields
 from traice.training.data import BRANCH_MAX_WEIGHT, BRANCH_SHIFT, BRANCH_WEIGHT_UM, Augment
 
@@ -88,9 +88,8 @@ def training_sources(traces: str | Path | None = None, synthetic: int = 8, seeds
     of the traced fields draw each soma's radius from it (the traces' somas are all about 5 µm; validation
     renderings keep the traces').
     """
-    if traced_soma_radius_um is not None and not (
-            len(traced_soma_radius_um) == 2 and 0 < traced_soma_radius_um[0] <= traced_soma_radius_um[1]):
-        raise InputError(f"traced soma radius {list(traced_soma_radius_um)}: expected [low, high] µm with 0 < low <= high")
+    if traced_soma_radius_um is not None:
+        check_radius_range("traced soma radius", traced_soma_radius_um)
 
     def spec(fields: dict, k: int) -> dict:
         regime = regimes[k % len(regimes)]
