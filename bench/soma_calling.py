@@ -91,11 +91,11 @@ def volumes(args):
                                                                        for k, v in demo.items()}))
 
 
-def soma_probability(brain, model, weights: str, args) -> np.ndarray:
+def soma_probability(brain, model, weights_sha: str, args) -> np.ndarray:
     """The network's soma probability over the whole volume, rounded to float16 (so that a map read from
-    ``--cache``, keyed by the volume and the weights file's bytes, scores as the one just computed)."""
+    ``--cache``, keyed by the volume and ``weights_sha``, the weights file's SHA-1, scores as the one just
+    computed)."""
     spacing = tuple(brain.params.spacing)
-    weights_sha = hashlib.sha1(Path(weights).read_bytes()).hexdigest()
     key = hashlib.sha1(repr((brain.image.shape, spacing, float(brain.image.sum()), weights_sha)).encode()).hexdigest()[:16]
     cached = Path(args.cache) / f"{key}.npy" if args.cache else None
     if cached is not None and cached.exists():
@@ -126,6 +126,7 @@ def main() -> None:
     args = ap.parse_args()
     weights = args.model or str(shipped_weights("cells"))
     model = load(DetectParams(model=weights))
+    weights_sha = hashlib.sha1(Path(weights).read_bytes()).hexdigest()
     rules = [(p, None if low == "none" else float(low)) for p in args.probability for low in args.low]
     totals: dict[tuple[str, str], np.ndarray] = {}
     somas = []
@@ -133,7 +134,7 @@ def main() -> None:
     for condition, name, brain in volumes(args):
         spacing = np.asarray(brain.params.spacing)
         t0 = time.time()
-        prob = soma_probability(brain, model, weights, args)
+        prob = soma_probability(brain, model, weights_sha, args)
         seconds = time.time() - t0
         truth = brain.truth[["z_um", "y_um", "x_um"]].to_numpy()
         for p, low in rules:
