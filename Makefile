@@ -17,12 +17,13 @@ demo: $(BIN)/.installed
 	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml --rerun-incomplete
 	@echo "Results: $(CURDIR)/results/demo  (report.html, cells.parquet, segmentation.ome.zarr, morphology.parquet, swc/, run.json)"
 
+# one pytest worker per core (pytest-xdist): each workflow test runs Snakemake in its own folder
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(CORES) --dist worksteal
 
 # everything but the end-to-end workflow and Slurm tests: the inner loop while developing
 test-fast: $(BIN)/.installed
-	$(BIN)/python -m pytest -q -m "not workflow and not slurm"
+	$(BIN)/python -m pytest -q -n $(CORES) --dist worksteal -m "not workflow and not slurm"
 
 lint: $(BIN)/.installed
 	$(BIN)/snakemake --lint --cores 1

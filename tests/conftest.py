@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -34,11 +35,22 @@ def write_image(tmp_path):
 
 @pytest.fixture(scope="session")
 def reference_run(tmp_path_factory):
-    """One uninterrupted local run of the small synthetic config; returns the sample's results folder."""
+    """One uninterrupted local run of the small synthetic config; returns the sample's results folder.
+
+    Under ``pytest -n`` the workers share it: the first to need it runs it while the others wait on a lock.
+    """
+    from filelock import FileLock
+
     from helpers import run_workflow, small_config
 
-    tmp = tmp_path_factory.mktemp("reference")
-    run_workflow(small_config(tmp), tmp)
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # this session's folder, above the workers' own
+    tmp = shared / "reference"
+    with FileLock(shared / "reference.lock"):
+        if not (tmp / "results" / "small" / "run.json").exists():
+            tmp.mkdir(exist_ok=True)
+            run_workflow(small_config(tmp), tmp)
     return tmp / "results" / "small"
 
 

@@ -1,4 +1,8 @@
-"""Run the workflow from tests: through Snakemake's Python API, or its command line."""
+"""Run the workflow from tests: through Snakemake's Python API, or its command line.
+
+Each run has its own working directory (Snakemake's ``.snakemake``: locks, metadata, logs), the test's
+temporary folder, never the repository: tests run side by side (``pytest -n``) without sharing one.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
 def run_workflow(config: dict, tmp: Path, cores: int = 2) -> None:
-    """Run the whole workflow with ``config`` (written to ``tmp/config.yaml``) on local cores."""
+    """Run the whole workflow with ``config`` (written to ``tmp/config.yaml``) on local cores, in ``tmp``."""
     cfg = tmp / "config.yaml"
     cfg.write_text(yaml.safe_dump(config))
     with SnakemakeApi(OutputSettings(quiet={Quietness.PROGRESS, Quietness.RULES})) as api:
@@ -25,7 +29,7 @@ def run_workflow(config: dict, tmp: Path, cores: int = 2) -> None:
             resource_settings=ResourceSettings(cores=cores),
             config_settings=ConfigSettings(configfiles=[cfg]),
             snakefile=ROOT / "Snakefile",
-            workdir=ROOT,
+            workdir=tmp,
         )
         dag = wf.dag(DAGSettings())
         dag.execute_workflow(executor="local", execution_settings=ExecutionSettings())
@@ -49,9 +53,14 @@ def small_config(tmp: Path, **extra) -> dict:
     return cfg
 
 
-def cli(args: list[str], cwd: Path = ROOT, timeout: float | None = None) -> subprocess.CompletedProcess:
-    """Snakemake's command line, as a user runs it."""
-    return subprocess.run(SNAKEMAKE + args, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+def snakemake_command(args: list[str], workdir: Path) -> list[str]:
+    """Snakemake's command line on the repository's Snakefile, working in ``workdir``."""
+    return SNAKEMAKE + ["--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), *args]
+
+
+def cli(args: list[str], workdir: Path, timeout: float | None = None) -> subprocess.CompletedProcess:
+    """Snakemake's command line, as a user runs it, in ``workdir``."""
+    return subprocess.run(snakemake_command(args, workdir), cwd=workdir, capture_output=True, text=True, timeout=timeout)
 
 
 # A small registered atlas for the atlas tests: root (1) > grey (8) > {isocortex (315), hippocampus (1089)}; root > fiber tracts (1009)

@@ -39,7 +39,7 @@ def _refused(tmp: Path, config: dict, dry_run: bool = True) -> str:
     cfg = tmp / "bad.yaml"
     config = {"results": str(tmp / "results"), **config}
     cfg.write_text(yaml.safe_dump(config))
-    out = cli((["-n"] if dry_run else []) + ["--cores", "1", "--configfile", str(cfg)])
+    out = cli((["-n"] if dry_run else []) + ["--cores", "1", "--configfile", str(cfg)], tmp)
     assert out.returncode != 0, out.stdout + out.stderr
     lines = out.stderr.strip().splitlines()
     line = lines[0] if dry_run else lines[-1]

@@ -36,7 +36,7 @@ def sample(tmp_path_factory):
 
 
 def test_each_step_keeps_to_its_job_cap(sample):
-    run = cli(["-n", "--quiet", "rules", "--cores", "1", "--rerun-triggers", "mtime", "--configfile", str(sample)])
+    run = cli(["-n", "--quiet", "rules", "--cores", "1", "--rerun-triggers", "mtime", "--configfile", str(sample)], sample.parent)
     assert run.returncode == 0, run.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", run.stdout, re.M))
     assert int(counts["segment"]) == 25 and int(counts["morphology_batch"]) == 20  # 400 cells: 16 and 20 per job
@@ -44,7 +44,7 @@ def test_each_step_keeps_to_its_job_cap(sample):
 
 
 def test_dependency_edges_grow_with_the_jobs_not_their_pairs(sample):
-    dot = cli(["--dag", "--quiet", "all", "--cores", "1", "--rerun-triggers", "mtime", "--configfile", str(sample)])
+    dot = cli(["--dag", "--quiet", "all", "--cores", "1", "--rerun-triggers", "mtime", "--configfile", str(sample)], sample.parent)
     assert dot.returncode == 0, dot.stderr[-3000:]
     jobs = len(re.findall(r"^\s*\d+\[", dot.stdout, re.M))
     edges = len(re.findall(r"^\s*\d+ -> \d+", dot.stdout, re.M))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import ROOT, SNAKEMAKE, cli, small_config
+from helpers import cli, small_config, snakemake_command
 
 pytestmark = pytest.mark.workflow
 
@@ -24,7 +24,7 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 def _kill_when_started(config: Path, marker: Path, timeout: float = 300) -> None:
     """Start the workflow, SIGKILL Snakemake and all its jobs as soon as ``marker`` exists."""
-    proc = subprocess.Popen(SNAKEMAKE + ["--cores", "2", "--configfile", str(config)], cwd=ROOT,
+    proc = subprocess.Popen(snakemake_command(["--cores", "2", "--configfile", str(config)], config.parent), cwd=config.parent,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + timeout
     while not marker.exists():
@@ -42,8 +42,8 @@ def test_killed_run_resumes_to_identical_outputs(step, reference_run, tmp_path):
     sample = tmp_path / "results" / "small"
     _kill_when_started(config, sample / "work" / "logs" / f"{step}.log")
     assert not (sample / "run.json").exists()
-    assert cli(["--unlock", "--cores", "1", "--configfile", str(config)]).returncode == 0
-    out = cli(["--cores", "2", "--configfile", str(config), "--rerun-incomplete"])
+    assert cli(["--unlock", "--cores", "1", "--configfile", str(config)], tmp_path).returncode == 0
+    out = cli(["--cores", "2", "--configfile", str(config), "--rerun-incomplete"], tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     # byte-identical tables, label image and skeletons: the same input and config give the same result
     for name in OUTPUTS:

@@ -61,7 +61,7 @@ def test_a_tiff_without_voxel_size_is_refused_before_any_job(tmp_path):
     tifffile.imwrite(tmp_path / "stack.tif", np.zeros((6, 32, 32), np.uint16), photometric="minisblack")
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump({"samples": {"s1": str(tmp_path / "stack.tif")}, "results": str(tmp_path / "r")}))
-    out = cli(["-n", "--cores", "1", "--configfile", str(cfg)])
+    out = cli(["-n", "--cores", "1", "--configfile", str(cfg)], tmp_path)
     assert out.returncode != 0
     line = out.stderr.strip().splitlines()[0]
     assert line.startswith("error: sample 's1': ") and "set voxel_size_um" in line, out.stderr

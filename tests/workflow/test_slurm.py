@@ -57,9 +57,9 @@ def test_slurm_profile_run_equals_local_run(slurm, reference_run, tmp_path):
     config = small_config(tmp_path, plan={"tile_shape": [64, 256, 256], "tiles_per_job": 4},
                           segment={"method": "classical", "cells_per_job": 32}, stitch={"chunk": [32, 128, 128], "chunks_per_job": [1, 1, 1]})
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    out = cli(["--profile", "profiles/slurm", "--configfile", str(tmp_path / "config.yaml"),
+    out = cli(["--profile", str(ROOT / "profiles" / "slurm"), "--configfile", str(tmp_path / "config.yaml"),
                "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "5",
-               *FITS_THE_TEST_NODE], timeout=1500)
+               *FITS_THE_TEST_NODE], tmp_path, timeout=1500)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "submitted with SLURM jobid" in out.stdout + out.stderr
     assert "Submitted array job" in out.stdout + out.stderr  # the stitch blocks: one sbatch --array (profile)

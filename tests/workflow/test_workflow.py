@@ -140,7 +140,7 @@ def test_labels_open_with_ome_zarr_reader(small_run):
 
 def test_snakemake_report_has_figures_with_captions(small_run, tmp_path):
     cfg = small_run.parent.parent / "config.yaml"
-    out = cli(["--cores", "1", "--configfile", str(cfg), "--report", str(tmp_path / "r.html")])
+    out = cli(["--cores", "1", "--configfile", str(cfg), "--report", str(tmp_path / "r.html")], cfg.parent)  # the run's own
     assert out.returncode == 0, out.stderr
     text = (tmp_path / "r.html").read_text()
     for fig in ["overview.png", "gallery.png", "histograms.png", "density.png", "resources.png"]:
@@ -180,7 +180,7 @@ def _bad_input_case(tmp: Path, samples: dict, **extra):
     cfg = tmp / "bad.yaml"
     results = tmp / "results"
     cfg.write_text(yaml.safe_dump({"samples": samples, "results": str(results), **extra}))
-    out = cli(["--cores", "1", "--configfile", str(cfg)])
+    out = cli(["--cores", "1", "--configfile", str(cfg)], tmp)
     assert out.returncode != 0
     assert not results.exists(), "nothing may be written for a bad input"
     return out
@@ -231,7 +231,7 @@ def test_user_samples_replace_the_demo_sample(tmp_path, write_image):
     path = write_image(np.full((8, 64, 64), 100, np.uint16))
     cfg = tmp_path / "user.yaml"
     cfg.write_text(yaml.safe_dump({"samples": {"mine": str(path)}, "results": str(tmp_path / "r")}))
-    out = cli(["-n", "--cores", "1", "--configfile", str(cfg)])
+    out = cli(["-n", "--cores", "1", "--configfile", str(cfg)], tmp_path)
     assert out.returncode == 0, out.stderr
     assert "mine" in out.stdout and "demo" not in out.stdout.replace("demo.", "")
 
@@ -249,8 +249,8 @@ def test_image_without_cells_gives_valid_empty_outputs(tmp_path, write_image):
     assert (out / "report.html").exists() and (out / "run.json").exists()
 
 
-def test_lint_is_clean():
-    out = cli(["--lint", "--cores", "1"])
+def test_lint_is_clean(tmp_path):
+    out = cli(["--lint", "--cores", "1"], tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Lints for" not in out.stdout + out.stderr
 
@@ -260,7 +260,7 @@ def test_train_rules_resolve(tmp_path, task):
     cfg = tmp_path / "train.yaml"
     cfg.write_text(yaml.safe_dump({"results": str(tmp_path / "results"), "train": {"synthetic": 2, task: {"steps": 3}}}))
     rule = "pretrain" if task == "pretrain" else f"train_{task}"
-    out = cli(["-n", rule, "--cores", "1", "--configfile", str(cfg)])
+    out = cli(["-n", rule, "--cores", "1", "--configfile", str(cfg)], tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     assert rule in out.stdout and str(tmp_path / "results" / "models" / task / "model.pt") in out.stdout
 
@@ -270,7 +270,7 @@ def test_pretrain_rule_trains_a_denoiser_on_a_users_image(small_run, tmp_path):
     cfg.write_text(yaml.safe_dump({"results": str(tmp_path / "results"), "train": {
         "synthetic": 0, "images": [str(small_run / "input.ome.zarr")], "device": "cpu",
         "pretrain": {"steps": 2, "window": [16, 64, 64]}}}))
-    out = cli(["pretrain", "--cores", "2", "--configfile", str(cfg)])
+    out = cli(["pretrain", "--cores", "2", "--configfile", str(cfg)], tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     summary = json.loads((tmp_path / "results" / "models" / "pretrain" / "training.json").read_text())
     assert summary["task"] == "pretrain" and summary["steps"] == 2
@@ -283,7 +283,7 @@ def test_finetune_rule_writes_an_adapter_that_the_config_accepts(small_run, tmp_
     cfg = tmp_path / "finetune.yaml"
     cfg.write_text(yaml.safe_dump({"results": str(tmp_path / "results"), "finetune": {
         "image": str(small_run / "input.ome.zarr"), "points": str(tmp_path / "clicks.csv"), "steps": 2, "threads": 2}}))
-    out = cli(["finetune", "--cores", "2", "--configfile", str(cfg)])
+    out = cli(["finetune", "--cores", "2", "--configfile", str(cfg)], tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     adapter = tmp_path / "results" / "models" / "finetune" / "adapter.pt"
     assert 0 < adapter.stat().st_size < 2 * 1024**2
@@ -291,13 +291,13 @@ def test_finetune_rule_writes_an_adapter_that_the_config_accepts(small_run, tmp_
     run_cfg = tmp_path / "run.yaml"
     run_cfg.write_text(yaml.safe_dump({"samples": {"s": str(small_run / "input.ome.zarr")},
                                        "results": str(tmp_path / "r"), "detect": {"adapter": str(adapter)}}))
-    out = cli(["-n", "--cores", "1", "--configfile", str(run_cfg)])
+    out = cli(["-n", "--cores", "1", "--configfile", str(run_cfg)], tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     other = tmp_path / "other.pt"
     other.write_bytes(b"not an adapter")
     run_cfg.write_text(yaml.safe_dump({"samples": {"s": str(small_run / "input.ome.zarr")},
                                        "results": str(tmp_path / "r"), "detect": {"adapter": str(other)}}))
-    out = cli(["-n", "--cores", "1", "--configfile", str(run_cfg)])
+    out = cli(["-n", "--cores", "1", "--configfile", str(run_cfg)], tmp_path)
     assert out.returncode != 0 and "detect.adapter" in out.stderr and "cannot be read as an adapter" in out.stderr
 
 

@@ -10,8 +10,6 @@ from typing import Sequence
 
 import numpy as np
 import zarr
-from ome_zarr.format import FormatV05
-from ome_zarr.writer import add_metadata, write_multiscales_metadata
 
 from traice.core.geometry import Box, grid
 from traice.io.ome import SPATIAL, multiscales_metadata
@@ -78,6 +76,10 @@ def create_multiscale(
     that owns a block of level-0 chunks owns whole chunks at every level.
     Returns the cumulative downsampling factor of each level.
     """
+    # ome-zarr-py's writer imports dask and xarray (3 s); the jobs that only fill blocks never need it
+    from ome_zarr.format import FormatV05
+    from ome_zarr.writer import add_metadata, write_multiscales_metadata
+
     path = Path(path)
     if path.exists():
         shutil.rmtree(path)
@@ -155,6 +157,8 @@ def write_multiscale(
 
 def add_labels(image_path: str | Path, name: str, data: np.ndarray, spacing: Sequence[float]) -> None:
     """Add a label image ``labels/{name}`` to an existing OME-Zarr image (NGFF labels group)."""
+    from ome_zarr.format import FormatV05
+
     labels = zarr.open_group(str(Path(image_path) / "labels"), mode="a", zarr_format=3)
     write_multiscale(Path(image_path) / "labels" / name, data, spacing, label=True, name=name, source=image_path)
     existing = dict(labels.attrs).get("ome", {}).get("labels", [])
