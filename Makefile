@@ -17,13 +17,14 @@ demo: $(BIN)/.installed
 	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml --rerun-incomplete
 	@echo "Results: $(CURDIR)/results/demo  (report.html, cells.parquet, segmentation.ome.zarr, morphology.parquet, swc/, run.json)"
 
-# one pytest worker per core (pytest-xdist): each workflow test runs Snakemake in its own folder
+# one pytest worker per core (pytest-xdist), each given the next test as it frees up, in the order of
+# tests/conftest.py (longest first); each workflow test runs Snakemake in its own folder
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q -n $(CORES) --dist worksteal
+	$(BIN)/python -m pytest -q -n $(CORES) --maxschedchunk 1
 
 # everything but the end-to-end workflow and Slurm tests: the inner loop while developing
 test-fast: $(BIN)/.installed
-	$(BIN)/python -m pytest -q -n $(CORES) --dist worksteal -m "not workflow and not slurm"
+	$(BIN)/python -m pytest -q -n $(CORES) --maxschedchunk 1 -m "not workflow and not slurm"
 
 lint: $(BIN)/.installed
 	$(BIN)/snakemake --lint --cores 1

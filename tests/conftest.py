@@ -15,10 +15,20 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
 def pytest_collection_modifyitems(items):
-    """Run the Slurm tests last: once Slurm's client is installed (the Slurm test installs it) and its daemons
-    are stopped again, every later ``snakemake`` start waits about 9 s in the Slurm executor plugin, whose
-    import asks ``scontrol show config`` and waits for a controller that is gone."""
-    items.sort(key=lambda item: item.get_closest_marker("slurm") is not None)  # stable: the rest keep their order
+    """The Slurm test first, then the long tests, the other workflow tests, the rest (each in its own order).
+
+    Slurm's client, once installed (the Slurm test installs it), makes every later ``snakemake`` start wait
+    about 9 s whenever its daemons are down: the Slurm executor plugin's import asks ``scontrol show config``.
+    So the daemons stay up until the session ends (the ``slurm`` fixture), and the test that starts them runs
+    first. Longest first after it: with ``pytest -n`` (``make test``), the short ones fill the workers last.
+    """
+    def group(item):
+        for rank, marker in enumerate(["slurm", "long", "workflow"]):
+            if item.get_closest_marker(marker):
+                return rank
+        return 3
+
+    items.sort(key=group)  # stable: each group keeps its order
 
 
 @pytest.fixture

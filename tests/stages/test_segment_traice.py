@@ -155,6 +155,7 @@ def test_shipped_weights_segment_the_arbors():
 
 
 @pytest.mark.workflow
+@pytest.mark.long
 def test_workflow_runs_stage_2(tmp_path):
     """The workflow's wiring of stage 2 (quality is the bench's and the test above's): every cell gets a claim
     or a reason, and the label image holds exactly the cells with a claim."""

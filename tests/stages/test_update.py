@@ -120,6 +120,7 @@ def _chunk_files(labels: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.workflow
+@pytest.mark.long
 def test_region_update_changes_only_the_region(reference_run, tmp_path):
     """Whole run; update a region with another segmentation setting; update it back.
 

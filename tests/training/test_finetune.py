@@ -73,6 +73,7 @@ def test_lora_adapter_is_small_and_loads_into_detection(field):
     assert not (field / "adapter.pt.partial.pt").exists()
 
 
+@pytest.mark.long
 def test_a_killed_finetune_resumes_to_the_same_adapter(field, monkeypatch, tmp_path):
     cfg = FinetuneConfig(steps=4, batch_size=1)
     monkeypatch.setattr(ft, "CHECKPOINT_EVERY", 1)

@@ -132,6 +132,7 @@ def _float_image(write_image, name: str, holes: bool) -> Path:
     return write_image(data, name=name)
 
 
+@pytest.mark.long
 def test_non_finite_voxels_read_as_background_and_are_counted(tmp_path, write_image):
     """One +Inf voxel once cost every cell of a tile; now the cells are those of the same image without holes."""
     cfg = {**small_config(tmp_path), "samples": {"clean": str(_float_image(write_image, "clean.ome.zarr", False)),

@@ -14,6 +14,7 @@ import yaml
 import zarr
 
 from helpers import ROOT, cli, run_workflow, small_config, write_czi
+from traice.io.plan import Plan
 
 pytestmark = pytest.mark.workflow
 
@@ -22,6 +23,7 @@ RECALL_FLOOR = 0.75  # bench/cellfinder.py, a larger window: 18 of 19 (docs/inpu
 CELLFINDER = ROOT.parent / "shared" / "data" / "cellfinder_crop"
 
 
+@pytest.mark.long
 def test_tiff_planes_run_as_the_same_image_in_ome_zarr(tmp_path, reference_run):
     """The reference run's synthetic image, written as TIFF planes and named by folder with its voxel size,
     gives the same tables and labels."""
@@ -68,6 +70,7 @@ def test_a_tiff_without_voxel_size_is_refused_before_any_job(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.long
 @pytest.mark.skipif(not (CELLFINDER / "signal").is_dir(), reason="the cellfinder planes (shared/data/cellfinder_crop) are not here")
 def test_real_two_photon_planes_at_their_own_voxel_size(tmp_path):
     """A region of the cellfinder planes (5 x 2 x 2 µm, no voxel size in the files) through the default
@@ -75,10 +78,12 @@ def test_real_two_photon_planes_at_their_own_voxel_size(tmp_path):
     sys.path.insert(0, str(ROOT / "bench"))
     from cellfinder import SPACING, annotations, recall
 
-    roi = {"start_um": [40, 560, 260], "stop_um": [110, 680, 380]}  # 9 annotated somas (bench/cellfinder.py: 19)
+    roi = {"start_um": [40, 560, 200], "stop_um": [100, 680, 340]}  # 7 annotated somas (bench/cellfinder.py: 19)
+    # detection reaches the ROI grown by segment.radius_um (20 µm: half the voxels of 40 µm), and reads every
+    # tile that touches it: tiles of 120 x 180 x 180 µm hold all of it in one (the default's would take four)
     config = {"samples": {"cf": {"path": str(CELLFINDER / "signal"), "voxel_size_um": list(SPACING)}},
               "results": str(tmp_path / "results"), "roi": roi,
-              "segment": {"radius_um": 20}}  # detection reaches the ROI grown by this: half the voxels of 40 µm
+              "plan": {"tile_shape": [96, 450, 450]}, "segment": {"radius_um": 20}}
     run_workflow(config, tmp_path)
     out = tmp_path / "results" / "cf"
     cells = pd.read_parquet(out / "cells.parquet")
@@ -88,3 +93,4 @@ def test_real_two_photon_planes_at_their_own_voxel_size(tmp_path):
     inside = truth[((truth >= roi["start_um"]) & (truth < roi["stop_um"])).all(axis=1)]
     hit, n = recall(inside, cells[["z_um", "y_um", "x_um"]].to_numpy())
     assert n >= 5 and hit / n >= RECALL_FLOOR, (hit, n, len(cells))
+    assert Plan.read(out / "work" / "plan").info["tiles"] == 1

@@ -40,7 +40,7 @@ def _why_no_slurm() -> str | None:
     return None
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # stopped when the session ends: see tests/conftest.py
 def slurm():
     reason = _why_no_slurm()
     if reason:

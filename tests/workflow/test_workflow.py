@@ -301,6 +301,7 @@ def test_finetune_rule_writes_an_adapter_that_the_config_accepts(small_run, tmp_
     assert out.returncode != 0 and "detect.adapter" in out.stderr and "cannot be read as an adapter" in out.stderr
 
 
+@pytest.mark.long
 def test_default_learned_path_owns_the_arbors(tmp_path):
     """The defaults end to end: the one-pass network (detect.method traice) stores its maps per detect job and
     seeded growth (segment.method growth) shares their foreground between the somas."""
