@@ -24,7 +24,7 @@ test: $(BIN)/.installed
 
 # everything but the end-to-end workflow and Slurm tests: the inner loop while developing
 test-fast: $(BIN)/.installed
-	$(BIN)/python -m pytest -q -n $(CORES) --maxschedchunk 1 -m "not workflow and not slurm"
+	$(BIN)/python -m pytest -q -m "not workflow and not slurm"
 
 lint: $(BIN)/.installed
 	$(BIN)/snakemake --lint --cores 1
