@@ -80,7 +80,7 @@ def test_real_two_photon_planes_at_their_own_voxel_size(tmp_path):
 
     roi = {"start_um": [40, 560, 200], "stop_um": [100, 680, 340]}  # 7 annotated somas (bench/cellfinder.py: 19)
     # detection reaches the ROI grown by segment.radius_um (20 µm: half the voxels of 40 µm), and reads every
-    # tile that touches it: tiles of 120 x 180 x 180 µm hold all of it in one (the default's would take four)
+    # tile that touches it: tiles of 120 x 180 x 180 µm hold all of it in one (the default tiles: eight)
     config = {"samples": {"cf": {"path": str(CELLFINDER / "signal"), "voxel_size_um": list(SPACING)}},
               "results": str(tmp_path / "results"), "roi": roi,
               "plan": {"tile_shape": [96, 450, 450]}, "segment": {"radius_um": 20}}
