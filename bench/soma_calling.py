@@ -4,14 +4,18 @@ Usage:
     python bench/soma_calling.py [--split val] [--regimes confocal dim] [--synthetic 4] [--scales 1 2 0.8]
                                  [--probability 0.5] [--low none 0.3 0.2] [--cache DIR]
                                  [--data ../shared/data/morphomics_kxa] [--no-demo]
+                                 [--traced-soma-radius 3 6] [--model A.pt [B.pt ...]]
 
 Volumes: the traced fields of ``--split`` rendered in each of ``--regimes``
-(render seed 0); ``--synthetic N`` fields of the synthetic generator (its
+(render seed 0; each soma at the trace's radius, at least 5 µm, or with
+``--traced-soma-radius`` drawn from that range, as the issue's regime has
+them); ``--synthetic N`` fields of the synthetic generator (its
 irregular 3-6 µm somas, some dim, cut by the faces; seeds 2000.. for the val
 split, 3000.. for test; 32 × 512 × 512 grid voxels, 33 cells), each
 rendered at every voxel size of ``--scales`` (multiples of the networks'
 grid, the same scene in µm); with ``--split test`` also the demo volume.
-The network runs once per volume (its soma probability, as float16, kept in
+Each volume is rendered once; every network of ``--model`` (default: the
+shipped weights) runs once on it (its soma probability, as float16, kept in
 ``--cache`` when given, keyed by the volume and the weights file); each calling rule then runs on the
 same map, as the workflow's detect step does (whole-image intensity
 statistics as the plan measures them): ``--probability`` is the soma
@@ -76,7 +80,8 @@ def volumes(args):
             for folder in field_split(trace_fields(args.data))[args.split]:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # SWC files read_field skips
-                    yield f"traced {regime}", folder.name, render_swc(folder, regime_params(regime, seed=0))
+                    params = regime_params(regime, seed=0, traced_soma_radius_um=args.traced_soma_radius)
+                    yield f"traced {regime}", folder.name, render_swc(folder, params)
     else:
         print(f"no tracings at {args.data}: synthetic fields only", file=sys.stderr)
     for seed in range(SYNTHETIC_SEEDS[args.split], SYNTHETIC_SEEDS[args.split] + args.synthetic):
@@ -119,40 +124,47 @@ def main() -> None:
                     help="voxel sizes of the synthetic fields, as multiples of the networks' grid")
     ap.add_argument("--probability", type=float, nargs="+", default=[DetectParams.probability])
     ap.add_argument("--low", nargs="+", default=["none", "0.3", "0.2"], help="hysteresis floors (none: off)")
-    ap.add_argument("--model", help="one-pass weights (default: the shipped ones)")
+    ap.add_argument("--model", nargs="+", help="one-pass weights, one or more (default: the shipped ones)")
+    ap.add_argument("--traced-soma-radius", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                    help="draw each traced soma's radius (µm) from [LOW, HIGH] (default: the trace's, at least 5)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--cache", help="folder for the soma probability maps (reused across runs)")
     ap.add_argument("--no-demo", action="store_true")
     args = ap.parse_args()
-    weights = args.model or str(shipped_weights("cells"))
-    model = load(DetectParams(model=weights))
-    weights_sha = hashlib.sha1(Path(weights).read_bytes()).hexdigest()
+    if args.traced_soma_radius is not None:
+        args.traced_soma_radius = tuple(args.traced_soma_radius)
+    models = {}
+    for weights in args.model or [str(shipped_weights("cells"))]:
+        label = Path(weights).stem if len(args.model or []) > 1 else ""
+        models[label] = (weights, load(DetectParams(model=weights)), hashlib.sha1(Path(weights).read_bytes()).hexdigest())
     rules = [(p, None if low == "none" else float(low)) for p in args.probability for low in args.low]
     totals: dict[tuple[str, str], np.ndarray] = {}
     somas = []
-    print(f"{'condition':<16} {'volume':<36} {'rule':<14} {'true':>5} {'found':>5} {'P':>6} {'R':>6} {'F1':>6} {'s':>6}")
-    for condition, name, brain in volumes(args):
-        spacing = np.asarray(brain.params.spacing)
-        t0 = time.time()
-        prob = soma_probability(brain, model, weights_sha, args)
-        seconds = time.time() - t0
-        truth = brain.truth[["z_um", "y_um", "x_um"]].to_numpy()
-        for p, low in rules:
-            rule = f"p{p:g}" + (f" low{low:g}" if low is not None else "")
-            params = replace(DetectParams(), probability=p)
-            mask = None if low is None else apply_hysteresis_threshold(prob, low, p)
-            found = somas_from_probability(prob, spacing, params, mask)
-            m = match_points(found[["z", "y", "x"]].to_numpy(float) * spacing, truth, 6.0)
-            if (p, low) == rules[0]:
-                somas.append(true_somas(brain, m.pairs).assign(condition=condition))
-            totals.setdefault((condition, rule), np.zeros(3))
-            totals[(condition, rule)] += [m.tp, m.n_pred, m.n_true]
-            print(f"{condition:<16} {name[:36]:<36} {rule:<14} {m.n_true:>5} {m.n_pred:>5} {m.precision:>6.3f} "
-                  f"{m.recall:>6.3f} {m.f1:>6.3f} {seconds:>6.0f}", flush=True)
+    print(f"{'condition':<32} {'volume':<36} {'rule':<14} {'true':>5} {'found':>5} {'P':>6} {'R':>6} {'F1':>6} {'s':>6}")
+    for volume_condition, name, brain in volumes(args):
+        for label, (weights, model, weights_sha) in models.items():
+            condition = f"{label} {volume_condition}".strip()
+            spacing = np.asarray(brain.params.spacing)
+            t0 = time.time()
+            prob = soma_probability(brain, model, weights_sha, args)
+            seconds = time.time() - t0
+            truth = brain.truth[["z_um", "y_um", "x_um"]].to_numpy()
+            for p, low in rules:
+                rule = f"p{p:g}" + (f" low{low:g}" if low is not None else "")
+                params = replace(DetectParams(), probability=p)
+                mask = None if low is None else apply_hysteresis_threshold(prob, low, p)
+                found = somas_from_probability(prob, spacing, params, mask)
+                m = match_points(found[["z", "y", "x"]].to_numpy(float) * spacing, truth, 6.0)
+                if (p, low) == rules[0]:
+                    somas.append(true_somas(brain, m.pairs).assign(condition=condition))
+                totals.setdefault((condition, rule), np.zeros(3))
+                totals[(condition, rule)] += [m.tp, m.n_pred, m.n_true]
+                print(f"{condition:<32} {name[:36]:<36} {rule:<14} {m.n_true:>5} {m.n_pred:>5} {m.precision:>6.3f} "
+                      f"{m.recall:>6.3f} {m.f1:>6.3f} {seconds:>6.0f}", flush=True)
     print()
-    print(f"{'condition':<16} {'rule':<14} {'true':>5} {'found':>5} {'FP':>4} {'FN':>4} {'P':>6} {'R':>6} {'F1':>6}")
+    print(f"{'condition':<32} {'rule':<14} {'true':>5} {'found':>5} {'FP':>4} {'FN':>4} {'P':>6} {'R':>6} {'F1':>6}")
     for (condition, rule), (tp, n_pred, n_true) in totals.items():
-        print(f"{condition:<16} {rule:<14} {int(n_true):>5} {int(n_pred):>5} {int(n_pred - tp):>4} {int(n_true - tp):>4} "
+        print(f"{condition:<32} {rule:<14} {int(n_true):>5} {int(n_pred):>5} {int(n_pred - tp):>4} {int(n_true - tp):>4} "
               f"{tp / max(n_pred, 1):>6.3f} {tp / max(n_true, 1):>6.3f} {2 * tp / max(n_pred + n_true, 1):>6.3f}")
     somas = pd.concat(somas, ignore_index=True)
     print(f"\nrecall of rule {rules[0]} by soma radius (µm) and by the centre's distance (µm) from the faces")
@@ -160,7 +172,8 @@ def main() -> None:
         by = somas.groupby(["condition", pd.cut(somas[column], bins, right=False)], observed=True, sort=False)["found"]
         print(by.agg(["size", "sum", "mean"]).rename(columns={"size": "true", "sum": "found", "mean": "recall"})
               .round(3).to_string())
-    print(f"model: {weights}")
+    for label, (weights, _, _) in models.items():
+        print(f"model{' ' + label if label else ''}: {weights}")
 
 
 if __name__ == "__main__":

@@ -277,8 +277,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds-per-field", type=int, default=sources["seeds_per_field"], help="renderings of each traced field")
     p.add_argument("--synthetic", type=int, default=sources["synthetic"], help="synthetic generator fields to add")
     p.add_argument("--traced-soma-radius", type=float, nargs=2, metavar=("LOW", "HIGH"),
-                   help="training renderings of --traces draw each soma's radius (µm) from this range "
-                        "(default: the traces', at least 5 µm)")
+                   help="renderings of --traces (training and validation) draw each soma's radius (µm) from "
+                        "this range (default: the traces', at least 5 µm)")
     p.add_argument("--images", nargs="+", default=[], metavar="IMAGE",
                    help="pretrain: unlabelled OME-Zarr images of your microscope (blocks spread over each)")
     p.add_argument("--channel", type=int, help="pretrain: the channel of --images, for multi-channel images")

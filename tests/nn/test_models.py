@@ -215,3 +215,28 @@ def test_default_heads_have_dimension_32():
     model = TransformerUNet3d(embed_dim=64, window=(16, 64, 64))
     assert [stage[0].attn.heads for stage in model.stages] == [2, 4, 8, 16]
 
+
+
+def test_average_checkpoints_is_the_mean_of_the_weights(tmp_path):
+    from traice.nn.checkpoints import average_checkpoints, load_checkpoint, load_model, save_model
+    from traice.nn.prompted import stage1_config
+
+    models = [tiny_model(), tiny_model()]
+    paths = [tmp_path / "a.pt", tmp_path / "b.pt"]
+    for model, path in zip(models, paths):
+        save_model(model, stage1_config(model), path, meta={"run": path.stem})
+    average_checkpoints(paths, tmp_path / "mean.pt")
+    mean = load_model(tmp_path / "mean.pt").state_dict()
+    a, b = (m.state_dict() for m in models)
+    key = next(k for k, v in a.items() if v.is_floating_point() and not torch.equal(v, b[k]))
+    torch.testing.assert_close(mean[key], (a[key] + b[key]) / 2)
+    assert all(torch.allclose(mean[k], (a[k] + b[k]) / 2) for k in a if a[k].is_floating_point())
+    assert load_checkpoint(tmp_path / "mean.pt")["meta"]["averaged"] == ["a.pt", "b.pt"]
+
+    other = tiny_model(embed_dim=16)
+    save_model(other, stage1_config(other), tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="another network"):
+        average_checkpoints([paths[0], tmp_path / "other.pt"], tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="at least two"):
+        average_checkpoints(paths[:1], tmp_path / "bad.pt")
+    assert not (tmp_path / "bad.pt").exists()

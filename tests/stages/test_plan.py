@@ -83,3 +83,24 @@ def test_noise_is_also_measured_on_the_networks_grid_where_voxels_are_finer(writ
     if averaged:  # each grid voxel averages ~1.95 finer ones (plus the anti-aliasing blur)
         assert grid_stats(stats)["median"] == pytest.approx(400, abs=2)
         assert 0.4 * stats["sigma"] < grid_stats(stats)["sigma"] < 0.8 * stats["sigma"]
+
+
+def test_default_tile_read_box_is_whole_windows():
+    """An inner tile's read box (core + halo on both sides, on the networks' grid) is covered by the sliding
+    windows of the shipped one-pass network without a last window moved back: the core is as large as the
+    windows it needs allow (docs/scale.md, "How large a tile")."""
+    from traice.core.geometry import um_to_voxels
+    from traice.core.grid import MODEL_SPACING_UM
+    from traice.core.windows import window_starts
+    from traice.nn.checkpoints import load_checkpoint
+    from traice.stages.detect import DetectParams
+    from traice.weights import shipped_weights
+
+    window = load_checkpoint(shipped_weights("cells"))["config"]["window"]
+    params = PlanParams()
+    halo = um_to_voxels(params.halo_um, MODEL_SPACING_UM)
+    for core, h, w in zip(params.tile_shape, halo, window):
+        box = core + 2 * h
+        starts = window_starts(box, w, DetectParams.overlap)
+        stride = int(w * (1 - DetectParams.overlap))
+        assert starts == list(range(0, box - w + 1, stride)) and starts[-1] + w == box, (core, h, w, starts)

@@ -110,9 +110,11 @@ def test_training_sources_split_and_folds(tmp_path):
     with pytest.raises(ValueError, match="fold 2"):
         training_sources(tmp_path, folds=2, fold=2)
     sized = training_sources(tmp_path, synthetic=5, traced_soma_radius_um=[3, 6])
-    traced = [s[1] for s in sized["train"] if s[0] == "traces"]
-    assert traced and all(s["traced_soma_radius_um"] == [3.0, 6.0] for s in traced)
-    assert all("traced_soma_radius_um" not in s[1] for s in sized["val"])   # validation renders the traces as they are
+    for part in ("train", "val"):  # validation sees the soma sizes training does
+        traced = [s[1] for s in sized[part] if s[0] == "traces"]
+        assert traced and all(s["traced_soma_radius_um"] == [3.0, 6.0] for s in traced), part
+    assert all("traced_soma_radius_um" not in s[1] for s in sized["val"] if s[0] == "synthetic")
+    assert all("traced_soma_radius_um" not in s[1] for s in fixed["train"] + fixed["val"])
     for bad in ([6, 3], [0, 4], [3]):
         with pytest.raises(InputError, match="traced soma radius"):
             training_sources(tmp_path, traced_soma_radius_um=bad)

@@ -8,7 +8,7 @@ keyword arguments that rebuild the network, ``kind`` tells the networks apart
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -111,3 +111,32 @@ def to_float16(source: str | Path, target: str | Path) -> None:
     checkpoint["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in checkpoint["state_dict"].items()}
     with atomic_path(target) as tmp:
         torch.save(checkpoint, tmp)
+
+
+def average_checkpoints(sources: Sequence[str | Path], target: str | Path) -> None:
+    """Write the uniform average of checkpoints of one network (same kind and config) to ``target``.
+
+    Floating-point weights are averaged in float32 and stored in the first source's dtype; other tensors
+    (counters) must be equal. For networks fine-tuned from one start this is a "model soup" (Wortsman et
+    al., 2022): it keeps what each run learnt where their weights agree. ``meta`` records the sources.
+    """
+    if len(sources) < 2:
+        raise ValueError("averaging needs at least two checkpoints")
+    checkpoints = [load_checkpoint(path) for path in sources]
+    first = checkpoints[0]
+    for path, other in zip(sources[1:], checkpoints[1:]):
+        if other.get("kind") != first.get("kind") or other["config"] != first["config"]:
+            raise ValueError(f"{path} is another network than {sources[0]}: only one network's weights average")
+    state = {}
+    for key, value in first["state_dict"].items():
+        values = [c["state_dict"][key] for c in checkpoints]
+        if value.is_floating_point():
+            state[key] = (sum(v.float() for v in values) / len(values)).to(value.dtype)
+        elif all(torch.equal(value, v) for v in values[1:]):
+            state[key] = value
+        else:
+            raise ValueError(f"{key} differs between the checkpoints and is not a floating-point weight")
+    averaged = {**first, "state_dict": state, "meta": {"averaged": [str(Path(p).name) for p in sources],
+                                                       "sources_meta": [c["meta"] for c in checkpoints]}}
+    with atomic_path(target) as tmp:
+        torch.save(averaged, tmp)

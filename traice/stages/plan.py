@@ -29,7 +29,8 @@ from traice.stages.update import prepare_base
 
 @dataclass(frozen=True)
 class PlanParams:
-    tile_shape: tuple[int, int, int] = (64, 512, 512)   # tile core, voxels of the networks' grid (core.grid)
+    tile_shape: tuple[int, int, int] = (74, 528, 528)   # tile core, voxels of the networks' grid (core.grid):
+                                                        # read box with the halo = 8 x 6 x 6 whole windows
     halo_um: float = 16.0                               # read context around each core
     tiles_per_job: int = 2                              # at least this many tiles per detect job ...
     max_jobs: int = 1000                                # ... more once there would be more detect jobs than this

@@ -84,9 +84,9 @@ def training_sources(traces: str | Path | None = None, synthetic: int = 8, seeds
     fifth of them (at least one) for validation. Rendering ``k`` of a field
     (and synthetic field ``k``) uses imaging regime ``regimes[k % len(regimes)]``
     (:func:`traice.training.data.source_params`; ``default``: the generator's own);
-    validation fields use ``regimes[0]``. ``traced_soma_radius_um`` (µm, low and high): the training renderings
-    of the traced fields draw each soma's radius from it (the traces' somas are all about 5 µm; validation
-    renderings keep the traces').
+    validation fields use ``regimes[0]``. ``traced_soma_radius_um`` (µm, low and high): the renderings of the
+    traced fields, training and validation, draw each soma's radius from it (the traces' somas are all about
+    5 µm), so that the checkpoint kept by validation is chosen on the soma sizes it was trained for.
     """
     if traced_soma_radius_um is not None:
         check_radius_range("traced soma radius", traced_soma_radius_um)
@@ -110,7 +110,7 @@ def training_sources(traces: str | Path | None = None, synthetic: int = 8, seeds
             fit, held = split["train"], split["val"]
         sizes = {} if traced_soma_radius_um is None else {"traced_soma_radius_um": [float(r) for r in traced_soma_radius_um]}
         train += [("traces", spec({"folder": str(f), "seed": s, **sizes}, s)) for f in fit for s in range(seeds_per_field)]
-        val += [("traces", spec({"folder": str(f), "seed": 0}, 0)) for f in held]
+        val += [("traces", spec({"folder": str(f), "seed": 0, **sizes}, 0)) for f in held]
     n_val = max(1, synthetic // 5) if synthetic else 0
     for i in range(synthetic):
         fields = {"seed": 1000 + i, "shape": list(synthetic_shape), "cells": int(np.prod(synthetic_shape) // 250_000)}
