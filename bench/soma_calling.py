@@ -136,6 +136,8 @@ def main() -> None:
     models = {}
     for weights in args.model or [str(shipped_weights("cells"))]:
         label = Path(weights).stem if len(args.model or []) > 1 else ""
+        if label in models:
+            sys.exit(f"two --model files are named {label}: the rows tell models apart by file name")
         models[label] = (weights, load(DetectParams(model=weights)), hashlib.sha1(Path(weights).read_bytes()).hexdigest())
     rules = [(p, None if low == "none" else float(low)) for p in args.probability for low in args.low]
     totals: dict[tuple[str, str], np.ndarray] = {}

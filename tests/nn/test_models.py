@@ -216,7 +216,6 @@ def test_default_heads_have_dimension_32():
     assert [stage[0].attn.heads for stage in model.stages] == [2, 4, 8, 16]
 
 
-
 def test_average_checkpoints_is_the_mean_of_the_weights(tmp_path):
     from traice.nn.checkpoints import average_checkpoints, load_checkpoint, load_model, save_model
     from traice.nn.prompted import stage1_config
