@@ -144,13 +144,13 @@ def main() -> None:
     somas = []
     print(f"{'condition':<32} {'volume':<36} {'rule':<14} {'true':>5} {'found':>5} {'P':>6} {'R':>6} {'F1':>6} {'s':>6}")
     for volume_condition, name, brain in volumes(args):
+        spacing = np.asarray(brain.params.spacing)
+        truth = brain.truth[["z_um", "y_um", "x_um"]].to_numpy()
         for label, (weights, model, weights_sha) in models.items():
             condition = f"{label} {volume_condition}".strip()
-            spacing = np.asarray(brain.params.spacing)
             t0 = time.time()
             prob = soma_probability(brain, model, weights_sha, args)
             seconds = time.time() - t0
-            truth = brain.truth[["z_um", "y_um", "x_um"]].to_numpy()
             for p, low in rules:
                 rule = f"p{p:g}" + (f" low{low:g}" if low is not None else "")
                 params = replace(DetectParams(), probability=p)

@@ -31,6 +31,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from traice.core.geometry import um_to_voxels  # noqa: E402
 from traice.core.grid import MODEL_SPACING_UM  # noqa: E402
 from traice.core.windows import window_starts  # noqa: E402
 from traice.io.ome import ArrayImage  # noqa: E402
@@ -67,7 +68,7 @@ def main() -> None:
     params = DetectParams()
     model = load(params)
     window = tuple(model.window)
-    halo = tuple(int(round(args.halo_um / s)) for s in MODEL_SPACING_UM)
+    halo = um_to_voxels(args.halo_um, MODEL_SPACING_UM)  # as the plan counts it
     cores = [tuple(int(v) for v in s.split(",")) for s in args.shapes]
     boxes = [read_box(c, halo) for c in cores]
     field = tuple(max(b[i] for b in boxes) for i in range(3))
