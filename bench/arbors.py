@@ -3,6 +3,7 @@
 Usage:
     python bench/arbors.py [--split test] [--regimes confocal dim bright] [--data ../shared/data/morphomics_kxa]
                            [--model PATH] [--methods growth votes classical] [--no-demo] [--true-somas]
+                           [--ownership-model OWNER.pt]  (with --methods prompted-growth)
 
 Data: the held-out fields of view of the real tracings (``--split``, never
 seen in training), each rendered in every imaging regime of ``--regimes``
@@ -47,7 +48,7 @@ from traice.core.intensity import robust_stats  # noqa: E402
 from traice.core.metrics import cldice, dice, match_points, panoptic_quality  # noqa: E402
 from traice.io.maps import ArrayMaps  # noqa: E402
 from traice.io.ome import ArrayImage  # noqa: E402
-from traice.nn.checkpoints import load_model  # noqa: E402
+from traice.nn.checkpoints import load_model, load_prompted  # noqa: E402
 from traice.stages.detect import DetectParams  # noqa: E402
 from traice.stages.detect.network import detect_traice_maps  # noqa: E402
 from traice.stages.morphology import SHOLL_STEP_UM, measure, sholl_shells  # noqa: E402
@@ -55,6 +56,7 @@ from traice.stages.segment import SegmentParams  # noqa: E402
 from traice.stages.segment.params import METHOD_PROBABILITY  # noqa: E402
 from traice.stages.segment.classical import segment_cells  # noqa: E402
 from traice.stages.segment.ownership import segment_owned  # noqa: E402
+from traice.stages.segment.ranked import OwnershipModel, segment_ranked  # noqa: E402
 from traice.stages.stitch import compose_masks  # noqa: E402
 from traice.synth import synthesize  # noqa: E402
 from traice.synth.regimes import regime_params  # noqa: E402
@@ -159,7 +161,9 @@ def main() -> None:
     ap.add_argument("--regimes", nargs="+", default=["confocal", "dim", "bright"])
     ap.add_argument("--fields", type=int, help="only the first N fields of the split (quick runs)")
     ap.add_argument("--model", help="one-pass weights (default: the shipped ones)")
-    ap.add_argument("--methods", nargs="+", default=["growth", "votes", "classical"])
+    ap.add_argument("--methods", nargs="+", default=["growth", "votes", "classical"],
+                    help="growth, votes, prompted-growth (needs --ownership-model), classical")
+    ap.add_argument("--ownership-model", help="prompted-growth: the ownership network (traice train branch --foreground)")
     ap.add_argument("--probability", type=float, nargs="+", default=[METHOD_PROBABILITY["growth"]],
                     help="segment.probability for growth and votes; several: each is a method of its own "
                          "(tune it on --split val, never on test)")
@@ -177,6 +181,9 @@ def main() -> None:
     ap.add_argument("--out", help="also write the per-cell rows to this parquet file")
     args = ap.parse_args()
     model = load_model(args.model or shipped_weights("cells"))
+    if "prompted-growth" in args.methods and not args.ownership_model:
+        ap.error("prompted-growth needs --ownership-model")
+    owner = load_prompted(args.ownership_model) if "prompted-growth" in args.methods else None
     detect = DetectParams(overlap=args.overlap[0] if len(args.overlap) == 1 else tuple(args.overlap))
     rows, fields = [], []
     for regime, name, brain, trees in volumes(args):
@@ -213,6 +220,8 @@ def main() -> None:
             started = time.perf_counter()
             if method == "classical":
                 masks = segment_cells(image, cells, stats, params)
+            elif method == "prompted-growth":
+                masks = segment_ranked(image, cells, stats, params, OwnershipModel(owner, store))
             else:
                 masks = segment_owned(image, cells, stats, params, store)
             seconds = time.perf_counter() - started

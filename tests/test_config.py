@@ -245,3 +245,15 @@ def test_ownership_needs_the_one_pass_maps():
         check_models({"detect": {"method": "traice", "model": str(shipped_weights("soma"))}, "segment": {"method": "votes"}})
     check_models({"detect": {"method": "traice", "model": str(shipped_weights("soma"))}, "segment": {"method": "classical"}})
     check_models({"detect": {"method": "classical"}, "segment": {"method": "classical"}})
+
+
+def test_each_stage2_method_takes_a_network_of_its_inputs():
+    """prompted takes the image alone, prompted-growth's ownership network the image and the foreground:
+    the other kind of weights is refused before any job, with the inputs it has."""
+    from traice.config import check_models
+    from traice.weights import shipped_weights
+
+    with pytest.raises(InputError, match="segment.model .*a network of 1 input.*needs 2"):
+        check_models({"detect": {"method": "traice"},
+                      "segment": {"method": "prompted-growth", "model": str(shipped_weights("branch"))}})
+    check_models({"detect": {"method": "traice"}, "segment": {"method": "prompted", "model": str(shipped_weights("branch"))}})

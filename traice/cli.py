@@ -11,6 +11,7 @@
     traice finetune IMAGE POINTS.csv OUT.pt [--mode lora|full] [--rank R] [--steps N]   (a new microscope, few clicks)
     traice train soma OUT_DIR [--traces DIR] [--synthetic N] [--steps N] [--window Z Y X] [--size S|L] ...
     traice train branch OUT_DIR [--init SOMA.pt] [--no-rcam] [--input-step Z Y X] ... (stage 2)
+    traice train branch OUT_DIR --foreground shipped --init BRANCH.pt ... (the ownership network)
     traice train pretrain OUT_DIR --images A.ome.zarr ... (denoising; then traice train soma --init OUT_DIR/model.pt)
 """
 
@@ -157,11 +158,13 @@ def _train(args) -> None:
         raise InputError(f"--traces {args.traces}: no such folder")
     if args.init is not None and not Path(args.init).is_file():
         raise InputError(f"--init {args.init}: no such file")
+    if args.foreground is not None and args.task != "branch":
+        raise InputError("--foreground: only the branch task (the ownership network) takes the foreground as input")
     cfg = TrainConfig(task=args.task, size=args.size, window=args.window and tuple(args.window), batch_size=args.batch, steps=args.steps,
                       lr=args.lr, seed=args.seed, device=args.device, threads=args.threads, embed_dim=args.embed_dim,
                       eval_every=args.eval_every, val_windows=args.val_windows, init=args.init, rcam=not args.no_rcam,
                       input_step=tuple(args.input_step), shift=args.shift,
-                      distractor_bias=args.distractor_bias)
+                      distractor_bias=args.distractor_bias, foreground=_foreground_weights(args.foreground))
     unknown = sorted(set(args.regimes) - set(REGIMES) - {"random"})
     if unknown:
         raise InputError(f"--regimes: unknown {unknown}; choose from {', '.join(sorted(REGIMES))}, random")
@@ -170,6 +173,19 @@ def _train(args) -> None:
                                traced_soma_radius_um=args.traced_soma_radius)
     summary = train(cfg, sources, args.out, args.cache)
     print(json.dumps({k: summary[k] for k in ("steps", "best_val_dice", "train_seconds", "device_name")}, indent=2))
+
+
+def _foreground_weights(choice: str | None) -> str | None:
+    """``--foreground``: None, ``shipped`` (the shipped one-pass weights) or a one-pass weights file."""
+    if choice is None:
+        return None
+    if choice == "shipped":
+        from traice.weights import shipped_weights
+
+        return str(shipped_weights("cells"))
+    if not Path(choice).is_file():
+        raise InputError(f"--foreground {choice}: no such file")
+    return choice
 
 
 def parser() -> argparse.ArgumentParser:
@@ -303,6 +319,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-rcam", action="store_true", help="branch: train the ablation with plain skips (no prompt)")
     p.add_argument("--input-step", type=int, nargs=3, default=list(train.input_step), metavar=("Z", "Y", "X"),
                    help="branch: image voxels averaged into one input voxel (the window covers window x step)")
+    p.add_argument("--foreground", metavar="WEIGHTS",
+                   help="branch: the ownership network (segment.method prompted-growth): the foreground of these "
+                        "one-pass weights ('shipped' for the shipped ones) is a second input; --init may then be "
+                        "a stage-2 network (its input is widened)")
     p.add_argument("--shift", type=float, default=train.shift,
                    help="branch: random window shift, share of the window (large: the prompt, not the centre, names the cell)")
     p.add_argument("--folds", type=int, default=sources["folds"], help="k-fold cross-validation over the training fields")

@@ -200,11 +200,12 @@ def check_models(config: dict[str, Any]) -> None:
     if segment.get("method") in NEEDS_MAPS and detect.get("method") != "traice":
         raise InputError(f"segment.method {segment['method']} owns the one-pass foreground, which only "
                          f"detect.method traice makes (detect.method is {detect.get('method')})")
-    methods = {"detect": "traice", "segment": "prompted"}  # the method that loads each section's model
+    methods = {"detect": ("traice",), "segment": ("prompted", "prompted-growth")}  # the methods that load a model
     kinds = {"detect": None, "segment": "prompted"}  # the checkpoint kind each network method loads
+    inputs = {"prompted": 1, "prompted-growth": 2}  # stage 2 sees the image; the ownership network also the foreground
     for section, kind in kinds.items():
         path = (config.get(section) or {}).get("model")
-        if path is None or config[section].get("method") != methods[section]:
+        if path is None or config[section].get("method") not in methods[section]:
             continue
         if not Path(path).is_file():
             raise InputError(f"{section}.model {path}: no such file")
@@ -217,6 +218,11 @@ def check_models(config: dict[str, Any]) -> None:
         found = checkpoint.get("kind")
         if found != kind:
             raise InputError(f"{section}.model {path}: a {kind_name(found)} checkpoint, expected {kind_name(kind)}")
+        wanted = inputs.get(config[section]["method"]) if section == "segment" else None
+        if wanted and checkpoint["config"].get("in_channels", 1) != wanted:
+            raise InputError(f"segment.model {path}: a network of {checkpoint['config'].get('in_channels', 1)} "
+                             f"input(s); segment.method {config[section]['method']} needs {wanted} "
+                             f"({'image and one-pass foreground' if wanted == 2 else 'the image'})")
         channels = checkpoint["config"].get("out_channels", 1)
         if section == "detect" and segment.get("method") in NEEDS_MAPS and channels != 5:
             raise InputError(f"detect.model {path}: a soma-only network ({channels} output); segment.method "

@@ -239,3 +239,22 @@ def test_from_stage1_with_another_window_resamples_the_position_embedding():
     torch.testing.assert_close(z2[-1], z1[-1])
     torch.testing.assert_close(model.pos_embed.y, stage1.pos_embed.y)  # unchanged axes copied
     assert model(torch.zeros(1, 1, 32, 64, 64), points((16, 32, 32))).shape == (1, 1, 32, 64, 64)
+
+
+def test_widened_input_starts_as_the_network_it_widens():
+    """``with_input_channels``: the new channel weighs nothing until trained, so the output is the old one's
+    whatever the foreground says; the widened network rebuilds from its config."""
+    from traice.nn.prompted import with_input_channels
+
+    torch.manual_seed(0)
+    model = PromptedUNet3d(embed_dim=16, depths=(1, 1, 1, 1), window=(16, 64, 64)).eval()
+    wider = with_input_channels(model, 2).eval()
+    image = torch.randn(1, 1, 16, 64, 64)
+    points = torch.tensor([[[8.0, 20.0, 40.0]]])
+    with torch.no_grad():
+        before = model(image, points)
+        for second in (torch.zeros_like(image), torch.rand_like(image)):
+            torch.testing.assert_close(wider(torch.cat([image, second], 1), points), before)
+    assert PromptedUNet3d(**wider.config()).in_channels == 2
+    with pytest.raises(ValueError, match="narrow"):
+        with_input_channels(wider, 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from traice.core.geometry import Box
 from traice.core.maps import OFFSET_SCALE_UM
@@ -118,3 +119,49 @@ def test_far_growth_claims_still_favour_the_nearer_soma():
     x = np.arange(300)
     assert ((left > right) == (x < 149.5))[np.abs(x - 149.5) > 10].all()
     assert left.min() >= 1 and right.min() >= 1
+
+
+class OwnsAlongX(torch.nn.Module):
+    """A stand-in ownership network (image and foreground in): a cell is what lies from 8 voxels before its
+    prompt to 45 voxels after it along x, whatever the image says."""
+
+    window = SHAPE
+    input_step = (1, 1, 1)
+    in_channels = 2
+
+    def forward(self, x: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        assert x.shape[1] == 2 and points.shape == (x.shape[0], 1, 3)
+        along = torch.arange(x.shape[-1], dtype=torch.float32).expand(x.shape[0], 1, *x.shape[2:])
+        start = points[:, :, 2, None, None, None] - 8
+        return torch.where((along >= start) & (along <= start + 53), 20.0, -20.0)
+
+
+def test_prompted_growth_keeps_growths_reach_and_the_network_decides_whose(tmp_path):
+    """The bridge of the test above: growth splits it at x = 50; the network says cell 1 reaches x = 65 and
+    cell 2 starts at x = 72, and the contested voxels follow it. What either cell may claim is growth's."""
+    from traice.stages.segment.ranked import OwnershipModel, segment_ranked
+
+    fg = np.zeros(SHAPE, np.float32)
+    _balls(fg)
+    fg[3:6, 19:22, 20:81] = 0.9
+    fg[3:6, 30:33, 100:110] = 0.9     # a blob touching no soma: no cell's, whatever the network says
+    maps = _maps(fg, np.where(fg > 0, 1, 0))
+    cells = pd.DataFrame({"cell_id": [1, 2], "z": SOMAS[:, 0], "y": SOMAS[:, 1], "x": SOMAS[:, 2]})
+    image = ArrayImage(np.zeros(SHAPE, np.uint16), SPACING)
+    params = SegmentParams(method="prompted-growth", radius_um=40.0, bridge_um=0.0)
+    masks = segment_ranked(image, cells, {"median": 0.0, "sigma": 1.0}, params, OwnershipModel(OwnsAlongX(), ArrayMaps(maps)))
+    assert [m.status for m in masks] == ["ok", "ok"] and all(m.claim.max() == 255 for m in masks)
+    write_masks(masks, tmp_path / "ranked.zarr")
+    ranked = compose(Box.from_shape(SHAPE), collect_index([tmp_path / "ranked.zarr"]))
+    growth = _owned(maps, "growth", tmp_path, radius_um=40.0)
+    assert ((ranked > 0) == (growth > 0)).all()
+    assert (growth[4, 20, 55:66] == 2).all() and (ranked[4, 20, 30:66] == 1).all()
+    assert (ranked[4, 20, 72:81] == 2).all() and (ranked[3:6, 30:33, 100:110] == 0).all()
+
+
+def test_prompted_growth_refuses_a_network_of_the_image_alone():
+    from traice.stages.segment.ranked import load
+    from traice.weights import shipped_weights
+
+    with pytest.raises(ValueError, match="needs an ownership network"):
+        load(SegmentParams(method="prompted-growth", model=str(shipped_weights("branch"))), None)

@@ -22,6 +22,7 @@ class BrightIsArbor(nn.Module):
 
     window = (16, 64, 64)
     input_step = (1, 2, 2)
+    in_channels = 1
 
     def forward(self, x: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
         assert points.shape == (x.shape[0], 1, 3)

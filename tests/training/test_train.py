@@ -239,3 +239,31 @@ def test_cells_init_from_a_one_pass_network_trains_it_further(tmp_path):
         assert torch.equal(model.state_dict()[name], value), name
     with pytest.raises(ValueError, match="window"):
         build(TrainConfig(task="cells", init=str(tmp_path / "cells.pt"), window=(16, 32, 32)))
+
+
+def test_train_ownership_network_takes_the_one_pass_foreground(tmp_path):
+    """``--foreground``: the stage-2 network (here a trained one, widened) learns from image + foreground; the
+    foreground of each volume is the one-pass network's, cached by volume and weights."""
+    from traice.nn.checkpoints import save_model
+    from traice.nn.prompted import stage1_config
+    from traice.nn.unet import TransformerUNet3d
+
+    torch.manual_seed(0)
+    one_pass = TransformerUNet3d(embed_dim=8, depths=(1, 1, 1, 1), window=(16, 64, 64), out_channels=5)
+    save_model(one_pass, stage1_config(one_pass), tmp_path / "one_pass.pt")
+    stage1 = tmp_path / "stage1"
+    wide = dataclasses.replace(TINY, embed_dim=16)  # the first stem block widens 1 -> 4 (2 input channels still project)
+    train(wide, SOURCES, stage1, tmp_path / "cache", progress=False)
+    branch = dataclasses.replace(wide, task="branch", init=str(stage1 / "model.pt"), input_step=(1, 2, 2), steps=2,
+                                 batch_size=1)
+    train(branch, SOURCES, tmp_path / "branch", tmp_path / "cache", progress=False)
+    owner = dataclasses.replace(branch, init=str(tmp_path / "branch" / "model.pt"), foreground=str(tmp_path / "one_pass.pt"))
+    summary = train(owner, SOURCES, tmp_path / "owner", tmp_path / "cache", progress=False)
+    model = load_prompted(tmp_path / "owner" / "model.pt")
+    assert summary["model"]["in_channels"] == 2 and model.in_channels == 2
+    assert len(list((tmp_path / "cache").glob("*.foreground-*.npy"))) == 2  # one training, one validation volume
+    out = model(torch.zeros(1, 2, 16, 64, 64), torch.tensor([[[8.0, 32.0, 32.0]]]))
+    assert out.shape == (1, 1, 16, 64, 64) and torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="window"):  # a stage-2 network of another window does not train on
+        train(dataclasses.replace(owner, window=(16, 128, 128)), SOURCES, tmp_path / "other", tmp_path / "cache",
+              progress=False)

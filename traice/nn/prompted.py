@@ -264,3 +264,32 @@ def prompted_config(base: dict, **options: Any) -> dict:
     config.update(rcam=bool(chosen["rcam"]), pe_scale=float(chosen["pe_scale"]), pe_seed=int(chosen["pe_seed"]),
                   context_tokens=int(chosen["context_tokens"]), input_step=[int(s) for s in chosen["input_step"]])
     return config
+
+
+def with_input_channels(model: PromptedUNet3d, in_channels: int) -> PromptedUNet3d:
+    """A copy of ``model`` that takes ``in_channels`` input channels, the first ``model.in_channels`` of them
+    as ``model`` takes them: the new channels' weights (patch embedding, first stem block) start at zero, so
+    the copy's output equals ``model``'s for any values of the new channels until it is trained.
+
+    The ownership network (``segment.method: prompted-growth``) is the stage-2 network with the one-pass
+    foreground as its second channel."""
+    if in_channels < model.in_channels:
+        raise ValueError(f"cannot narrow a network of {model.in_channels} input channels to {in_channels}")
+    wider = type(model)(**{**model.config(), "in_channels": in_channels})
+    first = next(model.parameters())
+    wider = wider.to(device=first.device, dtype=first.dtype)
+    state = wider.state_dict()
+    with torch.no_grad():
+        for name, value in model.state_dict().items():
+            if name not in state:  # the first stem block's input became as wide as its output: no projection
+                raise ValueError(f"a network with {in_channels} input channels has no weight {name}")
+            target = state[name]
+            if target.shape == value.shape:
+                target.copy_(value)
+            elif target.shape[0] == value.shape[0] and target.shape[2:] == value.shape[2:]:
+                target.zero_()
+                target[:, : value.shape[1]] = value  # a convolution over the input: new channels weigh 0
+            else:
+                raise ValueError(f"weight {name} is {tuple(value.shape)}, the wider network's {tuple(target.shape)}")
+    wider.load_state_dict(state)
+    return wider.train(model.training)

@@ -61,6 +61,9 @@ class Volume:
     spacing: tuple[float, float, float]
     distractors: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.float32))
     """(M, 3) centres of bright things away from every cell (:func:`bright_outside_cells`): hard-negative windows."""
+    foreground: np.ndarray | None = None
+    """(Z, Y, X) uint8 one-pass foreground probability (``round(255 p)``), the ownership network's second input
+    (:func:`traice.training.foreground.attach_foreground`); None for one-channel training."""
 
 
 def from_brain(brain: SyntheticBrain, name: str) -> Volume:
@@ -306,12 +309,14 @@ def augment_intensity(image: np.ndarray, rng: np.random.Generator, augment: Augm
 class BranchWindow:
     """One stage-2 training sample, all in the coarse window grid ``window`` (Z, Y, X):
     ``image`` model input, ``target`` the prompted cell's share of each coarse voxel in [0, 1]
-    (other cells are background), ``weight`` the loss weight, ``point`` (3,) the prompt (its soma)."""
+    (other cells are background), ``weight`` the loss weight, ``point`` (3,) the prompt (its soma),
+    ``foreground`` the one-pass foreground probability in [0, 1] where the volume has one (else None)."""
 
     image: np.ndarray
     target: np.ndarray
     weight: np.ndarray
     point: np.ndarray
+    foreground: np.ndarray | None = None
 
 
 def branch_window(volume: Volume, window: Sequence[int], step: Sequence[int], rng: np.random.Generator,
@@ -336,9 +341,13 @@ def branch_window(volume: Volume, window: Sequence[int], step: Sequence[int], rn
     point = window_point(centre, box, step)
     coarse_spacing = np.asarray(volume.spacing) * np.asarray(step)  # µm per coarse voxel
     weight = np.minimum(1.0 + distance_um(window, point, coarse_spacing) / weight_um, max_weight)
-    (image, target, weight), point = flip_turn([image, target, weight], point, rng, augment)
-    return BranchWindow(augment_intensity(image, rng, augment), target.astype(np.float32),
-                        weight.astype(np.float32), point)
+    arrays = [image, target, weight]
+    if volume.foreground is not None:
+        arrays.append(block_mean(read_padded(volume.foreground, start, stop, 0).astype(np.float32) / 255.0, step))
+    arrays, point = flip_turn(arrays, point, rng, augment)
+    foreground = arrays[3].astype(np.float32) if len(arrays) > 3 else None
+    return BranchWindow(augment_intensity(arrays[0], rng, augment), arrays[1].astype(np.float32),
+                        arrays[2].astype(np.float32), point, foreground)
 
 
 @dataclass

@@ -52,7 +52,8 @@ def _lr_factor(step: int, warmup: int, total: int) -> float:
 
 
 def _batch(volumes: Sequence[Volume], cfg: TrainConfig, rng: np.random.Generator, augment: Augment) -> dict[str, torch.Tensor]:
-    """``{"image", "target"}`` (and for ``branch`` ``"weight"``) ``(B, 1, Z, Y, X)``, ``"points"`` ``(B, 1, 3)``;
+    """``{"image", "target"}`` (and for ``branch`` ``"weight"``) ``(B, 1, Z, Y, X)``, ``"points"`` ``(B, 1, 3)``
+    (``branch`` with the one-pass foreground: ``"image"`` ``(B, 2, Z, Y, X)``, image and foreground);
     ``cells``: ``{"image", "soma", "foreground", "weight"}`` ``(B, 1, Z, Y, X)``, ``"offsets"`` ``(B, 3, Z, Y, X)``
     and ``"spacing_ratio"`` (3,) the voxel size in offset units."""
     picks = [volumes[rng.integers(len(volumes))] for _ in range(cfg.batch_size)]
@@ -73,7 +74,10 @@ def _batch(volumes: Sequence[Volume], cfg: TrainConfig, rng: np.random.Generator
                 "target": torch.from_numpy(np.stack([p[1] for p in pairs])[:, None])}
     samples = [branch_window(v, cfg.window, cfg.input_step, rng, augment, cfg.shift, cfg.weight_um, cfg.max_weight)
                for v in picks]
-    return {"image": torch.from_numpy(np.stack([w.image for w in samples])[:, None]),
+    image = np.stack([w.image for w in samples])[:, None]
+    if samples[0].foreground is not None:  # the ownership network: the one-pass foreground is the second channel
+        image = np.concatenate([image, np.stack([w.foreground for w in samples])[:, None]], axis=1)
+    return {"image": torch.from_numpy(image),
             "target": torch.from_numpy(np.stack([w.target for w in samples])[:, None]),
             "weight": torch.from_numpy(np.stack([w.weight for w in samples])[:, None]),
             "points": torch.from_numpy(np.stack([w.point for w in samples])[:, None])}
@@ -157,6 +161,10 @@ def train(cfg: TrainConfig, sources: dict[str, list], out_dir: str | Path, cache
     started = time.time()
     train_volumes = load_volumes(sources["train"], cache or out / "cache")
     val_volumes = load_volumes(sources["val"], cache or out / "cache")
+    if cfg.task == "branch" and cfg.foreground:  # the ownership network's second input
+        from traice.training.foreground import attach_foreground
+
+        attach_foreground(train_volumes + val_volumes, cfg.foreground, cache or out / "cache", cfg.threads, progress)
     if cfg.distractor_bias > 0:  # hard negatives: where the bright things that are not microglia are
         for volume in train_volumes:
             volume.distractors = bright_outside_cells(volume)

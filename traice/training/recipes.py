@@ -50,6 +50,8 @@ class TrainConfig:
                                                      # cells: or a one-pass network, trained further as it is;
                                                      # soma: pretrained weights (task pretrain) to start from (None: random)
     rcam: bool = True                                # branch: False trains the no-prompt ablation
+    foreground: str | None = None                    # branch: one-pass weights whose foreground is a second input
+                                                     # (the ownership network of segment.method prompted-growth)
     input_step: tuple[int, int, int] = (1, 1, 1)     # branch: image voxels per input voxel
     shift: float = BRANCH_SHIFT                      # branch: random window shift, share of the window (see docs/stage2.md)
     weight_um: float = BRANCH_WEIGHT_UM              # branch: loss weight 1 + distance / weight_um ...
@@ -154,8 +156,8 @@ def build(cfg: TrainConfig) -> tuple[torch.nn.Module, dict]:
     the one-pass network (:func:`cells_from_stage1`), or, when ``cfg.init`` is a one-pass network
     already, that network as it is (training it further).
     """
-    from traice.nn.checkpoints import load_model
-    from traice.nn.prompted import PromptedUNet3d, stage1_config
+    from traice.nn.checkpoints import load_checkpoint, load_model, load_prompted
+    from traice.nn.prompted import PromptedUNet3d, stage1_config, with_input_channels
     from traice.nn.unet import TransformerUNet3d
 
     if cfg.task in ("soma", "pretrain"):
@@ -166,6 +168,14 @@ def build(cfg: TrainConfig) -> tuple[torch.nn.Module, dict]:
         return model, config
     from traice.weights import shipped_weights
 
+    if cfg.task == "branch" and cfg.init and load_checkpoint(cfg.init).get("kind") == "prompted":
+        model = load_prompted(cfg.init)  # a stage-2 network already: trained further (with the foreground: widened)
+        if tuple(model.window) != cfg.window or model.input_step != tuple(cfg.input_step):
+            raise ValueError(f"the stage-2 network {cfg.init} has window {tuple(model.window)} and input step "
+                             f"{model.input_step}, not the training window {cfg.window} and step {tuple(cfg.input_step)}")
+        if cfg.foreground and model.in_channels == 1:
+            model = with_input_channels(model, 2)
+        return model, model.config()
     stage1 = load_model(cfg.init or shipped_weights("soma"))
     if cfg.task == "cells":
         if stage1.head.out_channels == CELL_MAPS_CHANNELS:  # a one-pass network already: train it further
@@ -176,6 +186,8 @@ def build(cfg: TrainConfig) -> tuple[torch.nn.Module, dict]:
         return cells_from_stage1(stage1, cfg.window)
 
     model = PromptedUNet3d.from_stage1(stage1, rcam=cfg.rcam, window=cfg.window, input_step=cfg.input_step)
+    if cfg.foreground:
+        model = with_input_channels(model, 2)
     return model, model.config()
 
 

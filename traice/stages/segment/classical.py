@@ -20,8 +20,8 @@ from traice.io.claims import CellMask
 from traice.stages.segment.params import SegmentParams
 
 
-def load(params: SegmentParams) -> None:
-    """The classical method has no model."""
+def load(params: SegmentParams, maps=None) -> None:
+    """The classical method has no model (and reads no maps)."""
     return None
 
 

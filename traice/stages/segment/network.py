@@ -25,8 +25,8 @@ from traice.io.claims import CellMask
 from traice.stages.segment.params import SegmentParams
 
 
-def load(params: SegmentParams):
-    """The stage-2 network of ``params`` (``model``, or the shipped S weights)."""
+def load(params: SegmentParams, maps=None):
+    """The stage-2 network of ``params`` (``model``, or the shipped S weights); it reads no maps."""
     from traice.nn.checkpoints import load_prompted
     from traice.weights import shipped_weights
 
@@ -36,43 +36,64 @@ def load(params: SegmentParams):
 def segment_traice(image, cells: pd.DataFrame, stats: dict, params: SegmentParams, model,
                    progress: bool = False) -> list[CellMask]:
     """Stage-2 claims of ``cells`` (rows of cells.parquet), ``params.batch_size`` cells per forward pass."""
-    import torch
-    from torch.nn.functional import interpolate
-
-    from traice.nn.device import autocast, pick_device
-
-    device = pick_device(params.device)
-    model = model.to(device, memory_format=torch.channels_last_3d).eval()
-    step = np.asarray(model.input_step)
-    extent = tuple(int(v) for v in np.asarray(model.window) * step)  # the window in voxels of the networks' grid
-    spacing = np.asarray(image.spacing, float)
-    native = model_voxels(extent, spacing)  # ... and in the image's voxels (the same µm; extent on the grid)
-    on_grid = grid_stats(stats)
+    if model.in_channels != 1:
+        raise ValueError(f"segment.method prompted takes a stage-2 network of the image alone; {params.model} "
+                         f"takes {model.in_channels} inputs (an ownership network: segment.method prompted-growth)")
     masks = []
     bar = tqdm(total=len(cells), desc="segment", unit="cell", disable=not progress)
     for start in range(0, len(cells), params.batch_size):
         rows = cells.iloc[start:start + params.batch_size]
         centres = rows[["z", "y", "x"]].to_numpy(float)
-        boxes = [window_box(c, native, image.shape) for c in centres]
-        inners = [box.intersect(image.bounds) for box in boxes]  # the part of each window inside the image
-        inputs, points = [], []
-        for box, inner, centre in zip(boxes, inners, centres):
-            raw = np.full(native, on_grid["median"], np.float32)  # outside the image: background, as in training
-            raw[inner.relative_to(box).slices] = image.read(inner)
-            inputs.append(block_mean(model_input(to_model_grid(raw, spacing, extent), on_grid), step))
-            soma = grid_position(centre - np.asarray(box.start), native, extent)  # in the grid window's voxels
-            points.append(window_point(soma, Box.from_shape(extent), step))
-        with torch.no_grad(), autocast(device):
-            x = torch.from_numpy(np.stack(inputs)[:, None]).to(device).contiguous(memory_format=torch.channels_last_3d)
-            logits = model(x, torch.from_numpy(np.stack(points)[:, None]).to(device))
-            prob = torch.sigmoid(interpolate(logits.float(), size=extent, mode="trilinear", align_corners=False))
-        prob = from_model_grid(prob[:, 0].cpu().numpy(), native)  # back onto the image's voxels
-        for p, box, inner, centre, cell_id in zip(prob, boxes, inners, centres, rows["cell_id"]):
-            masks.append(claim_from_probability(int(cell_id), p[inner.relative_to(box).slices], inner, centre,
-                                                image.spacing, params))
+        for (p, inner), centre, cell_id in zip(window_probabilities(image, centres, stats, model, params.device),
+                                               centres, rows["cell_id"]):
+            masks.append(claim_from_probability(int(cell_id), p, inner, centre, image.spacing, params))
         bar.update(len(rows))
     bar.close()
     return masks
+
+
+def window_probabilities(image, centres: np.ndarray, stats: dict, model, device: str = "auto",
+                         maps=None) -> list[tuple[np.ndarray, Box]]:
+    """The prompted network's probability for each soma of ``centres`` ``(N, 3)`` (voxels), in one forward
+    pass: ``[(probability, inner)]``, ``probability`` float32 of ``inner.shape`` on the image's voxels,
+    ``inner`` the part of the soma's window inside the image.
+
+    A network of two inputs (the ownership network) also sees the one-pass foreground, read from ``maps``
+    (:class:`~traice.io.maps.MapReader`) and resized and averaged as the image is."""
+    import torch
+    from torch.nn.functional import interpolate
+
+    from traice.nn.device import autocast, pick_device
+
+    if model.in_channels == 2 and maps is None:
+        raise ValueError("the ownership network reads the one-pass foreground: give the maps")
+    dev = pick_device(device)
+    model = model.to(dev, memory_format=torch.channels_last_3d).eval()
+    step = np.asarray(model.input_step)
+    extent = tuple(int(v) for v in np.asarray(model.window) * step)  # the window in voxels of the networks' grid
+    spacing = np.asarray(image.spacing, float)
+    native = model_voxels(extent, spacing)  # ... and in the image's voxels (the same µm; extent on the grid)
+    on_grid = grid_stats(stats)
+    boxes = [window_box(c, native, image.shape) for c in centres]
+    inners = [box.intersect(image.bounds) for box in boxes]  # the part of each window inside the image
+    inputs, points = [], []
+    for box, inner, centre in zip(boxes, inners, centres):
+        raw = np.full(native, on_grid["median"], np.float32)  # outside the image: background, as in training
+        raw[inner.relative_to(box).slices] = image.read(inner)
+        channels = [block_mean(model_input(to_model_grid(raw, spacing, extent), on_grid), step)]
+        if model.in_channels == 2:
+            foreground = np.zeros(native, np.float32)
+            foreground[inner.relative_to(box).slices] = maps.read(inner)[0]
+            channels.append(block_mean(to_model_grid(foreground, spacing, extent), step))
+        inputs.append(np.stack(channels))
+        soma = grid_position(centre - np.asarray(box.start), native, extent)  # in the grid window's voxels
+        points.append(window_point(soma, Box.from_shape(extent), step))
+    with torch.no_grad(), autocast(dev):
+        x = torch.from_numpy(np.stack(inputs)).to(dev).contiguous(memory_format=torch.channels_last_3d)
+        logits = model(x, torch.from_numpy(np.stack(points)[:, None]).to(dev))
+        prob = torch.sigmoid(interpolate(logits.float(), size=extent, mode="trilinear", align_corners=False))
+    prob = from_model_grid(prob[:, 0].cpu().numpy(), native)  # back onto the image's voxels
+    return [(p[inner.relative_to(box).slices], inner) for p, box, inner in zip(prob, boxes, inners)]
 
 
 def claim_from_probability(cell_id: int, prob: np.ndarray, box: Box, centre, spacing, params: SegmentParams) -> CellMask:

@@ -43,9 +43,9 @@ MIN_PROBABILITY = 0.05
 """Path cost per µm is at most 1 / MIN_PROBABILITY (the seed may sit on voxels the network doubts)."""
 
 
-def load(params: SegmentParams) -> None:
-    """Ownership reads the maps the detect jobs stored (:class:`traice.io.maps.MapReader`), no model."""
-    return None
+def load(params: SegmentParams, maps):
+    """Ownership's "model" is the maps the detect jobs stored (:class:`traice.io.maps.MapReader`)."""
+    return maps
 
 
 class CellRegion(NamedTuple):
@@ -140,12 +140,12 @@ def segment_owned(image, cells: pd.DataFrame, stats: dict, params: SegmentParams
                                 spacing)
         else:
             claim = growth_claim(region.fg, region.seed, region.candidates, region.passable, spacing)
-        masks.append(_cropped(int(cell["cell_id"]), claim, region.box,
+        masks.append(cropped_claim(int(cell["cell_id"]), claim, region.box,
                               (region.fg[region.seed] > params.probability).any()))
     return masks
 
 
-def _cropped(cell_id: int, claim: np.ndarray, box: Box, soma_in_foreground: bool) -> CellMask:
+def cropped_claim(cell_id: int, claim: np.ndarray, box: Box, soma_in_foreground: bool) -> CellMask:
     """The claim (never empty: the seed is always claimed) in the smallest box holding it; the status says
     whether the network saw foreground at the soma."""
     status = "ok" if soma_in_foreground else "no foreground at the soma"
