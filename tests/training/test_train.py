@@ -242,22 +242,19 @@ def test_cells_init_from_a_one_pass_network_trains_it_further(tmp_path):
 
 
 def test_train_ownership_network_takes_the_one_pass_foreground(tmp_path):
-    """``--foreground``: the stage-2 network (here a trained one, widened) learns from image + foreground; the
+    """``--foreground``: a stage-2 network (widened to two inputs) learns from image + foreground; the
     foreground of each volume is the one-pass network's, cached by volume and weights."""
     from traice.nn.checkpoints import save_model
-    from traice.nn.prompted import stage1_config
+    from traice.nn.prompted import PromptedUNet3d, stage1_config
     from traice.nn.unet import TransformerUNet3d
 
     torch.manual_seed(0)
     one_pass = TransformerUNet3d(embed_dim=8, depths=(1, 1, 1, 1), window=(16, 64, 64), out_channels=5)
     save_model(one_pass, stage1_config(one_pass), tmp_path / "one_pass.pt")
-    stage1 = tmp_path / "stage1"
-    wide = dataclasses.replace(TINY, embed_dim=16)  # the first stem block widens 1 -> 4 (2 input channels still project)
-    train(wide, SOURCES, stage1, tmp_path / "cache", progress=False)
-    branch = dataclasses.replace(wide, task="branch", init=str(stage1 / "model.pt"), input_step=(1, 2, 2), steps=2,
-                                 batch_size=1)
-    train(branch, SOURCES, tmp_path / "branch", tmp_path / "cache", progress=False)
-    owner = dataclasses.replace(branch, init=str(tmp_path / "branch" / "model.pt"), foreground=str(tmp_path / "one_pass.pt"))
+    stage2 = PromptedUNet3d(embed_dim=16, depths=(1, 1, 1, 1), window=(16, 64, 64), input_step=(1, 2, 2))
+    save_model(stage2, stage2.config(), tmp_path / "stage2.pt")
+    owner = dataclasses.replace(TINY, task="branch", init=str(tmp_path / "stage2.pt"), input_step=(1, 2, 2), steps=2,
+                                batch_size=1, foreground=str(tmp_path / "one_pass.pt"))
     summary = train(owner, SOURCES, tmp_path / "owner", tmp_path / "cache", progress=False)
     model = load_prompted(tmp_path / "owner" / "model.pt")
     assert summary["model"]["in_channels"] == 2 and model.in_channels == 2
@@ -267,3 +264,14 @@ def test_train_ownership_network_takes_the_one_pass_foreground(tmp_path):
     with pytest.raises(ValueError, match="window"):  # a stage-2 network of another window does not train on
         train(dataclasses.replace(owner, window=(16, 128, 128)), SOURCES, tmp_path / "other", tmp_path / "cache",
               progress=False)
+
+
+def test_foreground_option_refuses_what_is_not_a_one_pass_network_before_training(tmp_path):
+    from traice.cli import main
+    from traice.weights import shipped_weights
+
+    with pytest.raises(SystemExit, match="error: --foreground .*not a one-pass network \\(1 output"):
+        main(["train", "branch", str(tmp_path / "out"), "--synthetic", "1", "--foreground", str(shipped_weights("soma"))])
+    with pytest.raises(SystemExit, match="error: --foreground: only the branch task"):
+        main(["train", "soma", str(tmp_path / "out"), "--synthetic", "1", "--foreground", "shipped"])
+    assert not (tmp_path / "out").exists()

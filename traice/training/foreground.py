@@ -32,12 +32,9 @@ def weights_digest(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
 
 
-def attach_foreground(volumes: Sequence[Volume], weights: str | Path, cache: str | Path, threads: int | None = None,
-                      progress: bool = False) -> None:
+def attach_foreground(volumes: Sequence[Volume], weights: str | Path, cache: str | Path, progress: bool = False) -> None:
     """Set ``volume.foreground`` (Z, Y, X) uint8 (``round(255 p)``) of each of ``volumes`` from the one-pass
     network ``weights``, read from ``cache`` or computed and written there (atomically) first."""
-    import torch
-
     from traice.nn.checkpoints import load_model
     from traice.nn.inferer import sliding_window_maps
 
@@ -45,8 +42,6 @@ def attach_foreground(volumes: Sequence[Volume], weights: str | Path, cache: str
     cache.mkdir(parents=True, exist_ok=True)
     digest = weights_digest(weights)
     model = None
-    if threads:
-        torch.set_num_threads(threads)
     for volume in volumes:
         path = cache / f"{volume.name}.foreground-{digest}.npy"
         if path.exists():

@@ -164,7 +164,7 @@ def train(cfg: TrainConfig, sources: dict[str, list], out_dir: str | Path, cache
     if cfg.task == "branch" and cfg.foreground:  # the ownership network's second input
         from traice.training.foreground import attach_foreground
 
-        attach_foreground(train_volumes + val_volumes, cfg.foreground, cache or out / "cache", cfg.threads, progress)
+        attach_foreground(train_volumes + val_volumes, cfg.foreground, cache or out / "cache", progress)
     if cfg.distractor_bias > 0:  # hard negatives: where the bright things that are not microglia are
         for volume in train_volumes:
             volume.distractors = bright_outside_cells(volume)
