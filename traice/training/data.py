@@ -31,7 +31,7 @@ from scipy import ndimage
 
 from traice.core.geometry import distance_um
 from traice.core.intensity import model_input, robust_stats
-from traice.core.maps import OFFSET_SCALE_UM, offsets_to_soma
+from traice.core.maps import OFFSET_SCALE_UM, decode_probability, offsets_to_soma
 from traice.core.windows import block_mean, window_box, window_point
 from traice.synth import SynthParams, render_swc, synthesize
 from traice.synth.brain import SyntheticBrain
@@ -343,7 +343,7 @@ def branch_window(volume: Volume, window: Sequence[int], step: Sequence[int], rn
     weight = np.minimum(1.0 + distance_um(window, point, coarse_spacing) / weight_um, max_weight)
     arrays = [image, target, weight]
     if volume.foreground is not None:
-        arrays.append(block_mean(read_padded(volume.foreground, start, stop, 0).astype(np.float32) / 255.0, step))
+        arrays.append(block_mean(decode_probability(read_padded(volume.foreground, start, stop, 0)), step))
     arrays, point = flip_turn(arrays, point, rng, augment)
     foreground = arrays[3].astype(np.float32) if len(arrays) > 3 else None
     return BranchWindow(augment_intensity(arrays[0], rng, augment), arrays[1].astype(np.float32),

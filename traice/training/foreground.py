@@ -19,12 +19,11 @@ from typing import Sequence
 
 import numpy as np
 
+from traice.core.maps import CHANNELS, encode
+from traice.stages.detect.params import DetectParams
 from traice.training.data import Volume
 
-FOREGROUND_CHANNEL = 1
-"""The one-pass network's foreground channel (:data:`traice.core.maps.CHANNELS`)."""
-OVERLAP = 0.25
-"""The sliding windows' overlap, the workflow's default (``detect.overlap``)."""
+FOREGROUND_CHANNEL = CHANNELS.index("foreground")
 
 
 def weights_digest(path: str | Path) -> str:
@@ -51,9 +50,9 @@ def attach_foreground(volumes: Sequence[Volume], weights: str | Path, cache: str
             model = load_model(weights)
             if model.head.out_channels <= FOREGROUND_CHANNEL:
                 raise ValueError(f"{weights} is not a one-pass network: it has no foreground channel")
-        maps = sliding_window_maps(model, volume.image.astype(np.float32), model.window, OVERLAP, 2, "auto",
-                                   progress=progress)
-        foreground = np.rint(maps[FOREGROUND_CHANNEL] * 255).astype(np.uint8)
+        maps = sliding_window_maps(model, volume.image.astype(np.float32), model.window, DetectParams.overlap, 2,
+                                   "auto", progress=progress)  # the workflow's default windows
+        foreground = encode(maps)[0][FOREGROUND_CHANNEL]  # stored as the detect jobs store it
         tmp = path.with_name(f".{path.name}.tmp.npy")
         np.save(tmp, foreground)
         tmp.replace(path)
