@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from traice.core.errors import InputError, check_radius_range
 from traice.core.grid import MODEL_SPACING_UM, needs_resampling
+from traice.core.maps import CHANNELS
 from traice.core.roi import check_ordered, named_boxes_um, roi_boxes
 from traice.io.ome import open_image
 
@@ -224,9 +225,9 @@ def check_models(config: dict[str, Any]) -> None:
                              f"input(s); segment.method {config[section]['method']} needs {wanted} "
                              f"({'image and one-pass foreground' if wanted == 2 else 'the image'})")
         channels = checkpoint["config"].get("out_channels", 1)
-        if section == "detect" and segment.get("method") in NEEDS_MAPS and channels != 5:
+        if section == "detect" and segment.get("method") in NEEDS_MAPS and channels != len(CHANNELS):
             raise InputError(f"detect.model {path}: a soma-only network ({channels} output); segment.method "
-                             f"{segment['method']} needs a one-pass network (5 outputs: soma, foreground, offsets)")
+                             f"{segment['method']} needs a one-pass network ({len(CHANNELS)} outputs: soma, foreground, offsets)")
     if detect.get("adapter") and detect.get("method") == "traice":  # after detect.model is known to be usable
         check_adapter(detect["adapter"], detect.get("model"))
 

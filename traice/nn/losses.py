@@ -33,6 +33,8 @@ from monai.losses import FocalLoss
 from monai.losses.cldice import soft_skel
 from torch import nn
 
+from traice.core.maps import CHANNELS
+
 EPS = 1e-6
 
 
@@ -231,8 +233,8 @@ class CellMapsLoss(nn.Module):
         self.grad_weight = grad_weight
 
     def terms(self, output: torch.Tensor, targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        if output.shape[1] != 5:
-            raise ValueError(f"expected 5 output channels (soma, foreground, 3 offsets), got {tuple(output.shape)}")
+        if output.shape[1] != len(CHANNELS):
+            raise ValueError(f"expected {len(CHANNELS)} output channels (soma, foreground, 3 offsets), got {tuple(output.shape)}")
         out = {f"soma_{k}": v for k, v in self.soma.terms(output[:, :1], targets["soma"]).items()}
         out.update({f"fg_{k}": v for k, v in
                     self.foreground.terms(output[:, 1:2], targets["foreground"], targets.get("weight")).items()})

@@ -50,6 +50,7 @@ from traice.core.errors import InputError
 from traice.core.geometry import Box
 from traice.core.grid import MODEL_SPACING_UM, needs_resampling, to_model_grid
 from traice.core.intensity import grid_stats, model_input
+from traice.core.maps import CHANNELS
 from traice.io.ome import OmeImage, open_image
 from traice.io.tables import atomic_path
 from traice.nn.device import pick_device
@@ -307,8 +308,8 @@ def finetune(image_path: str | Path, points_path: str | Path, out_path: str | Pa
                              f"(0 to {extent.round(1).tolist()} µm)")
     base_path = Path(base_path) if base_path is not None else shipped_weights("cells")
     base = load_model(base_path)
-    if base.head.out_channels != 5:
-        raise InputError(f"{base_path}: fine-tuning needs the one-pass network (5 outputs), not a soma-only model")
+    if base.head.out_channels != len(CHANNELS):
+        raise InputError(f"{base_path}: fine-tuning needs the one-pass network ({len(CHANNELS)} outputs), not a soma-only model")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)

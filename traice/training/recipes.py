@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from traice.core.errors import check_radius_range
+from traice.core.maps import CHANNELS
 from traice.synth.traces import field_split, trace_fields
 from traice.training.data import BRANCH_MAX_WEIGHT, BRANCH_SHIFT, BRANCH_WEIGHT_UM, Augment
 
@@ -128,7 +129,7 @@ AUGMENT = {"soma": Augment(), "branch": Augment(affine_p=0.0), "cells": Augment(
 """Training augmentation per task (stages 2 and cells without the in-plane rotation/scaling, which would
 move the prompt or turn the offsets; pretraining uses only the flips and turns: its corruption does the rest)."""
 
-CELL_MAPS_CHANNELS = 5
+CELL_MAPS_CHANNELS = len(CHANNELS)
 """Output channels of the one-pass network (:data:`traice.core.maps.CHANNELS`)."""
 
 
