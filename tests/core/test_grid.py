@@ -58,3 +58,40 @@ def test_a_thin_process_keeps_its_width_on_finer_voxels_and_offsets_stay_smooth(
     assert len(np.unique(back[2, 0, 0])) > 30               # the offsets are interpolated, not repeated
     coarse = from_model_grid(on_grid, (4, 10, 10), probability_channels=2)
     assert (coarse[1, 2, :, 5] > 0.1).sum() >= 1            # a coarser block keeps the thin process
+
+
+def _lag1(x: np.ndarray, axis: int) -> float:
+    """Correlation of neighbouring voxels along ``axis``."""
+    a, b = np.moveaxis(x, axis, 0)[:-1].ravel(), np.moveaxis(x, axis, 0)[1:].ravel()
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def test_coarse_voxels_reach_the_networks_with_the_white_background_they_were_trained_on():
+    """Interpolated onto the grid, a coarser image's noise is correlated over a coarse voxel (blobs the size
+    of a process); the networks' input puts back the white noise the interpolation smoothed away."""
+    from traice.core.grid import grid_input
+    from traice.core.intensity import model_input
+
+    stats = {"median": 100.0, "sigma": 10.0}
+    rng = np.random.default_rng(3)
+    grid_noise = rng.normal(100, 10, size=(16, 128, 128)).astype(np.float32)
+    coarse_noise = rng.normal(100, 10, size=(8, 64, 64)).astype(np.float32)
+    trained_on = model_input(grid_noise, stats)
+    assert np.array_equal(grid_input(grid_noise, MODEL_SPACING_UM, stats), trained_on)  # the grid: as it is
+    assert np.array_equal(grid_input(grid_noise, (1.0, 0.32, 0.32), stats),           # finer: averaged, as before
+                          model_input(to_model_grid(grid_noise, (1.0, 0.32, 0.32)), stats))
+
+    interpolated = model_input(to_model_grid(coarse_noise, (2.5, 0.8, 0.8)), stats)
+    restored = grid_input(coarse_noise, (2.5, 0.8, 0.8), stats)
+    assert restored.shape == (16, 128, 128) and restored.dtype == np.float32
+    for axis in range(3):
+        assert _lag1(trained_on, axis) < 0.05
+        assert _lag1(interpolated, axis) > 0.4                  # blobs two grid voxels wide
+        assert _lag1(restored, axis) < 0.5 * _lag1(interpolated, axis)
+    assert interpolated.std() < 0.8 * trained_on.std() < restored.std() < 1.3 * trained_on.std()
+    assert np.array_equal(restored, grid_input(coarse_noise, (2.5, 0.8, 0.8), stats))  # the same every time
+    # the signal is where it was: a bright coarse voxel's centre stays the brightest on the grid
+    spot = coarse_noise.copy()
+    spot[4, 32, 32] += 200
+    assert np.unravel_index(grid_input(spot, (2.5, 0.8, 0.8), stats).argmax(), (16, 128, 128)) in {
+        (z, y, x) for z in (8, 9) for y in (64, 65) for x in (64, 65)}

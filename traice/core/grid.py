@@ -10,10 +10,13 @@ input's own grid. Voxel sizes within 5 % of the grid are used as they are.
 
 from __future__ import annotations
 
+import zlib
 from typing import Sequence
 
 import numpy as np
 from skimage.transform import resize
+
+from traice.core.intensity import compress, grid_stats, model_input, normalise
 
 MODEL_SPACING_UM = (1.25, 0.4, 0.4)
 TOLERANCE = 0.05
@@ -61,6 +64,28 @@ def shrink_to_grid(block: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     The noise of these voxels is the noise the network sees: averaging finer voxels lowers it, while
     interpolating between coarser ones only smooths it (:func:`traice.stages.plan.intensity_stats`)."""
     return to_model_grid(block, spacing, tuple(min(t, n) for t, n in zip(model_shape(block.shape, spacing), block.shape)))
+
+
+def grid_input(block: np.ndarray, spacing: Sequence[float], stats: dict, shape: Sequence[int] | None = None) -> np.ndarray:
+    """The networks' input for a raw ``(Z, Y, X)`` block of ``spacing`` voxels: float32 on the grid
+    (:func:`to_model_grid`, of ``shape`` where given; the block as it is where its voxels are the grid's),
+    normalised with :func:`traice.core.intensity.grid_stats`.
+
+    Where the block's voxels are coarser than the grid's, interpolation leaves its noise correlated over a
+    coarse voxel: blobs a process wide, which the networks, trained on white noise, take for processes. The
+    noise the interpolation smoothed away is put back: white noise of one sigma minus its own round trip
+    through the coarse voxels (drawn from a generator seeded by the block's values, so the same block always
+    gets the same input). The image's own noise units are kept (docs/inputs.md, "Coarser voxels")."""
+    resized = needs_resampling(spacing) or (shape is not None and tuple(shape) != block.shape)
+    on_grid = to_model_grid(block, spacing, shape) if resized else block
+    coarse = tuple(min(n, t) for n, t in zip(block.shape, on_grid.shape))  # the block's voxels where fewer
+    if coarse == on_grid.shape:
+        return model_input(on_grid, grid_stats(stats))
+    x = normalise(on_grid.astype(np.float32, copy=False), grid_stats(stats))
+    white = np.random.default_rng(zlib.crc32(np.ascontiguousarray(block).tobytes())).standard_normal(x.shape, np.float32)
+    through = resize(white, coarse, order=1, mode="edge", anti_aliasing=True, preserve_range=True)
+    x += white - resize(through, x.shape, order=1, mode="edge", preserve_range=True).astype(np.float32)
+    return compress(x)
 
 
 def from_model_grid(maps: np.ndarray, shape: Sequence[int], probability_channels: int | None = None) -> np.ndarray:

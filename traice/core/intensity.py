@@ -88,5 +88,9 @@ def model_input(raw: np.ndarray, stats: dict) -> np.ndarray:
     each other. It is odd-symmetric, so background stays centred on 0. Training
     and inference both use this function.
     """
-    x = normalise(np.asarray(raw, dtype=np.float32), stats)
-    return np.arcsinh(x / np.float32(ASINH_SCALE)).astype(np.float32, copy=False)
+    return compress(normalise(np.asarray(raw, dtype=np.float32), stats))
+
+
+def compress(normalised: np.ndarray) -> np.ndarray:
+    """Noise units to the networks' input, ``arcsinh(normalised / 3)``: same shape, float32."""
+    return np.arcsinh(normalised / np.float32(ASINH_SCALE)).astype(np.float32, copy=False)

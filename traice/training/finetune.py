@@ -48,8 +48,7 @@ import torch
 
 from traice.core.errors import InputError
 from traice.core.geometry import Box
-from traice.core.grid import MODEL_SPACING_UM, needs_resampling, to_model_grid
-from traice.core.intensity import grid_stats, model_input
+from traice.core.grid import MODEL_SPACING_UM, grid_input
 from traice.core.maps import CHANNELS
 from traice.io.ome import OmeImage, open_image
 from traice.io.tables import atomic_path
@@ -205,12 +204,11 @@ def click_crops(image: OmeImage, stats: dict, points_um: np.ndarray, window: Seq
         raw = np.full(box.shape, stats["median"], np.float32)
         if not inside.empty:
             raw[inside.relative_to(box).slices] = image.read(inside)
-        grid = to_model_grid(raw, spacing) if needs_resampling(spacing) else raw
-        grid = _fit(grid, shape, stats["median"])
+        grid = _fit(grid_input(raw, spacing, stats), shape, 0.0)  # outside the image: background
         origin_um = np.asarray(box.start) * spacing
         clicks = (points_um - origin_um) / model
         complete = None if complete_um is None else ((np.asarray(complete_um) - origin_um) / model).astype(np.float32)
-        crop = Crop(model_input(grid, grid_stats(stats)), clicks.astype(np.float32), complete)
+        crop = Crop(grid, clicks.astype(np.float32), complete)
         if traces:
             crop.foreground, crop.foreground_weight = trace_targets(traces, origin_um, shape)
         crops.append(crop)

@@ -16,8 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from traice.core.grid import from_model_grid, needs_resampling, to_model_grid
-from traice.core.intensity import grid_stats, model_input
+from traice.core.grid import from_model_grid, grid_input
 from traice.core.maps import PROBABILITY_CHANNELS
 from traice.stages.detect.params import DetectParams
 from traice.stages.detect.somas import split_somas
@@ -56,8 +55,7 @@ def network_maps(block: np.ndarray, spacing, stats: dict, params: DetectParams, 
     from traice.nn.inferer import sliding_window_maps
 
     spacing = np.asarray(spacing, dtype=float)
-    on_grid = to_model_grid(block, spacing) if needs_resampling(spacing) else block  # the networks' voxels
-    maps = sliding_window_maps(model, model_input(on_grid, grid_stats(stats)), model.window, params.overlap,
+    maps = sliding_window_maps(model, grid_input(block, spacing, stats), model.window, params.overlap,
                                params.batch_size, params.device)
     return from_model_grid(maps, block.shape, PROBABILITY_CHANNELS)  # back onto the input's voxels
 

@@ -17,8 +17,8 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from traice.core.geometry import Box, distance_um
-from traice.core.grid import from_model_grid, grid_position, model_voxels, to_model_grid
-from traice.core.intensity import grid_stats, model_input
+from traice.core.grid import from_model_grid, grid_input, grid_position, model_voxels, to_model_grid
+from traice.core.intensity import grid_stats
 from traice.core.masks import connected_to
 from traice.core.windows import block_mean, window_box, window_point
 from traice.io.claims import CellMask
@@ -80,7 +80,7 @@ def window_probabilities(image, centres: np.ndarray, stats: dict, model, device:
     for box, inner, centre in zip(boxes, inners, centres):
         raw = np.full(native, on_grid["median"], np.float32)  # outside the image: background, as in training
         raw[inner.relative_to(box).slices] = image.read(inner)
-        channels = [block_mean(model_input(to_model_grid(raw, spacing, extent), on_grid), step)]
+        channels = [block_mean(grid_input(raw, spacing, stats, extent), step)]
         if model.in_channels == 2:
             foreground = np.zeros(native, np.float32)
             foreground[inner.relative_to(box).slices] = maps.read(inner)[0]
