@@ -95,3 +95,21 @@ def test_coarse_voxels_reach_the_networks_with_the_white_background_they_were_tr
     spot[4, 32, 32] += 200
     assert np.unravel_index(grid_input(spot, (2.5, 0.8, 0.8), stats).argmax(), (16, 128, 128)) in {
         (z, y, x) for z in (8, 9) for y in (64, 65) for x in (64, 65)}
+
+
+def test_only_the_coarser_axes_get_their_noise_mended_and_the_block_is_left_as_it_was():
+    """z twice coarser and y, x finer than the grid (a light-sheet's planes): the correlation along z is
+    mended; the block read from the image is not written to; a caller's exact window shape is kept."""
+    from traice.core.grid import grid_input
+    from traice.core.intensity import model_input
+
+    stats = {"median": 100.0, "sigma": 10.0}
+    block = np.random.default_rng(5).poisson(100, size=(8, 80, 80)).astype(np.uint16)
+    kept = block.copy()
+    spacing = (2.5, 0.32, 0.32)
+    interpolated = model_input(to_model_grid(block, spacing), stats)
+    mended = grid_input(block, spacing, stats)
+    assert np.array_equal(block, kept)
+    assert mended.shape == interpolated.shape == (16, 64, 64) and mended.dtype == np.float32
+    assert _lag1(interpolated, 0) > 0.4 and _lag1(mended, 0) < 0.5 * _lag1(interpolated, 0)
+    assert grid_input(block, spacing, stats, (16, 60, 60)).shape == (16, 60, 60)

@@ -75,7 +75,8 @@ def grid_input(block: np.ndarray, spacing: Sequence[float], stats: dict, shape: 
     coarse voxel: blobs a process wide, which the networks, trained on white noise, take for processes. The
     noise the interpolation smoothed away is put back: white noise of one sigma minus its own round trip
     through the coarse voxels (drawn from a generator seeded by the block's values, so the same block always
-    gets the same input). The image's own noise units are kept (docs/inputs.md, "Coarser voxels")."""
+    gets the same input; overlapping blocks draw their own). The image's own noise units are kept
+    (docs/inputs.md, "Coarser voxels")."""
     resized = needs_resampling(spacing) or (shape is not None and tuple(shape) != block.shape)
     on_grid = to_model_grid(block, spacing, shape) if resized else block
     coarse = tuple(min(n, t) for n, t in zip(block.shape, on_grid.shape))  # the block's voxels where fewer
