@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from traice.stages.morphology import measure, swc_table
+from traice.stages.morphology import SPUR_UM, measure, swc_table
 
 ISO = (1.0, 1.0, 1.0)
 ANISO = (2.0, 0.5, 0.5)
@@ -41,6 +41,21 @@ def test_y_shape():
     assert metrics["n_endpoints"] == 3
     assert metrics["n_branches"] == 3
     assert metrics["total_length_um"] == pytest.approx(25 + 25 + 25, rel=0.05)
+
+
+@pytest.mark.parametrize("spacing", [ISO, (0.5, 0.5, 0.5)])
+def test_side_branches_shorter_than_a_spur_are_pruned_longer_ones_kept(spacing):
+    mask = _line((3, 40, 80), 1, 30, 5, 75)
+    mask[1, 27:30, 20] = True   # 3 voxels out of the line: 2-3 µm at 1 µm voxels (kept), 1-1.5 µm at 0.5 µm (pruned)
+    mask[1, 29, 50] = True      # a bump of one voxel: 1 or 0.5 µm (pruned)
+    mask[1, 10:30, 60] = True   # a real side process, 20 voxels
+    metrics, tree, _ = measure(mask, spacing, soma=(1, 30, 40))
+    side = 3 * spacing[1]
+    kept = side > SPUR_UM
+    assert metrics["n_branch_points"] == 1 + kept
+    assert metrics["n_endpoints"] == 3 + kept
+    line = (75 - 5 - 1) * spacing[2] - 2 * spacing[2]  # the line, less the soma node and the step off it each side
+    assert metrics["total_length_um"] == pytest.approx(line + 20 * spacing[1] + side * kept, abs=3 * spacing[2])
 
 
 @pytest.mark.parametrize("arms", [3, 5, 8])
