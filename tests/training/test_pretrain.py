@@ -73,6 +73,18 @@ def test_image_blocks_spread_over_a_user_image_and_split_train_from_val(write_im
     assert abs(float(np.median(train_blocks[0].image.astype(np.float32)))) < 0.1  # background at 0, as inference
 
 
+def test_image_blocks_of_coarser_voxels_reach_pretraining_as_the_networks_see_them(write_image):
+    data = np.random.default_rng(1).poisson(30, (16, 300, 300)).astype(np.uint16)  # 2x the grid's voxels: 2 x 2 blocks
+    path = write_image(data, spacing=(2.5, 0.8, 0.8))
+    val, train_blocks = image_blocks(path, part="val"), image_blocks(path, part="train")
+    assert len(val) == 1 and len(train_blocks) == 3
+    block = val[0].image.astype(np.float32)
+    assert block.shape == (32, 512, 512) and val[0].spacing == (1.25, 0.4, 0.4)  # the grid, not the file's voxels
+    assert abs(float(np.median(block))) < 0.1
+    # white noise on the grid, as the networks were trained with (interpolated, neighbours would correlate at ~0.8)
+    assert np.corrcoef(block[:, :, :-1].ravel(), block[:, :, 1:].ravel())[0, 1] < 0.3
+
+
 def test_pretrain_trains_on_images_and_starts_stage_one(tmp_path, write_image, float32_cpu):
     image = write_image(np.random.default_rng(0).poisson(30, (32, 128, 128)).astype(np.uint16))
     sources = {"train": [("image", {"path": str(image), "part": "train"}), *SOURCES["train"]],

@@ -112,16 +112,18 @@ def load_volumes(sources: Sequence[tuple[str, dict]], cache: str | Path) -> list
 
 
 IMAGE_BLOCK = (32, 512, 512)
-"""Unlabelled training blocks of a user's image, level-0 voxels ..."""
+"""Unlabelled training blocks of a user's image, in voxels of the networks' grid (what so many cover in its own) ..."""
 IMAGE_MAX_BLOCKS = 16
 """... at most this many per image (128 Mvoxel as float16: 256 MB), evenly spread over it; every fifth validates."""
 
 
 def image_blocks(path: str | Path, channel: int | None = None, part: str = "train") -> list[Volume]:
-    """Unlabelled volumes from an OME-Zarr image for pretraining: up to :data:`IMAGE_MAX_BLOCKS` blocks of
-    :data:`IMAGE_BLOCK` spread evenly over level 0 (blocks ``0, 5, 10, ...`` of them are ``part="val"``, the others
-    ``"train"``; a single block trains), normalised with the statistics of the whole image as inference does.
+    """Unlabelled volumes from an OME-Zarr image for pretraining: up to :data:`IMAGE_MAX_BLOCKS` blocks spread
+    evenly over level 0 (blocks ``0, 5, 10, ...`` of them are ``part="val"``, the others ``"train"``; a single block
+    trains), each the µm extent of :data:`IMAGE_BLOCK` grid voxels, resampled and normalised as inference does
+    (:func:`traice.core.grid.grid_input`, with the statistics of the whole image): volumes on the networks' grid.
     No labels: empty cells, somas and centres. Not cached: a block reads as fast from the image as from a cache."""
+    from traice.core.grid import MODEL_SPACING_UM, grid_input, model_voxels
     from traice.io.ome import open_image
     from traice.stages.plan import intensity_stats, spread_blocks
 
@@ -129,12 +131,13 @@ def image_blocks(path: str | Path, channel: int | None = None, part: str = "trai
         raise ValueError(f"part must be train or val, not {part!r}")
     image = open_image(path, channel)
     stats = intensity_stats(image)
-    chosen = spread_blocks(image.bounds, IMAGE_BLOCK, IMAGE_MAX_BLOCKS)
+    chosen = spread_blocks(image.bounds, model_voxels(IMAGE_BLOCK, image.spacing), IMAGE_MAX_BLOCKS)
     none = np.zeros((1, 1, 1), np.uint8)
     name = Path(path).name.removesuffix(".zarr").removesuffix(".ome")
     validates = [len(chosen) > 1 and i % 5 == 0 for i in range(len(chosen))]  # one block only: it trains
-    return [Volume(model_input(image.read(box), stats).astype(np.float16), none, none, np.zeros((0, 3), np.float32),
-                   f"image-{name}-{'-'.join(map(str, box.start))}", tuple(float(v) for v in image.spacing))
+    return [Volume(grid_input(image.read(box), image.spacing, stats).astype(np.float16), none, none,
+                   np.zeros((0, 3), np.float32), f"image-{name}-{'-'.join(map(str, box.start))}",
+                   tuple(float(v) for v in MODEL_SPACING_UM))
             for box, val in zip(chosen, validates) if val == (part == "val")]
 
 
