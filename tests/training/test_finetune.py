@@ -148,3 +148,20 @@ def test_traced_arbors_train_the_foreground_and_bad_traces_are_refused(field, tm
     with pytest.raises(InputError, match="far.swc: the soma of tree 1 .* lies outside the image"):
         finetune(field / "image.ome.zarr", field / "clicks.csv", tmp_path / "a.pt", cfg, traces_path=tmp_path / "far.swc")
     assert not (tmp_path / "a.pt").exists()
+
+
+def test_crops_past_the_edge_of_finer_voxels_are_background_there():
+    from traice.io.ome import ArrayImage
+    from traice.stages.plan import intensity_stats
+
+    rng = np.random.default_rng(3)
+    image = ArrayImage(rng.poisson(4, (20, 160, 160)).astype(np.uint16), (1.0, 0.32, 0.32))  # finer than the grid
+    stats = intensity_stats(image)
+    assert stats["grid_median"] != stats["median"]  # averaged onto the grid, the background sits elsewhere
+    window = (8, 32, 32)
+    corner = np.array([[2.0, 3.0, 3.0]])  # µm: most of the crop lies outside the image
+    crop = ft.click_crops(image, stats, corner, window)[0].image
+    outside = crop[:6, :20, :20]  # grid voxels before the image's start on every axis
+    inside = crop[-4:, -20:, -20:]
+    assert abs(float(outside.mean())) < 1e-3 and float(outside.std()) < 1e-6  # flat background, set to 0
+    assert abs(float(np.median(inside))) < 0.15  # the image's own background is at 0 too

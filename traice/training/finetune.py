@@ -49,6 +49,7 @@ import torch
 from traice.core.errors import InputError
 from traice.core.geometry import Box
 from traice.core.grid import MODEL_SPACING_UM, grid_input
+from traice.core.intensity import grid_stats
 from traice.core.maps import CHANNELS
 from traice.io.ome import OmeImage, open_image
 from traice.io.tables import atomic_path
@@ -201,7 +202,7 @@ def click_crops(image: OmeImage, stats: dict, points_um: np.ndarray, window: Seq
     for p in points_um if centres_um is None else centres_um:
         box = Box.from_um(p - half_um, p + half_um, spacing)
         inside = box.intersect(image.bounds)
-        raw = np.full(box.shape, stats["median"], np.float32)
+        raw = np.full(box.shape, grid_stats(stats)["median"], np.float32)  # the background the input is set to 0 at
         if not inside.empty:
             raw[inside.relative_to(box).slices] = image.read(inside)
         grid = _fit(grid_input(raw, spacing, stats), shape, 0.0)  # outside the image: background
