@@ -83,9 +83,9 @@ def prune_spurs(skel: Skeleton, min_um: float = SPUR_UM) -> Skeleton:
     A bump on a mask's surface skeletonises into a short side branch, and a
     mask's surface has more bumps the finer its voxels: without pruning, the
     same cell has more branches the finer it was imaged. Few real terminal
-    processes are this short: 3 % of the traced terminal branches of the
-    validation fields (``bench/arbors.py`` data) against 15-33 % of the
-    skeleton's (docs/inputs.md, "Skeleton spurs").
+    processes are this short: 3 % of the validation tracings' terminal
+    branches against 13-33 % of the workflow's skeletons' at three voxel sizes
+    (``bench/spurs.py``; docs/inputs.md, "Skeleton spurs").
     """
     while True:
         branches = summarize(skel, separator="_")
