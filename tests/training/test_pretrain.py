@@ -74,10 +74,10 @@ def test_image_blocks_spread_over_a_user_image_and_split_train_from_val(write_im
 
 
 def test_image_blocks_of_coarser_voxels_reach_pretraining_as_the_networks_see_them(write_image):
-    data = np.random.default_rng(1).poisson(30, (16, 300, 300)).astype(np.uint16)  # 2x the grid's voxels: 2 x 2 blocks
+    data = np.random.default_rng(1).poisson(30, (16, 256, 300)).astype(np.uint16)  # 2x the grid's voxels: 1 x 2 blocks
     path = write_image(data, spacing=(2.5, 0.8, 0.8))
     val, train_blocks = image_blocks(path, part="val"), image_blocks(path, part="train")
-    assert len(val) == 1 and len(train_blocks) == 3
+    assert len(val) == 1 and len(train_blocks) == 1
     block = val[0].image.astype(np.float32)
     assert block.shape == (32, 512, 512) and val[0].spacing == (1.25, 0.4, 0.4)  # the grid, not the file's voxels
     assert abs(float(np.median(block))) < 0.1
