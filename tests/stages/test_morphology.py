@@ -58,6 +58,14 @@ def test_side_branches_shorter_than_a_spur_are_pruned_longer_ones_kept(spacing):
     assert metrics["total_length_um"] == pytest.approx(line + 20 * spacing[1] + side * kept, abs=3 * spacing[2])
 
 
+def test_a_small_blob_whose_every_branch_is_short_keeps_its_skeleton():
+    mask = np.zeros((5, 16, 10), bool)
+    for voxel in [(1, 13, 8), (2, 13, 8), (3, 12, 7), (3, 14, 7)]:  # a Y of three branches, each under 2 µm
+        mask[voxel] = True
+    metrics, tree, _ = measure(mask, (1.25, 0.4, 0.4), soma=(2, 13, 8))  # pruned to its junction, skan would fail
+    assert tree is not None and metrics["n_endpoints"] == 3 and metrics["n_branch_points"] == 1
+
+
 @pytest.mark.parametrize("arms", [3, 5, 8])
 def test_star_with_n_arms(arms):
     mask = np.zeros((3, 81, 81), bool)

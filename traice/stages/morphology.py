@@ -89,7 +89,10 @@ def prune_spurs(skel: Skeleton, min_um: float = SPUR_UM) -> Skeleton:
     """
     while True:
         branches = summarize(skel, separator="_")
-        spurs = branches.index[(branches["branch_type"] == 1) & (branches["branch_distance"] < min_um)]
+        short = (branches["branch_type"] == 1) & (branches["branch_distance"] < min_um)
+        # a piece whose every branch is short is a small blob's skeleton, not spurs on a process: it stays
+        # (pruned, it would shrink to its junction voxels, of which skan builds no skeleton)
+        spurs = branches.index[short & ~short.groupby(branches["skeleton_id"]).transform("all")]
         if not len(spurs):
             return skel
         pruned = skel.prune_paths(spurs.to_numpy())
