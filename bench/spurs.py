@@ -31,7 +31,7 @@ from skan import Skeleton, summarize  # noqa: E402
 from skimage.morphology import skeletonize  # noqa: E402
 
 from traice.core.geometry import Box  # noqa: E402
-from traice.core.masks import soma_component  # noqa: E402
+from traice.stages.morphology import cell_mask  # noqa: E402
 from traice.synth.traces import field_split, read_field, trace_fields  # noqa: E402
 
 SHORTER_THAN_UM = (1.0, 2.0, 3.0)
@@ -61,14 +61,10 @@ def skeleton_terminal_lengths(results: Path, spacing) -> list[np.ndarray]:
     out = []
     for _, cell in pd.read_parquet(results / "cells.parquet").iterrows():
         cid = int(cell["cell_id"])
-        if cid not in index.index:
+        read = cell_mask(labels, cell, Box.from_row(index.loc[cid], "box")) if cid in index.index else None
+        if read is None:
             continue
-        box = Box.from_row(index.loc[cid], "box")
-        mask = np.asarray(labels[box.slices]) == cid
-        if not mask.any():
-            continue
-        soma = np.array([cell[a] for a in "zyx"], float) - np.asarray(box.start)
-        skel = skeletonize(soma_component(mask, soma)) > 0
+        skel = skeletonize(read[0]) > 0
         if skel.sum() < 2:
             continue
         branches = summarize(Skeleton(skel, spacing=tuple(spacing)), separator="_")

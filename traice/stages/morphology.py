@@ -77,8 +77,9 @@ def territory_volume(mask: np.ndarray, spacing: Sequence[float]) -> float:
         return 0.0
 
 
-def prune_spurs(skel: Skeleton, min_um: float = SPUR_UM) -> Skeleton:
-    """The skeleton without its terminal branches (junction to tip) shorter than ``min_um``, pruned until none is left.
+def prune_spurs(skel: Skeleton, min_um: float = SPUR_UM) -> tuple[Skeleton, pd.DataFrame]:
+    """The skeleton without its terminal branches (junction to tip) shorter than ``min_um``, pruned until none is
+    left, and its branch table (skan's ``summarize``).
 
     A bump on a mask's surface skeletonises into a short side branch, and a
     mask's surface has more bumps the finer its voxels: without pruning, the
@@ -94,10 +95,10 @@ def prune_spurs(skel: Skeleton, min_um: float = SPUR_UM) -> Skeleton:
         # (pruned, it would shrink to its junction voxels, of which skan builds no skeleton)
         spurs = branches.index[short & ~short.groupby(branches["skeleton_id"]).transform("all")]
         if not len(spurs):
-            return skel
+            return skel, branches
         pruned = skel.prune_paths(spurs.to_numpy())
         if len(pruned.coordinates) >= len(skel.coordinates):  # nothing came off: stop rather than loop
-            return skel
+            return skel, branches
         skel = pruned
 
 
@@ -188,10 +189,9 @@ def measure(mask: np.ndarray, spacing: Sequence[float],
         reach = float(distance_um(mask.shape, soma, sp)[mask].max()) if mask.any() else 0.0
         radii = sholl_shells(reach)
         return metrics, None, pd.DataFrame({"radius_um": radii, "intersections": np.zeros(len(radii), int)})
-    skel = prune_spurs(Skeleton(skel_img, spacing=sp))
+    skel, branches = prune_spurs(Skeleton(skel_img, spacing=sp))
     tree = process_tree(skel.coordinates, skel.graph, soma_region[tuple(np.asarray(skel.coordinates).astype(int).T)],
                         soma, sp)
-    branches = summarize(skel, separator="_")
     degrees = np.asarray(skel.degrees)
     coords = np.asarray(skel.coordinates).astype(int)
     junction_img = np.zeros(mask.shape, bool)
@@ -252,18 +252,28 @@ def swc_table(mask: np.ndarray, tree: ProcessTree | None, soma: Sequence[float],
     return pd.DataFrame(rows, columns=SWC_COLUMNS)
 
 
-def measure_cell(labels: zarr.Array, cell, box: Box, spacing: Sequence[float]) -> tuple[dict, pd.DataFrame | None, pd.DataFrame]:
-    """Metrics, SWC table and Sholl profile of one cell, read from the label image inside ``box``."""
-    cid = int(cell["cell_id"])
-    mask = np.asarray(labels[box.slices]) == cid
+def cell_mask(labels: zarr.Array, cell, box: Box) -> tuple[np.ndarray, np.ndarray, np.ndarray, int] | None:
+    """What morphology measures of one cell, read from the label image inside ``box``: its mask (the piece of its
+    label at its soma) in a one-voxel margin around the label, that crop's start in the image (voxels), the soma
+    centre in the crop's voxels and the label's number of pieces; None where the label has no voxel in ``box``."""
+    mask = np.asarray(labels[box.slices]) == int(cell["cell_id"])
     if not mask.any():
-        return {}, None, pd.DataFrame(columns=SHOLL_COLUMNS)
+        return None
     pieces = ndimage.label(mask, structure=FULL_CONNECTIVITY)[1]
     found = ndimage.find_objects(mask.astype(np.uint8))[0]
     tight = Box(tuple(s.start for s in found), tuple(s.stop for s in found)).grow((1, 1, 1)).intersect(Box.from_shape(mask.shape))
     start = np.asarray(box.start) + np.asarray(tight.start)
     soma = np.array([cell[a] for a in "zyx"], dtype=float) - start
-    mask = soma_component(mask[tight.slices], soma)
+    return soma_component(mask[tight.slices], soma), start, soma, pieces
+
+
+def measure_cell(labels: zarr.Array, cell, box: Box, spacing: Sequence[float]) -> tuple[dict, pd.DataFrame | None, pd.DataFrame]:
+    """Metrics, SWC table and Sholl profile of one cell, read from the label image inside ``box``."""
+    cid = int(cell["cell_id"])
+    read = cell_mask(labels, cell, box)
+    if read is None:
+        return {}, None, pd.DataFrame(columns=SHOLL_COLUMNS)
+    mask, start, soma, pieces = read
     metrics, tree, sholl = measure(mask, spacing, soma)
     swc = swc_table(mask, tree, soma, spacing, start * np.asarray(spacing))
     metrics.update(border_faces=border_faces(mask, start, labels.shape), n_components=pieces,
