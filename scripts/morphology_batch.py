@@ -7,4 +7,5 @@ log_to(snakemake.log[0])
 morphology_batch(
     snakemake.input.labels, snakemake.input.cells, snakemake.input.index, Plan.read(snakemake.input.plan),
     int(snakemake.wildcards.b), snakemake.params.cells_per_job, snakemake.params.max_jobs, snakemake.output[0],
+    snakemake.input.maps or None,
 )

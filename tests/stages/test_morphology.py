@@ -248,3 +248,41 @@ def test_a_region_update_over_an_older_result_is_refused_with_a_reason(tmp_path)
     with pytest.raises(InputError, match=r"morphology.parquet lacks \['n_components'\] .* run the whole image again"):
         gather([], out / "m.parquet", out / "m.csv", out / "s.parquet", out / "swc", base, keep_ids=[1])
     assert not out.exists()
+
+
+def test_thin_processes_at_coarser_voxels_keep_their_volume_where_the_foreground_weighs_each_voxel():
+    """A cell drawn on the networks' grid, its foreground resized onto 2x coarser voxels as the detect step does
+    and thresholded as the growth segmenter does: every coarse voxel a one-voxel-wide process touches is in the
+    mask, so counting voxels whole makes the cell far bigger than it is; weighing each by the foreground
+    probability (the share of it filled) gives back the grid's volume."""
+    import pandas as pd
+    import zarr
+
+    from traice.core.geometry import Box
+    from traice.core.grid import MODEL_SPACING_UM, from_model_grid
+    from traice.io.maps import ArrayMaps
+    from traice.stages.morphology import measure_cell
+
+    grid = (32, 160, 160)
+    cell = _ball(grid, (16, 80, 80), 4.0, MODEL_SPACING_UM)              # an 8 µm wide soma
+    for i, y in enumerate(range(72, 89, 3)):                            # six 28 µm processes, one grid voxel thin
+        cell[15 + i % 3, y, slice(80, 150) if i % 2 else slice(10, 80)] = True
+    coarse = tuple(n // 2 for n in grid)
+    spacing = tuple(2 * s for s in MODEL_SPACING_UM)
+    foreground = from_model_grid(cell[None].astype(np.float32), coarse)[0]
+
+    def measured(labels, spacing, foreground):
+        store = zarr.create_array(zarr.storage.MemoryStore(), shape=labels.shape, dtype=np.uint32, chunks=labels.shape)
+        store[...] = labels
+        maps = ArrayMaps(np.stack([np.zeros_like(foreground), foreground, *np.zeros((3, *foreground.shape))]))
+        centre = pd.Series({"cell_id": 1, "z": labels.shape[0] // 2, "y": labels.shape[1] // 2, "x": labels.shape[2] // 2})
+        box = Box.from_shape(labels.shape)
+        return (measure_cell(store, centre, box, spacing, maps)[0]["cell_volume_um3"],
+                measure_cell(store, centre, box, spacing)[0]["cell_volume_um3"])
+
+    on_grid, on_grid_whole = measured(cell.astype(np.uint32), MODEL_SPACING_UM, cell.astype(np.float32))
+    partial, whole = measured((foreground > 0.1).astype(np.uint32), spacing, foreground)
+    assert on_grid_whole == pytest.approx(cell.sum() * np.prod(MODEL_SPACING_UM))
+    assert on_grid == pytest.approx(on_grid_whole, rel=0.01)  # a foreground of 1: whole voxels (uint8 storage)
+    assert whole > 1.3 * on_grid
+    assert partial == pytest.approx(on_grid, rel=0.05)

@@ -122,8 +122,16 @@ class MapReader:
 
     def read(self, box: Box) -> tuple[np.ndarray, np.ndarray]:
         """Foreground probability ``box.shape`` float32 and offsets ``(3, *box.shape)`` float32 (offset units)."""
-        foreground = np.zeros(box.shape, np.uint8)
         offsets = np.zeros((3, *box.shape), np.int8)
+        return decode_probability(self._assemble(box, offsets)), decode_offsets(offsets)
+
+    def foreground(self, box: Box) -> np.ndarray:
+        """Foreground probability ``box.shape`` float32, without reading the offsets."""
+        return decode_probability(self._assemble(box, None))
+
+    def _assemble(self, box: Box, offsets: np.ndarray | None) -> np.ndarray:
+        """The stored foreground (uint8) of ``box``; the stored offsets copied into ``offsets`` where given."""
+        foreground = np.zeros(box.shape, np.uint8)
         overlapping = np.flatnonzero(((self._starts < np.asarray(box.stop)) & (self._stops > np.asarray(box.start))).all(axis=1))
         for row in overlapping:
             core = Box(tuple(int(v) for v in self._starts[row]), tuple(int(v) for v in self._stops[row]))
@@ -131,8 +139,9 @@ class MapReader:
             src, dst = part.relative_to(core).slices, part.relative_to(box).slices
             tile = self._tile(row)
             foreground[dst] = tile["probability"][(1, *src)]
-            offsets[(slice(None), *dst)] = tile["offsets"][(slice(None), *src)]
-        return decode_probability(foreground), decode_offsets(offsets)
+            if offsets is not None:
+                offsets[(slice(None), *dst)] = tile["offsets"][(slice(None), *src)]
+        return foreground
 
     def stored_bytes(self) -> int:
         """Bytes the maps take on disk (compressed chunks)."""
@@ -148,5 +157,7 @@ class ArrayMaps:
         self.probability, self.offsets = encode(np.asarray(maps))
 
     def read(self, box: Box) -> tuple[np.ndarray, np.ndarray]:
-        return (decode_probability(self.probability[(1, *box.slices)]),
-                decode_offsets(self.offsets[(slice(None), *box.slices)]))
+        return self.foreground(box), decode_offsets(self.offsets[(slice(None), *box.slices)])
+
+    def foreground(self, box: Box) -> np.ndarray:
+        return decode_probability(self.probability[(1, *box.slices)])

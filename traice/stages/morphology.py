@@ -6,6 +6,13 @@ analysed as a graph (skan) for total process length, branches, branch points,
 endpoints, branch lengths, branch order from the soma and tortuosity; a Sholl
 profile in shells around the soma; and an SWC skeleton with the soma as root
 and radii from the distance transform of the mask.
+
+Soma and cell volumes are partial volumes where the run has the one-pass maps
+(the learned segmenters): each voxel of the cell counts by its foreground
+probability, the share of it the network sees filled, so a process thinner
+than a voxel is not counted a whole voxel wide. Binary masks count every voxel
+whole, which makes a cell's volume grow with the voxels (docs/inputs.md,
+"Partial volumes").
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from traice.core.geometry import Box, distance_um
 from traice.core.masks import FULL_CONNECTIVITY, ellipsoid_footprint, soma_component
 from traice.core.tree import SOMA, ProcessTree, process_tree
 from traice.io.atlas import Atlas
+from traice.io.maps import MapReader
 from traice.io.swc import SWC_COLUMNS, SWC_TYPE_PROCESS, SWC_TYPE_SOMA, write_swc
 from traice.io.tables import atomic_dir, write_table
 from traice.core.schema import MORPHOLOGY, SHOLL, conform
@@ -161,9 +169,19 @@ def sholl_profile(skel: Skeleton, soma_um: np.ndarray, step_um: float = SHOLL_ST
     return radii, counts
 
 
-def measure(mask: np.ndarray, spacing: Sequence[float],
-            soma: Sequence[float] | None = None) -> tuple[dict, ProcessTree | None, pd.DataFrame]:
-    """Metrics of one cell mask (z, y, x bool) whose soma centre is voxel ``soma`` (default: mask centroid).
+def partial_volume(region: np.ndarray, voxel_um3: float, occupancy: np.ndarray | None = None) -> float:
+    """Volume (µm³) of a ``region`` (z, y, x bool) of voxels of ``voxel_um3``, each counted by its ``occupancy``
+    (the region's shape, 0–1: the share of the voxel filled) where given, whole where None."""
+    if occupancy is None:
+        return float(np.count_nonzero(region) * voxel_um3)
+    return float(np.clip(occupancy[region], 0.0, 1.0).sum(dtype=np.float64) * voxel_um3)
+
+
+def measure(mask: np.ndarray, spacing: Sequence[float], soma: Sequence[float] | None = None,
+            occupancy: np.ndarray | None = None) -> tuple[dict, ProcessTree | None, pd.DataFrame]:
+    """Metrics of one cell mask (z, y, x bool) whose soma centre is voxel ``soma`` (default: mask centroid);
+    ``occupancy`` (the mask's shape, 0–1; e.g. the foreground probability): the share of each voxel the cell
+    fills, from which soma and cell volumes are summed (:func:`partial_volume`; every voxel whole where None).
 
     Returns the metrics dictionary, the skeleton as a tree hanging from the soma
     (:func:`traice.core.tree.process_tree`; None when the skeleton is a single
@@ -174,12 +192,12 @@ def measure(mask: np.ndarray, spacing: Sequence[float],
     soma = np.asarray(ndimage.center_of_mass(mask) if soma is None else soma, dtype=float)
     soma_um = soma * np.asarray(sp)
     voxel = float(np.prod(sp))
-    cell_volume = float(mask.sum() * voxel)
+    cell_volume = partial_volume(mask, voxel, occupancy)
     territory = territory_volume(mask, sp)
     metrics = dict.fromkeys(METRIC_COLUMNS, 0.0)
     soma_region = soma_mask(mask, soma, sp)
     metrics.update(
-        soma_volume_um3=float(soma_region.sum() * voxel),
+        soma_volume_um3=partial_volume(soma_region, voxel, occupancy),
         cell_volume_um3=cell_volume,
         territory_volume_um3=territory,
         ramification_index=territory / cell_volume if cell_volume else 0.0,
@@ -267,14 +285,18 @@ def cell_mask(labels: zarr.Array, cell, box: Box) -> tuple[np.ndarray, np.ndarra
     return soma_component(mask[tight.slices], soma), start, soma, pieces
 
 
-def measure_cell(labels: zarr.Array, cell, box: Box, spacing: Sequence[float]) -> tuple[dict, pd.DataFrame | None, pd.DataFrame]:
-    """Metrics, SWC table and Sholl profile of one cell, read from the label image inside ``box``."""
+def measure_cell(labels: zarr.Array, cell, box: Box, spacing: Sequence[float],
+                 maps=None) -> tuple[dict, pd.DataFrame | None, pd.DataFrame]:
+    """Metrics, SWC table and Sholl profile of one cell, read from the label image inside ``box``; ``maps``: the
+    run's one-pass maps (:class:`~traice.io.maps.MapReader`), whose foreground probability makes the volumes
+    partial volumes (None: every voxel of the mask counts whole)."""
     cid = int(cell["cell_id"])
     read = cell_mask(labels, cell, box)
     if read is None:
         return {}, None, pd.DataFrame(columns=SHOLL_COLUMNS)
     mask, start, soma, pieces = read
-    metrics, tree, sholl = measure(mask, spacing, soma)
+    occupancy = None if maps is None else maps.foreground(Box(tuple(start), tuple(start + np.asarray(mask.shape))))
+    metrics, tree, sholl = measure(mask, spacing, soma, occupancy)
     swc = swc_table(mask, tree, soma, spacing, start * np.asarray(spacing))
     metrics.update(border_faces=border_faces(mask, start, labels.shape), n_components=pieces,
                    has_processes=bool(metrics["total_length_um"] >= PROCESS_MIN_UM),
@@ -307,10 +329,14 @@ def morphology_batch(
     cells_per_job: int,
     max_jobs: int,
     out_dir: str | Path,
+    maps: str | Path | None = None,
 ) -> pd.DataFrame:
     """Measure every cell of one batch of the cells to process (``cells_per_job`` and ``max_jobs``:
-    :func:`traice.core.batching.batch_size`); write morphology and Sholl tables and SWC files to ``out_dir``."""
+    :func:`traice.core.batching.batch_size`); write morphology and Sholl tables and SWC files to ``out_dir``.
+    ``maps``: the index of the run's one-pass maps (:func:`traice.io.maps.write_map_index`) where the segment
+    method read them; volumes are then partial volumes (:func:`measure`)."""
     labels = zarr.open_array(str(Path(labels_path) / "0"), mode="r")
+    reader = MapReader.from_index(maps) if maps else None
     spacing = plan.spacing
     cells = plan.cell_batch(pd.read_parquet(cells_path), batch, cells_per_job, max_jobs)
     index = pd.read_parquet(index_path).set_index("cell_id")
@@ -320,7 +346,7 @@ def morphology_batch(
         for _, cell in tqdm(cells.iterrows(), total=len(cells), desc=f"morphology batch {batch}", unit="cell"):
             cid = int(cell["cell_id"])
             row = {"cell_id": cid, "z_um": cell["z_um"], "y_um": cell["y_um"], "x_um": cell["x_um"]}
-            metrics, swc, sholl = measure_cell(labels, cell, Box.from_row(index.loc[cid], "box"), spacing)
+            metrics, swc, sholl = measure_cell(labels, cell, Box.from_row(index.loc[cid], "box"), spacing, reader)
             if swc is None:
                 reason = index.loc[cid, "status"]
                 rows.append({**row, **dict.fromkeys(METRIC_COLUMNS, 0), **NO_MASK_QUALITY,

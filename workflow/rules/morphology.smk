@@ -8,6 +8,7 @@ rule morphology_batch:
         stitched=work("stitch/summary.json"),
         cells=out("cells.parquet"),
         index=work("masks/index.parquet"),
+        maps=segment_maps,
     output:
         directory(work("morphology/batch_{b}")),
     params:
