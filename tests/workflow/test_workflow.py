@@ -322,3 +322,15 @@ def test_default_learned_path_owns_the_arbors(tmp_path):
     morphology = pd.read_parquet(out / "morphology.parquet")
     # arbors, not bare somas (the cells without processes are false detections: soma-sized puncta)
     assert (morphology["total_length_um"] > 0).mean() >= 0.7 and morphology["total_length_um"].median() > 100
+    # volumes weigh each voxel by the foreground the cell was grown through: never more than its voxels
+    voxel_um3 = np.prod([1.25, 0.4, 0.4])
+    voxels = np.bincount(zarr.open_array(str(out / "segmentation.ome.zarr" / "0"), mode="r")[...].ravel())
+    ok = morphology[morphology["status"] == "ok"]
+    whole = voxels[ok["cell_id"].to_numpy()] * voxel_um3
+    assert ok["partial_volumes"].all()
+    assert (ok["cell_volume_um3"] <= whole + 1e-6).all() and (ok["cell_volume_um3"] < 0.99 * whole).mean() > 0.5
+
+
+def test_binary_segmenters_count_whole_voxels(small_run):
+    morphology = pd.read_parquet(small_run / "morphology.parquet")  # the classical segmenter: no foreground map
+    assert len(morphology) and not morphology["partial_volumes"].any()

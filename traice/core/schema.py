@@ -31,6 +31,7 @@ MORPHOLOGY = {
     "structure": ("string", "", "that structure's acronym ('' when 0)"),
     "soma_volume_um3": ("float64", "µm³", "soma: the mask opened by a 2 µm ball, the part at the soma centre; a partial volume (each voxel weighed by its foreground probability) with the learned segmenters, whole voxels with the others"),
     "cell_volume_um3": ("float64", "µm³", "soma and processes (the label connected to the soma); a partial volume as soma_volume_um3"),
+    "partial_volumes": ("bool", "", "True: the two volumes weigh each voxel by its foreground probability; False: they count whole voxels"),
     "territory_volume_um3": ("float64", "µm³", "convex hull of the cell"),
     "ramification_index": ("float64", "", "territory volume / cell volume (≈1 amoeboid, larger = ramified)"),
     "total_length_um": ("float64", "µm", "total process length: the skeleton (terminal branches under 2 µm pruned) from where it leaves the soma (as NeuroM)"),

@@ -47,7 +47,8 @@ from traice.io.plan import Plan
 QUALITY_COLUMNS = ["border_faces", "has_processes", "microglia_score", "n_components"]
 GATHERED_COLUMNS = ["sample", "structure_id", "structure"]  # set for the whole table by gather
 METRIC_COLUMNS = [c for c in MORPHOLOGY
-                  if c not in ("cell_id", "z_um", "y_um", "x_um", "status", *QUALITY_COLUMNS, *GATHERED_COLUMNS)]
+                  if c not in ("cell_id", "z_um", "y_um", "x_um", "partial_volumes", "status", *QUALITY_COLUMNS,
+                               *GATHERED_COLUMNS)]
 BATCH_MORPHOLOGY = {c: v for c, v in MORPHOLOGY.items() if c not in GATHERED_COLUMNS}
 BATCH_SHOLL = {c: v for c, v in SHOLL.items() if c not in GATHERED_COLUMNS}
 NO_MASK_QUALITY = {"border_faces": "", "has_processes": False, "microglia_score": 0.0, "n_components": 0}
@@ -345,7 +346,8 @@ def morphology_batch(
         (tmp / "swc").mkdir()
         for _, cell in tqdm(cells.iterrows(), total=len(cells), desc=f"morphology batch {batch}", unit="cell"):
             cid = int(cell["cell_id"])
-            row = {"cell_id": cid, "z_um": cell["z_um"], "y_um": cell["y_um"], "x_um": cell["x_um"]}
+            row = {"cell_id": cid, "z_um": cell["z_um"], "y_um": cell["y_um"], "x_um": cell["x_um"],
+                   "partial_volumes": reader is not None}
             metrics, swc, sholl = measure_cell(labels, cell, Box.from_row(index.loc[cid], "box"), spacing, reader)
             if swc is None:
                 reason = index.loc[cid, "status"]
