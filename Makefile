@@ -18,9 +18,10 @@ demo: $(BIN)/.installed
 	@echo "Results: $(CURDIR)/results/demo  (report.html, cells.parquet, segmentation.ome.zarr, morphology.parquet, swc/, run.json)"
 
 # one pytest worker per core (pytest-xdist), each given the next test as it frees up, in the order of
-# tests/conftest.py (longest first); each workflow test runs Snakemake in its own folder
+# tests/conftest.py (longest first); each workflow test runs Snakemake in its own folder; the 15 slowest
+# tests are listed at the end, to keep that order and the suite's time in view
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -q -n $(CORES) --maxschedchunk 1
+	$(BIN)/python -m pytest -q -n $(CORES) --maxschedchunk 1 --durations 15
 
 # everything but the end-to-end workflow and Slurm tests: the inner loop while developing
 test-fast: $(BIN)/.installed
