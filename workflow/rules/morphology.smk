@@ -8,7 +8,7 @@ rule morphology_batch:
         stitched=work("stitch/summary.json"),
         cells=out("cells.parquet"),
         index=work("masks/index.parquet"),
-        maps=segment_maps,
+        maps=segment_maps,  # the one-pass foreground weighs each voxel of the volumes (partial volumes)
     output:
         directory(work("morphology/batch_{b}")),
     params:
