@@ -38,7 +38,7 @@ from traice.synth.regimes import regime_params  # noqa: E402
 from traice.synth.traces import field_split, read_field, render_traces, trace_fields  # noqa: E402
 
 SCORES = ["score", "microglia_score", "total_length_um", "n_primary_processes", "cell_volume_um3", "soma_volume_um3"]
-FLAGS = ["has_processes"]
+FLAGS = ["has_processes", "microglia_score>=0.5"]  # a cell kept where the flag is True
 
 
 def auc(positive: np.ndarray, negative: np.ndarray) -> float:
@@ -96,19 +96,24 @@ def main() -> None:
     cells = labelled_cells(results, samples)
     cells.to_parquet(Path(args.out) / f"cells_{args.split}.parquet")
     print(f"\nsplit {args.split}: {len(samples)} volumes; detections matched to a traced soma = microglia")
+    report(cells)
+
+
+def report(cells: pd.DataFrame) -> None:
+    """Print the AUC of each score and what each flag removes and keeps, per regime and for all cells."""
+    cells = cells.assign(**{"microglia_score>=0.5": cells["microglia_score"] >= 0.5})
     header = f"{'regime':<9} {'microglia':>9} {'other':>5} " + " ".join(f"{'AUC ' + s[:14]:>18}" for s in SCORES)
     print(header)
     for regime, part in [*cells.groupby("regime", sort=False), ("all", cells)]:
         pos, neg = part[part["microglia"]], part[~part["microglia"]]
         print(f"{regime:<9} {len(pos):>9} {len(neg):>5} " +
               " ".join(f"{auc(pos[s], neg[s]) if s in part else float('nan'):>18.3f}" for s in SCORES))
-    print(f"\n{'regime':<9} {'flag':<16} {'other removed':>13} {'microglia kept':>14}")
+    print(f"\n{'regime':<9} {'flag':<20} {'other removed':>13} {'microglia kept':>14}")
     for regime, part in [*cells.groupby("regime", sort=False), ("all", cells)]:
         pos, neg = part[part["microglia"]], part[~part["microglia"]]
         for flag in FLAGS:
             removed = (~neg[flag].astype(bool)).mean() if len(neg) else float("nan")
-            print(f"{regime:<9} {flag:<16} {removed:>13.0%} {pos[flag].astype(bool).mean():>14.0%}")
-
+            print(f"{regime:<9} {flag:<20} {removed:>13.0%} {pos[flag].astype(bool).mean():>14.0%}")
 
 if __name__ == "__main__":
     main()
