@@ -115,5 +115,6 @@ def report(cells: pd.DataFrame) -> None:
             removed = (~neg[flag].astype(bool)).mean() if len(neg) else float("nan")
             print(f"{regime:<9} {flag:<20} {removed:>13.0%} {pos[flag].astype(bool).mean():>14.0%}")
 
+
 if __name__ == "__main__":
     main()
