@@ -164,7 +164,8 @@ def _train(args) -> None:
                       lr=args.lr, seed=args.seed, device=args.device, threads=args.threads, embed_dim=args.embed_dim,
                       eval_every=args.eval_every, val_windows=args.val_windows, init=args.init, rcam=not args.no_rcam,
                       input_step=tuple(args.input_step), shift=args.shift,
-                      distractor_bias=args.distractor_bias, foreground=_foreground_weights(args.foreground))
+                      distractor_bias=args.distractor_bias, coarser_p=args.coarser,
+                      foreground=_foreground_weights(args.foreground))
     unknown = sorted(set(args.regimes) - set(REGIMES) - {"random"})
     if unknown:
         raise InputError(f"--regimes: unknown {unknown}; choose from {', '.join(sorted(REGIMES))}, random")
@@ -326,6 +327,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--distractor-bias", type=float, default=train.distractor_bias,
                    help="cells: share of windows placed first on a bright thing that is no cell (lipofuscin, "
                         "macrophages, vessels: hard negatives) (default: %(default)s)")
+    p.add_argument("--coarser", type=float, default=train.coarser_p, metavar="P",
+                   help="soma, cells: share of windows shown as imaged on 1.25-2.5x coarser voxels and resampled "
+                        "onto the networks' grid, as inference does; the targets stay on the grid (default: %(default)s)")
     p.add_argument("--no-rcam", action="store_true", help="branch: train the ablation with plain skips (no prompt)")
     p.add_argument("--input-step", type=int, nargs=3, default=list(train.input_step), metavar=("Z", "Y", "X"),
                    help="branch: image voxels averaged into one input voxel (the window covers window x step)")

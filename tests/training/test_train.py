@@ -15,8 +15,9 @@ from traice.synth.traces import trace_fields
 from traice.nn.checkpoints import load_prompted
 from traice.training.loop import train
 from traice.training.recipes import TrainConfig, training_sources
-from traice.training.data import (NO_AUGMENT, Augment, Volume, augment_pair, branch_window, crop_box, flip_turn, load_volumes,
-                             read_padded, soma_window)
+from traice.core.intensity import compress, expand
+from traice.training.data import (NO_AUGMENT, Augment, Volume, as_if_coarser, augment_pair, branch_window, cells_window,
+                                  crop_box, flip_turn, load_volumes, read_padded, soma_window)
 
 from conftest import SHARED_DATA
 
@@ -93,6 +94,37 @@ def test_augmentation_moves_image_and_target_together():
         assert np.mean((image > 0.5) == (target > 0.5)) > 0.99  # rotation resamples the border voxels only
     image, target = augment_pair(np.ones((4, 8, 8), np.float32), np.zeros((4, 8, 8), np.float32), rng, Augment())
     assert not np.allclose(image, 1.0) and (target == 0).all()  # intensity changes touch the image only
+
+
+def test_a_window_seen_on_coarser_voxels_has_a_wider_line_the_same_signal_and_the_same_noise():
+    """A one-voxel-thin line along x on the grid, seen as on 2x coarser voxels: wider in y (the coarser voxels
+    cover more of it), about the same summed signal, background noise of about one sigma; factor 1 is the
+    window itself."""
+    rng = np.random.default_rng(0)
+    noise_units = np.zeros((16, 64, 64), np.float32)
+    noise_units[8, 32, :] = 30.0
+    grid = compress(noise_units)
+    np.testing.assert_allclose(as_if_coarser(grid, (1, 1, 1), rng), grid, atol=1e-5)
+
+    seen = as_if_coarser(grid, (2.0, 2.0, 2.0), rng)
+    assert seen.shape == grid.shape and seen.dtype == np.float32
+    signal = expand(seen)
+    profile = signal[6:11, :, 8:56].sum(axis=(0, 2))  # across the line, summed over z and x
+    assert (profile > profile.max() / 4).sum() >= 3  # the grid's line is one voxel wide at any height
+    assert 0.75 < profile[26:39].sum() / noise_units[6:11, :, 8:56].sum() < 1.25
+    background = signal[:, :16]
+    assert 0.8 < background.std() < 1.25  # one noise sigma, as on the grid; the texture mended as inference does
+    with pytest.raises(ValueError, match="coarser_p"):
+        TrainConfig(task="branch", coarser_p=0.5)
+
+
+def test_cells_windows_on_coarser_voxels_keep_their_targets_on_the_grid():
+    rng = np.random.default_rng(2)
+    always = dataclasses.replace(NO_AUGMENT, coarser_p=1.0)
+    plain = cells_window(_two_cells(), (16, 64, 64), np.random.default_rng(2), NO_AUGMENT)
+    seen = cells_window(_two_cells(), (16, 64, 64), rng, always)
+    np.testing.assert_array_equal(seen.foreground, plain.foreground)  # the same window, its targets untouched
+    assert not np.allclose(seen.image, plain.image)
 
 
 def test_training_sources_split_and_folds(tmp_path):

@@ -94,3 +94,8 @@ def model_input(raw: np.ndarray, stats: dict) -> np.ndarray:
 def compress(normalised: np.ndarray) -> np.ndarray:
     """Noise units to the networks' input, ``arcsinh(normalised / 3)``: same shape, float32."""
     return np.arcsinh(normalised / np.float32(ASINH_SCALE)).astype(np.float32, copy=False)
+
+
+def expand(compressed: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`compress`: the networks' input back to noise units, ``3 sinh(x)``: same shape, float32."""
+    return (np.float32(ASINH_SCALE) * np.sinh(np.asarray(compressed, dtype=np.float32))).astype(np.float32, copy=False)

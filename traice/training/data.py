@@ -28,9 +28,11 @@ from typing import Sequence
 
 import numpy as np
 from scipy import ndimage
+from skimage.transform import resize
 
 from traice.core.geometry import distance_um
-from traice.core.intensity import model_input, robust_stats
+from traice.core.grid import MODEL_SPACING_UM, grid_input, model_voxels
+from traice.core.intensity import expand, model_input, robust_stats
 from traice.core.maps import OFFSET_SCALE_UM, decode_probability, offsets_to_soma
 from traice.core.windows import block_mean, window_box, window_point
 from traice.synth import SynthParams, render_swc, synthesize
@@ -123,7 +125,6 @@ def image_blocks(path: str | Path, channel: int | None = None, part: str = "trai
     trains), each the µm extent of :data:`IMAGE_BLOCK` grid voxels, resampled and normalised as inference does
     (:func:`traice.core.grid.grid_input`, with the statistics of the whole image): volumes on the networks' grid.
     No labels: empty cells, somas and centres. Not cached: a block reads as fast from the image as from a cache."""
-    from traice.core.grid import MODEL_SPACING_UM, grid_input, model_voxels
     from traice.io.ome import open_image
     from traice.stages.plan import intensity_stats, spread_blocks
 
@@ -172,6 +173,8 @@ class Augment:
     gamma: tuple[float, float] = (0.8, 1.25)
     noise: float = 0.1                    # std of added Gaussian noise, model-input units
     affine_p: float = 0.5                 # probability of the rotation/scaling
+    coarser_p: float = 0.0                # probability of the view on coarser voxels (:func:`as_if_coarser`) ...
+    coarser: tuple[float, float] = (1.25, 2.5)  # ... that many times coarser (log-uniform; z and y = x drawn apart)
 
 
 NO_AUGMENT = Augment(flips=False, quarter_turns=False, rotate_deg=0.0, scale=(1.0, 1.0), intensity_scale=(1.0, 1.0),
@@ -246,7 +249,7 @@ def soma_window(volume: Volume, window: Sequence[int], rng: np.random.Generator,
     target = read_padded(volume.somas, start, stop, 0) > 0
     if rotate:
         image, target = _rotate_scale(image, target, rng, augment, window)
-    return augment_pair(image, target.astype(np.float32), rng, augment)
+    return augment_pair(maybe_coarser(image, rng, augment), target.astype(np.float32), rng, augment)
 
 
 def _rotate_scale(image: np.ndarray, target: np.ndarray, rng: np.random.Generator, augment: Augment,
@@ -294,6 +297,39 @@ def flip_turn(arrays: Sequence[np.ndarray], point: np.ndarray | None, rng: np.ra
                 point[..., 2] = y
                 shape[1], shape[2] = shape[2], shape[1]
     return [np.ascontiguousarray(a) for a in arrays], point
+
+
+def as_if_coarser(image: np.ndarray, factor: Sequence[float], rng: np.random.Generator) -> np.ndarray:
+    """A model-input window ``(Z, Y, X)`` on the networks' grid as the networks see the same tissue imaged on
+    voxels ``factor`` (z, y, x; each >= 1) times coarser: float32 of the same shape.
+
+    Back in noise units (:func:`traice.core.intensity.expand`), the window is averaged onto the coarser voxels
+    (anti-aliased: a larger voxel covers more tissue), its noise, which the averaging lowered, topped up to one
+    sigma again (each voxel of a scanning microscope is a sample with its own noise, whatever its size), and
+    resampled onto the grid by :func:`traice.core.grid.grid_input`, as inference resamples a coarser image, the
+    mended noise texture included. The targets stay on the grid,
+    so the network learns the grid's thin processes from their coarser, wider view (docs/inputs.md)."""
+    coarse = tuple(max(1, round(n / f)) for n, f in zip(image.shape, factor))
+    if coarse == image.shape:
+        return image.astype(np.float32)
+    spacing = tuple(m * n / c for m, n, c in zip(MODEL_SPACING_UM, image.shape, coarse))
+
+    def averaged(block: np.ndarray) -> np.ndarray:
+        return resize(block, coarse, order=1, mode="edge", anti_aliasing=True, preserve_range=True).astype(np.float32)
+
+    left = float(averaged(rng.standard_normal(image.shape, np.float32)).std())  # of one sigma of white noise
+    coarser = averaged(expand(image))
+    coarser += rng.standard_normal(coarse, np.float32) * np.float32(np.sqrt(max(0.0, 1.0 - left**2)))
+    return grid_input(coarser, spacing, {"median": 0.0, "sigma": 1.0}, shape=image.shape)
+
+
+def maybe_coarser(image: np.ndarray, rng: np.random.Generator, augment: Augment) -> np.ndarray:
+    """With probability ``augment.coarser_p``, :func:`as_if_coarser` by a factor drawn log-uniformly from
+    ``augment.coarser`` for z and, apart, for y = x; else ``image`` as it is."""
+    if not augment.coarser_p or rng.random() >= augment.coarser_p:
+        return image
+    z, yx = np.exp(rng.uniform(*np.log(augment.coarser), size=2))
+    return as_if_coarser(image, (z, yx, yx), rng)
 
 
 def augment_intensity(image: np.ndarray, rng: np.random.Generator, augment: Augment) -> np.ndarray:
@@ -386,6 +422,7 @@ def cells_window(volume: Volume, window: Sequence[int], rng: np.random.Generator
     foreground = (labels > 0).astype(np.float32)
     distance = np.sqrt((offsets**2).sum(0)) * OFFSET_SCALE_UM
     weight = np.where(foreground > 0, np.minimum(1.0 + distance / weight_um, max_weight), 1.0).astype(np.float32)
+    image = maybe_coarser(image, rng, augment)
     return CellsWindow(augment_intensity(image, rng, augment), somas.astype(np.float32), foreground, weight, offsets)
 
 

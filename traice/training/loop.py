@@ -199,13 +199,14 @@ def train(cfg: TrainConfig, sources: dict[str, list], out_dir: str | Path, cache
         with open(log_path, "w", newline="") as f:
             csv.writer(f).writerow(fields)
 
+    augment = dataclasses.replace(AUGMENT[cfg.task], coarser_p=cfg.coarser_p)
     model.train()
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.task} {cfg.size}", unit="step", disable=not progress)
     t0 = time.time() - elapsed
     running: list[dict[str, float]] = []
     skipped = 0
     while step < cfg.steps:
-        batch = _to_device(_batch(train_volumes, cfg, rng, AUGMENT[cfg.task]), device)
+        batch = _to_device(_batch(train_volumes, cfg, rng, augment), device)
         with autocast(device, training=True):
             output = _forward(model, batch)
         terms = _loss(loss_fn, output, batch)

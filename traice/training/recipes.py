@@ -46,6 +46,8 @@ class TrainConfig:
     warmup: int = 100
     cell_bias: float = 0.7                           # soma, cells: share of windows placed on a cell
     distractor_bias: float = 0.0                     # cells: share placed on a bright thing that is no cell first
+    coarser_p: float = 0.0                           # soma, cells: share of windows seen as on coarser voxels
+                                                     # (traice.training.data.as_if_coarser)
     loss_weights: tuple[float, float, float] | None = None  # Dice, Focal, clDice; None: TASK_LOSS_WEIGHTS
     init: str | None = None                          # branch, cells: stage-1 weights to start from (None: shipped);
                                                      # cells: or a one-pass network, trained further as it is;
@@ -67,6 +69,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise ValueError(f"unknown task {self.task!r}; choose from {TASKS}")
+        if not 0.0 <= self.coarser_p <= 1.0 or (self.coarser_p and self.task not in ("soma", "cells")):
+            raise ValueError(f"coarser_p {self.coarser_p}: a share in [0, 1], for the soma and cells tasks only")
         if self.window is None:
             object.__setattr__(self, "window", TASK_WINDOWS[self.task])
         object.__setattr__(self, "window", tuple(int(w) for w in self.window))
