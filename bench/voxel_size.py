@@ -1,7 +1,8 @@
 """Any voxel size: one synthetic scene rendered at the networks' grid, 2x coarser and 0.8x finer, run end to end.
 
 Usage:
-    python bench/voxel_size.py [--cells 15] [--extent 32 512 512] [--seed 7] [--cores 2] [--out /tmp/traice-voxel-size]
+    python bench/voxel_size.py [--cells 15] [--extent 32 512 512] [--seed 7] [--cores 2] [--model WEIGHTS]
+                               [--out /tmp/traice-voxel-size]
 
 The scene is set in µm, so the same seed at another voxel size (and the shape
 that keeps the same extent) renders the same cells. Each rendering runs through
@@ -61,6 +62,7 @@ def main() -> None:
                     help="the scene in voxels of the networks' grid (default: 40 x 205 x 205 µm)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--cores", type=int, default=2)
+    ap.add_argument("--model", help="one-pass weights (detect.model; default: the shipped ones)")
     ap.add_argument("--out", default="/tmp/traice-voxel-size")
     args = ap.parse_args()
     out = Path(args.out)
@@ -72,6 +74,8 @@ def main() -> None:
         shape = [round(n / scale) for n in args.extent]
         samples[name] = {"synthetic": {"seed": args.seed, "shape": shape, "cells": args.cells, "spacing": spacing}}
     config = {"samples": samples, "results": str(out / "results")}
+    if args.model:
+        config["detect"] = {"model": str(Path(args.model).resolve())}
     (out / "config.yaml").write_text(yaml.safe_dump(config))
     subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(args.cores), "--quiet", "rules",
                     "--configfile", str(out / "config.yaml")], cwd=ROOT, check=True)

@@ -10,6 +10,7 @@ import torch
 from traice.nn import (
     MODEL_SIZES,
     Attention,
+    InstanceNorm3d,
     PatchEmbed3d,
     PatchMerging3d,
     PositionEmbedding3d,
@@ -110,6 +111,23 @@ def test_residual_conv_block_shapes():
     assert wider(torch.randn(2, 4, 4, 8, 8)).shape == (2, 6, 4, 8, 8)
     strided = ResidualConvBlock(4, 6, stride=(1, 2, 2))
     assert strided(torch.randn(2, 4, 4, 8, 8)).shape == (2, 6, 4, 4, 4)
+
+
+def test_channels_last_instance_norm_is_instance_norm_and_keeps_the_layout():
+    ours, torchs = InstanceNorm3d(6, affine=True), torch.nn.InstanceNorm3d(6, affine=True)
+    with torch.no_grad():
+        ours.weight.uniform_(0.5, 2.0)
+        ours.bias.uniform_(-1.0, 1.0)
+    torchs.load_state_dict(ours.state_dict())
+    for layout in (torch.channels_last_3d, torch.contiguous_format):
+        x = (torch.randn(3, 6, 4, 10, 12) * 3 + 1).contiguous(memory_format=layout).requires_grad_()
+        a, b = ours(x), torchs(x)
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+        assert a.is_contiguous(memory_format=layout)
+        grads = [torch.autograd.grad((y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum(), [x, norm.weight, norm.bias])
+                 for y, norm in ((a, ours), (b, torchs))]
+        for g_ours, g_torch in zip(*grads):
+            torch.testing.assert_close(g_ours, g_torch, atol=1e-4, rtol=1e-4)
 
 
 def test_up_block_shapes():

@@ -6,6 +6,7 @@ Layout: images and feature grids are ``(B, C, Z, Y, X)``; token sequences are
 
 from traice.nn.blocks import (
     Attention,
+    InstanceNorm3d,
     MLPBlock,
     PatchEmbed3d,
     PatchMerging3d,
@@ -20,6 +21,7 @@ from traice.nn.unet import MODEL_SIZES, SkipHook, TransformerUNet3d, build_model
 
 __all__ = [
     "Attention",
+    "InstanceNorm3d",
     "MLPBlock",
     "MODEL_SIZES",
     "PatchEmbed3d",
