@@ -39,7 +39,9 @@ def tiny():
 
 
 def monai_probabilities(model: nn.Module, volume: np.ndarray, window, overlap, batch: int) -> np.ndarray:
-    """MONAI's sliding window with Gaussian blending on sigmoid(model(x)), as the reference."""
+    """MONAI's sliding window with Gaussian blending on sigmoid(model(x)), as the reference; the model in the
+    channels-last layout, as ours runs it (the instance norms' arithmetic differs a little between layouts)."""
+    model.to(memory_format=torch.channels_last_3d)
     with torch.inference_mode():
         out = monai_inferers.sliding_window_inference(
             torch.from_numpy(volume)[None, None], window, batch, lambda x: torch.sigmoid(model(x)),

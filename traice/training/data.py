@@ -11,7 +11,7 @@ does not render them again.
 Stage-1 windows (:func:`soma_window`) are random crops biased towards cells,
 with augmentation: flips, quarter turns in the (y, x) plane (square voxels
 there), a small in-plane rotation and scaling, intensity scale/offset/gamma
-and added noise. Stage-2 windows (:func:`branch_window`) sit on one cell, as
+and added noise, and optionally a view as on coarser voxels (:func:`as_if_coarser`). Stage-2 windows (:func:`branch_window`) sit on one cell, as
 inference places them (:mod:`traice.core.windows`), with that cell's arbor as the
 target and its soma as the prompt; flips and quarter turns move the prompt
 with the image. Pretraining windows (:func:`pretrain_window`) need no labels:
@@ -307,8 +307,8 @@ def as_if_coarser(image: np.ndarray, factor: Sequence[float], rng: np.random.Gen
     (anti-aliased: a larger voxel covers more tissue), its noise, which the averaging lowered, topped up to one
     sigma again (each voxel of a scanning microscope is a sample with its own noise, whatever its size), and
     resampled onto the grid by :func:`traice.core.grid.grid_input`, as inference resamples a coarser image, the
-    mended noise texture included. The targets stay on the grid,
-    so the network learns the grid's thin processes from their coarser, wider view (docs/inputs.md)."""
+    mended noise texture included. The targets stay on the grid, so the network is asked for the grid's thin
+    processes from their coarser, wider view (docs/inputs.md, "Training on coarser views")."""
     coarse = tuple(max(1, round(n / f)) for n, f in zip(image.shape, factor))
     if coarse == image.shape:
         return image.astype(np.float32)
