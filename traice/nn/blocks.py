@@ -194,8 +194,8 @@ class InstanceNorm3d(nn.InstanceNorm3d):
 
     Each sample is normalised as a batch of one by batch norm (the same per-channel mean and variance over
     z, y, x), whose CPU kernels work in the channels-last layout; instance norm copies such an input to the
-    contiguous layout and back (about 5 % of a bf16 forward pass of the S network on 2 CPU threads:
-    docs/arbors.md, "Speed and storage"). Same parameters and state dict, the same values to float rounding;
+    contiguous layout and back (doing without saved about 5 % of a bf16 forward pass of the S network on 2 CPU
+    threads: docs/arbors.md, "Speed and storage"). Same parameters and state dict, the same values to float rounding;
     other layouts go through ``nn.InstanceNorm3d`` itself."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
