@@ -42,11 +42,14 @@ def monai_probabilities(model: nn.Module, volume: np.ndarray, window, overlap, b
     """MONAI's sliding window with Gaussian blending on sigmoid(model(x)), as the reference; the model in the
     channels-last layout, as ours runs it (the instance norms' arithmetic differs a little between layouts)."""
     model.to(memory_format=torch.channels_last_3d)
-    with torch.inference_mode():
-        out = monai_inferers.sliding_window_inference(
-            torch.from_numpy(volume)[None, None], window, batch, lambda x: torch.sigmoid(model(x)),
-            overlap=overlap, mode="gaussian", sigma_scale=0.125, padding_mode="constant", cval=0.0,
-        )
+    try:
+        with torch.inference_mode():
+            out = monai_inferers.sliding_window_inference(
+                torch.from_numpy(volume)[None, None], window, batch, lambda x: torch.sigmoid(model(x)),
+                overlap=overlap, mode="gaussian", sigma_scale=0.125, padding_mode="constant", cval=0.0,
+            )
+    finally:
+        model.to(memory_format=torch.contiguous_format)  # the module's shared model as the other tests expect it
     return out[0, 0].numpy()
 
 

@@ -11,8 +11,9 @@ does not render them again.
 Stage-1 windows (:func:`soma_window`) are random crops biased towards cells,
 with augmentation: flips, quarter turns in the (y, x) plane (square voxels
 there), a small in-plane rotation and scaling, intensity scale/offset/gamma
-and added noise, and optionally a view as on coarser voxels (:func:`as_if_coarser`). Stage-2 windows (:func:`branch_window`) sit on one cell, as
-inference places them (:mod:`traice.core.windows`), with that cell's arbor as the
+and added noise, and optionally a view as on coarser voxels
+(:func:`as_if_coarser`). Stage-2 windows (:func:`branch_window`) sit on one
+cell, as inference places them (:mod:`traice.core.windows`), with that cell's arbor as the
 target and its soma as the prompt; flips and quarter turns move the prompt
 with the image. Pretraining windows (:func:`pretrain_window`) need no labels:
 a window and its corruption (noise, blur, masked patches), from any image
