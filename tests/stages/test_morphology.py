@@ -1,7 +1,10 @@
 import numpy as np
 import pytest
 
-from traice.stages.morphology import SPUR_UM, measure, swc_table
+from scipy import ndimage
+
+from traice.core.masks import ellipsoid_footprint, soma_component
+from traice.stages.morphology import SOMA_OPENING_UM, SPUR_UM, measure, soma_mask, swc_table
 
 ISO = (1.0, 1.0, 1.0)
 ANISO = (2.0, 0.5, 0.5)
@@ -130,6 +133,44 @@ def test_soma_excludes_processes_and_territory_grows_with_them():
     assert metrics["soma_volume_um3"] == pytest.approx(4 / 3 * np.pi * 125, rel=0.1)
     assert metrics["territory_volume_um3"] > 3 * metrics["cell_volume_um3"]
     assert metrics["ramification_index"] > 3
+
+
+_opening = ndimage.binary_opening
+
+
+def _soma_of_whole_mask(mask, soma, spacing):
+    """The soma by its definition: the whole mask opened, the component at the soma, its surface given back."""
+    opened = _opening(mask, structure=ellipsoid_footprint(SOMA_OPENING_UM, spacing))
+    if not opened.any():
+        return np.zeros_like(mask)
+    return ndimage.binary_dilation(soma_component(opened, soma)) & mask
+
+
+@pytest.mark.parametrize("spacing", [ISO, ANISO])
+def test_soma_mask_near_the_soma_equals_the_whole_mask_opened(spacing, monkeypatch):
+    """The soma is opened in a box around it first; wherever that box cannot tell, the whole mask is opened."""
+    openings = []
+    monkeypatch.setattr(ndimage, "binary_opening", lambda m, **kw: openings.append(m.shape) or _opening(m, **kw))
+    rng = np.random.default_rng(3)
+    shape = tuple(int(70 / s) for s in spacing)
+    centre = np.array([n // 2 for n in shape])
+    cell = _ball(shape, centre, 5.0, spacing)
+    cell[centre[0], centre[1], :] = True  # a thin process across the mask
+    for _ in range(40):
+        cell |= _ball(shape, rng.uniform(0, 1, 3) * shape, rng.uniform(0.5, 2.5), spacing)
+    trunk = cell.copy()  # and a trunk thicker than the opening, out past the box
+    for x in range(centre[2], shape[2], 2):
+        trunk |= _ball(shape, (centre[0], centre[1], x), 3.0, spacing)
+    edge = np.array([centre[0], centre[1], 1])  # a soma cut by the mask's face
+    at_edge = cell | _ball(shape, edge, 5.0, spacing)
+    off = centre + np.array([0, int(6.5 / spacing[1]), 0])  # a soma position off the opened mask
+    cases = [(cell, centre, 1), (at_edge, edge, 1), (trunk, centre, 2), (cell, off, 2)]
+    for mask, soma, n_openings in cases:
+        openings.clear()
+        found = soma_mask(mask, soma, spacing, near_um=8.0)
+        assert len(openings) == n_openings  # 1: the box told; 2: the whole mask was opened too
+        np.testing.assert_array_equal(found, _soma_of_whole_mask(mask, soma, spacing))
+    assert found.any()
 
 
 def test_branch_order_y_from_its_stem():
