@@ -3,7 +3,7 @@
     traice synth OUT.ome.zarr [--shape Z Y X] [--cells N] [--seed S]
     traice render-swc FOLDER OUT.ome.zarr [--seed S]
     traice inspect IMAGE [--channel C]
-    traice convert IN OUT.ome.zarr [--channel C] [--voxel-size Z Y X]   (TIFF planes or stack, Imaris, CZI -> OME-Zarr)
+    traice convert IN OUT.ome.zarr [--channel C] [--voxel-size Z Y X]   (TIFF planes or stack, Imaris, CZI, ND2 -> OME-Zarr)
     traice evaluate RESULTS_DIR
     traice collect RESULTS... -o OUT_DIR   (one table per kind over samples, with their sample column)
     traice view SAMPLE_RESULTS [--swc]     (napari: image, labels, somas, skeletons; pip install 'traice[view]')
@@ -234,10 +234,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--channel", type=int, help="the channel to read, for a multi-channel image")
     p.set_defaults(func=_inspect)
 
-    p = sub.add_parser("convert", help="convert TIFF planes, a TIFF / OME-TIFF stack, an Imaris .ims or a Zeiss .czi "
+    p = sub.add_parser("convert", help="convert TIFF planes, a TIFF / OME-TIFF stack, an Imaris .ims, a Zeiss .czi or a Nikon .nd2 "
                                            "into an OME-Zarr image")
     p.add_argument("input", help="a folder or quoted glob of 2D TIFF planes (one per z), a multi-page TIFF / OME-TIFF, "
-                   "an Imaris .ims or a Zeiss .czi")
+                   "an Imaris .ims, a Zeiss .czi or a Nikon .nd2")
     p.add_argument("out", help="the OME-Zarr image to write (NGFF 0.5, multiscale)")
     p.add_argument("--channel", type=int, help="the channel to keep, for a multi-channel stack")
     p.add_argument("--voxel-size", type=float, nargs=3, metavar=("Z", "Y", "X"),

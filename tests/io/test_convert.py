@@ -9,10 +9,12 @@ import tifffile
 
 from traice.cli import main
 from traice.core.errors import InputError
+from traice.core.geometry import Box
 from traice.io.convert import convert, open_source
 from traice.io.ome import open_image
 
 from helpers import write_czi
+from nd2_writer import write_nd2
 
 
 def _volume(shape=(5, 70, 90), seed=0):
@@ -238,3 +240,37 @@ def test_czi_files_that_cannot_be_converted_are_refused_in_one_line(tmp_path):
         convert(tmp_path / "movie.czi", tmp_path / "out.ome.zarr")
     assert not (tmp_path / "out.ome.zarr").exists()
 
+
+
+def test_nd2_files_give_their_voxel_size_and_channel(tmp_path, monkeypatch):
+    a, b = _volume((7, 70, 90), seed=7), _volume((7, 70, 90), seed=8)
+    write_nd2(tmp_path / "cells.nd2", [a, b], (2.0, 0.5, 0.5), names=["Iba1", "DAPI"])
+    monkeypatch.setattr("traice.io.convert.BLOCK_CHUNKS", (1, 1, 1))  # several blocks in z, y, x
+    monkeypatch.setattr("traice.io.convert.FOOTPRINT", (4, 32, 32))
+    done = convert(tmp_path / "cells.nd2", tmp_path / "out.ome.zarr", channel=1)
+    image = open_image(tmp_path / "out.ome.zarr")
+    assert done["shape"] == [7, 70, 90] and image.spacing == pytest.approx((2.0, 0.5, 0.5))
+    np.testing.assert_array_equal(image.read(image.bounds), b)
+    with pytest.raises(InputError, match="2 channels; choose one"):
+        convert(tmp_path / "cells.nd2", tmp_path / "again.ome.zarr")
+    with pytest.raises(InputError, match="channel 2 does not exist"):
+        convert(tmp_path / "cells.nd2", tmp_path / "again.ome.zarr", channel=2)
+    assert not (tmp_path / "again.ome.zarr").exists()
+
+
+def test_nd2_files_without_calibration_or_unreadable_are_refused_in_one_line(tmp_path):
+    """An uncalibrated file (which ``nd2`` reports as 1 µm voxels) needs the voxel size from the config."""
+    a = _volume((3, 20, 30), seed=9)
+    write_nd2(tmp_path / "plain.nd2", [a], None)
+    with pytest.raises(InputError, match="plain.nd2: the file does not say its voxel size; set voxel_size_um"):
+        convert(tmp_path / "plain.nd2", tmp_path / "out.ome.zarr")
+    convert(tmp_path / "plain.nd2", tmp_path / "out.ome.zarr", voxel_size_um=(1.0, 0.4, 0.4))
+    np.testing.assert_array_equal(open_image(tmp_path / "out.ome.zarr").read(Box.from_shape(a.shape)), a)
+    (tmp_path / "broken.nd2").write_bytes(bytes.fromhex("dacebe0a") + bytes(60))
+    with pytest.raises(InputError, match="broken.nd2: not a readable ND2 file"):
+        convert(tmp_path / "broken.nd2", tmp_path / "again.ome.zarr")
+    whole = (tmp_path / "plain.nd2").read_bytes()
+    (tmp_path / "cut.nd2").write_bytes(whole[: len(whole) // 2])  # the chunk map is at the end
+    with pytest.raises(InputError, match="cut.nd2: not a readable ND2 file"):
+        convert(tmp_path / "cut.nd2", tmp_path / "again.ome.zarr")
+    assert not (tmp_path / "again.ome.zarr").exists()

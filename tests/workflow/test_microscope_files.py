@@ -14,6 +14,7 @@ import yaml
 import zarr
 
 from helpers import ROOT, cli, run_workflow, small_config, write_czi
+from nd2_writer import write_nd2
 from traice.io.plan import Plan
 
 pytestmark = pytest.mark.workflow
@@ -54,6 +55,20 @@ def test_a_czi_converts_to_the_image_the_reference_run_ran_on(tmp_path, referenc
     volume = image.read(image.bounds)
     write_czi(tmp_path / "small.czi", [volume], image.spacing, scale_factor=1e-6)
     main(["convert", str(tmp_path / "small.czi"), str(tmp_path / "small.ome.zarr")])
+    converted = open_image(tmp_path / "small.ome.zarr")
+    assert converted.spacing == pytest.approx(image.spacing)
+    np.testing.assert_array_equal(converted.read(converted.bounds), volume)
+
+
+def test_an_nd2_converts_to_the_image_the_reference_run_ran_on(tmp_path, reference_run):
+    """The same with the image written as a Nikon ND2 (calibrated, two channels: the second one kept)."""
+    from traice.cli import main
+    from traice.io.ome import open_image
+
+    image = open_image(reference_run / "input.ome.zarr")
+    volume = image.read(image.bounds)
+    write_nd2(tmp_path / "small.nd2", [np.zeros_like(volume), volume], image.spacing)
+    main(["convert", str(tmp_path / "small.nd2"), str(tmp_path / "small.ome.zarr"), "--channel", "1"])
     converted = open_image(tmp_path / "small.ome.zarr")
     assert converted.spacing == pytest.approx(image.spacing)
     np.testing.assert_array_equal(converted.read(converted.bounds), volume)

@@ -1,4 +1,4 @@
-"""Microscope files in: TIFF planes or stacks and Imaris files to a chunked, multiscale NGFF OME-Zarr.
+"""Microscope files in: TIFF planes or stacks, Imaris, CZI and ND2 files to a chunked, multiscale NGFF OME-Zarr.
 
 Sources (:func:`open_source`), each read through ``tifffile`` only where a
 block needs it (its zarr view decodes just the strips or tiles a region
@@ -8,10 +8,11 @@ touches), so memory follows the block, never the number of planes:
   natural order (``plane_2`` before ``plane_10``);
 - a multi-page TIFF, ImageJ hyperstack or OME-TIFF holding a (c,)z,y,x stack;
 - an Imaris ``.ims`` file (HDF5, read with ``h5py``: level 0, time point 0, one channel);
-- a Zeiss ``.czi`` file (read with ``pylibCZIrw``, Zeiss's libCZI: one scene, time point 0, one channel).
+- a Zeiss ``.czi`` file (read with ``pylibCZIrw``, Zeiss's libCZI: one scene, time point 0, one channel);
+- a Nikon ``.nd2`` file (read with ``nd2``: one z-stack, one channel).
 
 The voxel size comes from the file (OME ``PhysicalSize*``; ImageJ ``spacing``
-and the resolution tags; Imaris extents; CZI ``Scaling``) or from ``voxel_size_um``, which wins when given; a
+and the resolution tags; Imaris extents; CZI ``Scaling``; ND2 calibration and z step) or from ``voxel_size_um``, which wins when given; a
 file with neither stops with one line naming it. :func:`convert` checks the
 whole source before it writes anything, writes into a temporary folder beside
 the output and renames it into place when complete: a killed conversion leaves
@@ -266,6 +267,59 @@ class CziFile:
         return out
 
 
+@dataclass
+class Nd2File:
+    """A Nikon ``.nd2`` file, read through ``nd2``: a z-stack (or one plane), one channel.
+
+    Each frame of the file is one z plane holding every channel; a box reads only its planes. The voxel size is
+    the file's calibration (y, x) and z step, on the axes the file marks calibrated (``nd2`` reports an
+    uncalibrated axis as 1 µm, which is not taken).
+    """
+
+    path: Path
+    channel: int
+    n_channels: int
+    shape: tuple[int, int, int]
+    dtype: np.dtype
+    spacing: tuple[float | None, float | None, float | None] | None
+
+    @classmethod
+    def open(cls, path: Path, channel: int | None) -> "Nd2File":
+        import nd2
+
+        try:
+            with nd2.ND2File(path) as f:
+                sizes, dtype = dict(f.sizes), np.dtype(f.dtype)
+                volume = f.metadata.channels[0].volume if f.metadata.channels else None
+        except Exception as err:  # nd2 raises what its parsers meet: the file is unreadable either way
+            raise InputError(f"{path}: not a readable ND2 file ({type(err).__name__}: {err})".replace("\n", " ")) from None
+        extra = [f"{axis} = {n}" for axis, n in sizes.items() if axis not in "ZCYX"]
+        if extra:
+            raise InputError(f"{path}: only a single z-stack (with channels) is supported, not {', '.join(extra)}")
+        n_channels = sizes.get("C", 1)
+        if n_channels > 1 and channel is None:
+            raise InputError(f"{path}: the image has {n_channels} channels; choose one (channel: N, or --channel N)")
+        c = 0 if channel is None else channel
+        if not 0 <= c < n_channels:
+            raise InputError(f"{path}: channel {c} does not exist (the image has {n_channels})")
+        spacing = None
+        if volume is not None:
+            (x, y, z), known = volume.axesCalibration, volume.axesCalibrated
+            spacing = tuple(float(v) if ok else None for v, ok in zip((z, y, x), known[::-1]))
+        return cls(path, c, n_channels, (sizes.get("Z", 1), sizes["Y"], sizes["X"]), dtype, spacing)
+
+    def read(self, box: Box) -> np.ndarray:
+        import nd2
+
+        out = np.empty(box.shape, self.dtype)
+        (z0, y0, x0), (_, y1, x1) = box.start, box.stop
+        with nd2.ND2File(self.path) as f:
+            for i in range(box.shape[0]):
+                frame = f.read_frame(z0 + i).reshape(self.n_channels, *self.shape[1:])
+                out[i] = frame[self.channel, y0:y1, x0:x1]
+        return out
+
+
 def _czi_spacing(metadata: dict) -> tuple[float | None, float | None, float | None] | None:
     """(z, y, x) voxel size in µm from a CZI's ``Scaling`` (None where an axis is not given)."""
     try:
@@ -293,6 +347,10 @@ def _ims_attr(attrs, key: str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+Source = TiffPlanes | TiffStack | ImarisFile | CziFile | Nd2File
+"""What :func:`open_source` gives: ``shape``, ``dtype``, ``spacing`` (z, y, x µm, None where unknown) and ``read(box)``."""
+
+
 def is_pattern(path: str | Path) -> bool:
     return any(c in str(path) for c in "*?[")
 
@@ -309,9 +367,9 @@ def source_paths(path: str | Path) -> list[str]:
     return [str(f) for f in sorted(files, key=natural_key) if f.suffix.lower() in TIFF_SUFFIXES and f.is_file()]
 
 
-def open_source(path: str | Path, channel: int | None = None) -> TiffPlanes | TiffStack | ImarisFile | CziFile:
-    """The image at ``path``: a folder or glob of TIFF planes, one TIFF stack file, an Imaris or a CZI file
-    (InputError otherwise)."""
+def open_source(path: str | Path, channel: int | None = None) -> Source:
+    """The image at ``path``: a folder or glob of TIFF planes, one TIFF stack file, an Imaris, a CZI or an ND2
+    file (InputError otherwise)."""
     if is_pattern(path):
         matches = [Path(p) for p in source_paths(path)]
         if not matches:
@@ -326,15 +384,17 @@ def open_source(path: str | Path, channel: int | None = None) -> TiffPlanes | Ti
         return ImarisFile.open(path, channel)
     if path.suffix.lower() == ".czi":
         return CziFile.open(path, channel)
+    if path.suffix.lower() == ".nd2":
+        return Nd2File.open(path, channel)
     if path.suffix.lower() not in TIFF_SUFFIXES:
         raise InputError(f"{path}: not a format traice converts (a TIFF stack, a folder or glob of TIFF planes, "
-                         "an Imaris .ims, a Zeiss .czi)")
+                         "an Imaris .ims, a Zeiss .czi, a Nikon .nd2)")
     with _tiff(path) as tif:
         is_plane = len(tif.pages) == 1 and tif.series[0].ndim == 2
     return TiffPlanes.open([path], str(path)) if is_plane else TiffStack.open(path, channel)
 
 
-def voxel_size(source: TiffPlanes | TiffStack | ImarisFile | CziFile, where: str, override: Sequence[float] | None) -> tuple[float, float, float]:
+def voxel_size(source: Source, where: str, override: Sequence[float] | None) -> tuple[float, float, float]:
     """The source's (z, y, x) voxel size in µm: ``override`` when given, else the file's; InputError when unknown."""
     if override is not None:
         size = tuple(float(v) for v in override)
