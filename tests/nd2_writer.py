@@ -54,6 +54,8 @@ def write_nd2(path: str | Path, channels: Sequence[np.ndarray], voxel_um: tuple[
               names: Sequence[str] | None = None) -> None:
     """A z-stack of ``channels`` (each (Z, Y, X), one dtype: uint8 or uint16), ``voxel_um`` (z, y, x) µm or
     None for an uncalibrated file, as a version 3 ``.nd2``."""
+    if voxel_um is not None and voxel_um[1] != voxel_um[2]:
+        raise ValueError(f"an ND2 file has one calibration for y and x, not {voxel_um[1]} and {voxel_um[2]}")
     stack = np.stack(channels, axis=-1)  # (Z, Y, X, C): channels interleaved per pixel
     nz, ny, nx, nc = stack.shape
     bits = stack.dtype.itemsize * 8

@@ -214,20 +214,35 @@ def test_imaris_files_give_their_size_voxels_and_channel(tmp_path):
     assert not (tmp_path / "again.ome.zarr").exists()
 
 
-@pytest.mark.parametrize("scale_factor", [1.0, 1e-6])  # µm as pylibCZIrw writes, metres as ZEN does
-def test_czi_files_give_their_voxels_size_and_channel(tmp_path, scale_factor, monkeypatch):
+_TWO_CHANNEL_FILES = {  # name -> voxel size (z, y, x) µm; the files hold a (7, 70, 90) stack of two channels
+    "cells_um.czi": (2.0, 0.5, 0.25),  # µm, as pylibCZIrw writes
+    "cells_m.czi": (2.0, 0.5, 0.25),   # metres, as ZEN does
+    "cells.nd2": (2.0, 0.5, 0.5),      # ND2 has one calibration for y and x
+}
+
+
+def _write_two_channels(path, volumes, spacing):
+    if path.suffix == ".nd2":
+        write_nd2(path, volumes, spacing, names=["Iba1", "DAPI"])
+    else:
+        write_czi(path, volumes, spacing, origin=(-12, 30), scale_factor=1e-6 if "_m" in path.stem else 1.0)
+
+
+@pytest.mark.parametrize("name", sorted(_TWO_CHANNEL_FILES))
+def test_czi_and_nd2_files_give_their_voxel_size_and_channel(tmp_path, name, monkeypatch):
     a, b = _volume((7, 70, 90), seed=5), _volume((7, 70, 90), seed=6)
-    write_czi(tmp_path / "cells.czi", [a, b], (2.0, 0.5, 0.25), origin=(-12, 30), scale_factor=scale_factor)
-    monkeypatch.setattr("traice.io.convert.BLOCK_CHUNKS", (1, 1, 1))  # several blocks in y, x: roi reads
+    spacing = _TWO_CHANNEL_FILES[name]
+    _write_two_channels(tmp_path / name, [a, b], spacing)
+    monkeypatch.setattr("traice.io.convert.BLOCK_CHUNKS", (1, 1, 1))  # several blocks in z, y, x: partial reads
     monkeypatch.setattr("traice.io.convert.FOOTPRINT", (4, 32, 32))
-    done = convert(tmp_path / "cells.czi", tmp_path / "out.ome.zarr", channel=1)
+    done = convert(tmp_path / name, tmp_path / "out.ome.zarr", channel=1)
     image = open_image(tmp_path / "out.ome.zarr")
-    assert done["shape"] == [7, 70, 90] and image.spacing == pytest.approx((2.0, 0.5, 0.25))
+    assert done["shape"] == [7, 70, 90] and image.spacing == pytest.approx(spacing)
     np.testing.assert_array_equal(image.read(image.bounds), b)
     with pytest.raises(InputError, match="2 channels; choose one"):
-        convert(tmp_path / "cells.czi", tmp_path / "again.ome.zarr")
+        convert(tmp_path / name, tmp_path / "again.ome.zarr")
     with pytest.raises(InputError, match="channel 2 does not exist"):
-        convert(tmp_path / "cells.czi", tmp_path / "again.ome.zarr", channel=2)
+        convert(tmp_path / name, tmp_path / "again.ome.zarr", channel=2)
     assert not (tmp_path / "again.ome.zarr").exists()
 
 
@@ -240,22 +255,6 @@ def test_czi_files_that_cannot_be_converted_are_refused_in_one_line(tmp_path):
         convert(tmp_path / "movie.czi", tmp_path / "out.ome.zarr")
     assert not (tmp_path / "out.ome.zarr").exists()
 
-
-
-def test_nd2_files_give_their_voxel_size_and_channel(tmp_path, monkeypatch):
-    a, b = _volume((7, 70, 90), seed=7), _volume((7, 70, 90), seed=8)
-    write_nd2(tmp_path / "cells.nd2", [a, b], (2.0, 0.5, 0.5), names=["Iba1", "DAPI"])
-    monkeypatch.setattr("traice.io.convert.BLOCK_CHUNKS", (1, 1, 1))  # several blocks in z, y, x
-    monkeypatch.setattr("traice.io.convert.FOOTPRINT", (4, 32, 32))
-    done = convert(tmp_path / "cells.nd2", tmp_path / "out.ome.zarr", channel=1)
-    image = open_image(tmp_path / "out.ome.zarr")
-    assert done["shape"] == [7, 70, 90] and image.spacing == pytest.approx((2.0, 0.5, 0.5))
-    np.testing.assert_array_equal(image.read(image.bounds), b)
-    with pytest.raises(InputError, match="2 channels; choose one"):
-        convert(tmp_path / "cells.nd2", tmp_path / "again.ome.zarr")
-    with pytest.raises(InputError, match="channel 2 does not exist"):
-        convert(tmp_path / "cells.nd2", tmp_path / "again.ome.zarr", channel=2)
-    assert not (tmp_path / "again.ome.zarr").exists()
 
 
 def test_nd2_files_without_calibration_or_unreadable_are_refused_in_one_line(tmp_path):
