@@ -120,11 +120,7 @@ class TiffStack:
                              f"not {', '.join(extra)} > 1")
         if "Y" not in axes or "X" not in axes:
             raise InputError(f"{path}: axes {axes} hold no y, x plane")
-        n_channels = full[axes.index("C")] if "C" in axes else 1
-        if n_channels > 1 and channel is None:
-            raise InputError(f"{path}: the image has {n_channels} channels; choose one (channel: N, or --channel N)")
-        if channel is not None and not 0 <= channel < n_channels:
-            raise InputError(f"{path}: channel {channel} does not exist (the image has {n_channels})")
+        channel = _stack_channel(path, [], full[axes.index("C")] if "C" in axes else 1, channel)
         z = full[axes.index("Z")] if "Z" in axes else 1
         shape = (z, full[axes.index("Y")], full[axes.index("X")])
         return cls(path, axes, full, channel, shape, dtype, spacing)
@@ -238,15 +234,8 @@ class CziFile:
             raise InputError(f"{path}: not a readable CZI file ({err})".replace("\n", " ")) from None
         extra = [f"{a} = {hi - lo}" for a, (lo, hi) in bounds.items() if a not in "ZCYX" and hi - lo > 1]
         extra += [f"{len(scenes)} scenes"] if len(scenes) > 1 else []
-        if extra:
-            raise InputError(f"{path}: only a single z-stack (with channels) is supported, not {', '.join(extra)}")
         c0, c1 = bounds.get("C", (0, 1))
-        n_channels = c1 - c0
-        if n_channels > 1 and channel is None:
-            raise InputError(f"{path}: the image has {n_channels} channels; choose one (channel: N, or --channel N)")
-        c = 0 if channel is None else channel
-        if not 0 <= c < n_channels:
-            raise InputError(f"{path}: channel {c} does not exist (the image has {n_channels})")
+        c = _stack_channel(path, extra, c1 - c0, channel)
         pixel_type = pixel_types.get(c0 + c)
         if pixel_type not in cls.PIXEL_TYPES:
             raise InputError(f"{path}: channel {c} is {pixel_type}; only gray 8-bit, 16-bit and float images are read")
@@ -293,15 +282,9 @@ class Nd2File:
                 volume = f.metadata.channels[0].volume if f.metadata.channels else None
         except Exception as err:  # nd2 raises what its parsers meet: the file is unreadable either way
             raise InputError(f"{path}: not a readable ND2 file ({type(err).__name__}: {err})".replace("\n", " ")) from None
-        extra = [f"{axis} = {n}" for axis, n in sizes.items() if axis not in "ZCYX"]
-        if extra:
-            raise InputError(f"{path}: only a single z-stack (with channels) is supported, not {', '.join(extra)}")
         n_channels = sizes.get("C", 1)
-        if n_channels > 1 and channel is None:
-            raise InputError(f"{path}: the image has {n_channels} channels; choose one (channel: N, or --channel N)")
-        c = 0 if channel is None else channel
-        if not 0 <= c < n_channels:
-            raise InputError(f"{path}: channel {c} does not exist (the image has {n_channels})")
+        c = _stack_channel(path, [f"{axis} = {n}" for axis, n in sizes.items() if axis not in "ZCYX"], n_channels,
+                           channel)
         spacing = None
         if volume is not None:
             (x, y, z), known = volume.axesCalibration, volume.axesCalibrated
@@ -318,6 +301,20 @@ class Nd2File:
                 frame = f.read_frame(z0 + i).reshape(self.n_channels, *self.shape[1:])
                 out[i] = frame[self.channel, y0:y1, x0:x1]
         return out
+
+
+def _stack_channel(path: Path, extra: list[str], n_channels: int, channel: int | None) -> int:
+    """The channel to read from a file holding one z-stack of ``n_channels``; InputError naming the file when it
+    holds more than one stack (``extra``: its other axes, as ``"T = 3"``) or the channel is missing or not
+    chosen among several."""
+    if extra:
+        raise InputError(f"{path}: only a single z-stack (with channels) is supported, not {', '.join(extra)}")
+    if n_channels > 1 and channel is None:
+        raise InputError(f"{path}: the image has {n_channels} channels; choose one (channel: N, or --channel N)")
+    c = 0 if channel is None else channel
+    if not 0 <= c < n_channels:
+        raise InputError(f"{path}: channel {c} does not exist (the image has {n_channels})")
+    return c
 
 
 def _czi_spacing(metadata: dict) -> tuple[float | None, float | None, float | None] | None:
