@@ -163,6 +163,7 @@ def _train(args) -> None:
     cfg = TrainConfig(task=args.task, size=args.size, window=args.window and tuple(args.window), batch_size=args.batch, steps=args.steps,
                       lr=args.lr, seed=args.seed, device=args.device, threads=args.threads, embed_dim=args.embed_dim,
                       eval_every=args.eval_every, val_windows=args.val_windows, init=args.init, rcam=not args.no_rcam,
+                      full_resolution=not args.no_full_resolution,
                       input_step=tuple(args.input_step), shift=args.shift,
                       distractor_bias=args.distractor_bias, coarser_p=args.coarser,
                       foreground=_foreground_weights(args.foreground))
@@ -330,6 +331,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--coarser", type=float, default=train.coarser_p, metavar="P",
                    help="soma, cells: share of windows shown as imaged on 1.25-2.5x coarser voxels and resampled "
                         "onto the networks' grid, as inference does; the targets stay on the grid (default: %(default)s)")
+    p.add_argument("--no-full-resolution", action="store_true",
+                   help="cells: drop the network's full-resolution stage (its head predicts each voxel from the "
+                        "half-resolution features, about 2.5x faster on a CPU), keeping every other weight of --init")
     p.add_argument("--no-rcam", action="store_true", help="branch: train the ablation with plain skips (no prompt)")
     p.add_argument("--input-step", type=int, nargs=3, default=list(train.input_step), metavar=("Z", "Y", "X"),
                    help="branch: image voxels averaged into one input voxel (the window covers window x step)")

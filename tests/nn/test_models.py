@@ -168,8 +168,38 @@ def test_unet_stage_and_stem_shapes():
     ]
 
 
-def test_gradients_reach_every_parameter():
-    model = tiny_model(out_channels=2)
+def test_subvoxels_to_grid_places_each_sub_voxel():
+    """Channel ``c * 4 + 2 * j + k`` of a (1, 2, 2) step is sub-voxel (j, k) of output channel c."""
+    from traice.nn.unet import subvoxels_to_grid
+
+    logits = torch.randn(2, 3 * 4, 4, 5, 6)
+    grid = subvoxels_to_grid(logits, (1, 2, 2))
+    assert grid.shape == (2, 3, 4, 10, 12)
+    for c in range(3):
+        for j in range(2):
+            for k in range(2):
+                assert torch.equal(grid[:, c, :, j::2, k::2], logits[:, c * 4 + 2 * j + k])
+    assert subvoxels_to_grid(logits, (1, 1, 1)) is logits
+
+
+def test_network_without_full_resolution_convolves_no_full_resolution_grid():
+    """``full_resolution=False``: full-size logits, but every convolution works on half the voxels in y
+    and x or fewer; the stem gives its two coarser features only."""
+    model = tiny_model(out_channels=3, full_resolution=False)
+    x = torch.randn(1, 1, 16, 64, 64)
+    sizes = []
+    for module in model.modules():
+        if isinstance(module, (torch.nn.Conv3d, torch.nn.ConvTranspose3d)):
+            module.register_forward_hook(lambda m, i, out: sizes.append(tuple(out.shape[2:])))
+    assert model(x).shape == (1, 3, 16, 64, 64)
+    assert max(y for _, y, _ in sizes) == 32 and max(x for _, _, x in sizes) == 32
+    assert [tuple(s.shape) for s in model.stem_features(x)] == [(1, 2, 16, 32, 32), (1, 4, 16, 16, 16)]
+    assert model.out_channels == 3 and model.head.out_channels == 12
+
+
+@pytest.mark.parametrize("full_resolution", [True, False])
+def test_gradients_reach_every_parameter(full_resolution):
+    model = tiny_model(out_channels=2, full_resolution=full_resolution)
     x = torch.randn(2, 1, 16, 64, 64)
     model(x).square().mean().backward()
     for name, p in model.named_parameters():

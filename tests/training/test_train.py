@@ -273,6 +273,39 @@ def test_cells_init_from_a_one_pass_network_trains_it_further(tmp_path):
         build(TrainConfig(task="cells", init=str(tmp_path / "cells.pt"), window=(16, 32, 32)))
 
 
+def test_cells_without_full_resolution_keeps_every_other_weight(tmp_path):
+    """``cells --no-full-resolution`` from a one-pass network: the encoder, the coarser decoder steps and
+    the strided stem blocks keep their weights (the first strided block now reads the image: its
+    convolutions over the input start afresh); the checkpoint rebuilds the same network."""
+    from traice.nn.checkpoints import load_model, save_model
+    from traice.nn.prompted import stage1_config
+    from traice.training.recipes import build, without_full_resolution
+    from traice.nn.unet import TransformerUNet3d
+
+    torch.manual_seed(0)
+    one_pass = TransformerUNet3d(embed_dim=8, depths=[1, 1, 1, 1], window=(16, 64, 64), out_channels=5)
+    save_model(one_pass, stage1_config(one_pass), tmp_path / "cells.pt")
+    model, config = build(TrainConfig(task="cells", init=str(tmp_path / "cells.pt"), window=(16, 64, 64),
+                                      full_resolution=False))
+    assert not model.full_resolution and config["full_resolution"] is False and stage1_config(model) == config
+    old, new = one_pass.state_dict(), model.state_dict()
+    fresh = {k for k in new if k.startswith(("stem.0.conv1.", "stem.0.skip.0.", "head."))}
+    for name, value in new.items():
+        source = name.replace("stem.1.", "stem.2.").replace("stem.0.", "stem.1.") if name.startswith("stem.") else name
+        if name in fresh:
+            assert value.shape != old[source].shape or not torch.equal(value, old[source]), name
+        else:
+            assert torch.equal(value, old[source]), name
+    assert torch.equal(model.head.bias, one_pass.head.bias.repeat_interleave(4))  # each sub-voxel: the old bias
+    assert model(torch.randn(1, 1, 16, 64, 64)).shape == (1, 5, 16, 64, 64)
+    save_model(model, config, tmp_path / "slim.pt")
+    again = load_model(tmp_path / "slim.pt")
+    assert not again.full_resolution and all(torch.equal(v, new[k]) for k, v in again.state_dict().items())
+    with pytest.raises(ValueError, match="cells task only"):
+        TrainConfig(task="soma", full_resolution=False)
+    assert without_full_resolution(one_pass)[1] == config
+
+
 def test_train_ownership_network_takes_the_one_pass_foreground(tmp_path):
     """``--foreground``: a stage-2 network (widened to two inputs) learns from image + foreground; the
     foreground of each volume is the one-pass network's, cached by volume and weights."""

@@ -240,10 +240,11 @@ def stage1_config(model: TransformerUNet3d) -> dict:
         "heads": heads,
         "patch": list(model.patch),
         "in_channels": model.in_channels,
-        "out_channels": model.head.out_channels,
+        "out_channels": model.out_channels,
         "window": list(model.window),
-        "stem_channels": [block.conv1.out_channels for block in model.stem],
+        "stem_channels": list(model.stem_channels),
         "mlp_ratio": float(mlp_ratio),
+        **({} if model.full_resolution else {"full_resolution": False}),
     }
 
 

@@ -307,7 +307,7 @@ def finetune(image_path: str | Path, points_path: str | Path, out_path: str | Pa
                              f"(0 to {extent.round(1).tolist()} µm)")
     base_path = Path(base_path) if base_path is not None else shipped_weights("cells")
     base = load_model(base_path)
-    if base.head.out_channels != len(CHANNELS):
+    if base.out_channels != len(CHANNELS):
         raise InputError(f"{base_path}: fine-tuning needs the one-pass network ({len(CHANNELS)} outputs), not a soma-only model")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

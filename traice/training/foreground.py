@@ -48,7 +48,7 @@ def attach_foreground(volumes: Sequence[Volume], weights: str | Path, cache: str
             continue
         if model is None:
             model = load_model(weights)
-            if model.head.out_channels <= FOREGROUND_CHANNEL:
+            if model.out_channels <= FOREGROUND_CHANNEL:
                 raise ValueError(f"{weights} is not a one-pass network: it has no foreground channel")
         maps = sliding_window_maps(model, volume.image.astype(np.float32), model.window, DetectParams.overlap, 2,
                                    "auto", progress=progress)  # the workflow's default windows

@@ -52,6 +52,8 @@ class TrainConfig:
     init: str | None = None                          # branch, cells: stage-1 weights to start from (None: shipped);
                                                      # cells: or a one-pass network, trained further as it is;
                                                      # soma: pretrained weights (task pretrain) to start from (None: random)
+    full_resolution: bool = True                     # cells: False drops the network's full-resolution stage
+                                                     # (TransformerUNet3d(full_resolution=False)), keeping the rest
     rcam: bool = True                                # branch: False trains the no-prompt ablation
     foreground: str | None = None                    # branch: one-pass weights whose foreground is a second input
                                                      # (the ownership network of segment.method prompted-growth)
@@ -71,6 +73,8 @@ class TrainConfig:
             raise ValueError(f"unknown task {self.task!r}; choose from {TASKS}")
         if not 0.0 <= self.coarser_p <= 1.0 or (self.coarser_p and self.task not in ("soma", "cells")):
             raise ValueError(f"coarser_p {self.coarser_p}: a share in [0, 1], for the soma and cells tasks only")
+        if not self.full_resolution and self.task != "cells":
+            raise ValueError("full_resolution False: for the cells task only")
         if self.window is None:
             object.__setattr__(self, "window", TASK_WINDOWS[self.task])
         object.__setattr__(self, "window", tuple(int(w) for w in self.window))
@@ -159,7 +163,8 @@ def build(cfg: TrainConfig) -> tuple[torch.nn.Module, dict]:
     :class:`PromptedUNet3d` holding the stage-1 weights ``cfg.init`` (default
     the shipped ones), with the training window and ``input_step``. ``cells``:
     the one-pass network (:func:`cells_from_stage1`), or, when ``cfg.init`` is a one-pass network
-    already, that network as it is (training it further).
+    already, that network as it is (training it further); with ``cfg.full_resolution`` False, either
+    without its full-resolution stage (:func:`without_full_resolution`).
     """
     from traice.nn.checkpoints import load_checkpoint, load_model, load_prompted
     from traice.nn.prompted import PromptedUNet3d, stage1_config, with_input_channels
@@ -183,12 +188,16 @@ def build(cfg: TrainConfig) -> tuple[torch.nn.Module, dict]:
         return model, model.config()
     stage1 = load_model(cfg.init or shipped_weights("soma"))
     if cfg.task == "cells":
-        if stage1.head.out_channels == CELL_MAPS_CHANNELS:  # a one-pass network already: train it further
+        if stage1.out_channels == CELL_MAPS_CHANNELS:  # a one-pass network already: train it further
             if tuple(stage1.window) != cfg.window:
                 raise ValueError(f"the one-pass network {cfg.init} has window {tuple(stage1.window)}, "
                                  f"not the training window {cfg.window}")
-            return stage1, stage1_config(stage1)
-        return cells_from_stage1(stage1, cfg.window)
+            model, config = stage1, stage1_config(stage1)
+        else:
+            model, config = cells_from_stage1(stage1, cfg.window)
+        if model.full_resolution and not cfg.full_resolution:
+            model, config = without_full_resolution(model)
+        return model, config
 
     model = PromptedUNet3d.from_stage1(stage1, rcam=cfg.rcam, window=cfg.window, input_step=cfg.input_step)
     if cfg.foreground:
@@ -225,6 +234,41 @@ def cells_from_stage1(stage1: torch.nn.Module, window: Sequence[int]) -> tuple[t
         model.head.weight[2:] *= 0.01  # offsets start near 0, smooth; not exactly 0, so that their loss
         model.head.bias[2:] = 0.0       # reaches the decoder
     return model, config
+
+
+def without_full_resolution(model: torch.nn.Module) -> tuple[torch.nn.Module, dict]:
+    """``model`` (a :class:`TransformerUNet3d`) without its full-resolution stage, and its config.
+
+    The encoder and the decoder's coarser steps keep their weights; the first stem block now reads
+    the image itself, strided (its convolutions over the input and its projection start afresh, its
+    second convolution and norms are the old strided block's), the second is the old third, and the
+    head, which now predicts each sub-voxel, starts with the old head's bias for each and 1 % of a
+    fresh layer's weights (a fresh head's logits of tens of units gave losses in the thousands).
+    """
+    import torch
+
+    from traice.nn.prompted import stage1_config
+    from traice.nn.unet import TransformerUNet3d
+
+    config = {**stage1_config(model), "full_resolution": False}
+    slim = TransformerUNet3d(**config)
+    renamed = {"stem.1.": "stem.0.", "stem.2.": "stem.1."}
+    source = {}
+    for name, value in model.state_dict().items():
+        if name.startswith(("stem.0.", "up_stem.2.", "head.")):
+            continue  # the full-resolution stage and its head
+        prefix = next((p for p in renamed if name.startswith(p)), None)
+        source[renamed[prefix] + name[len(prefix):] if prefix else name] = value
+    state = slim.state_dict()
+    kept = {k: v for k, v in source.items() if k in state and state[k].shape == v.shape}
+    lost = sorted(set(source) - set(kept))
+    if any(not k.startswith(("stem.0.conv1.", "stem.0.skip.")) for k in lost):
+        raise ValueError(f"weights that do not fit the network without its full-resolution stage: {lost}")
+    slim.load_state_dict({**state, **kept})
+    with torch.no_grad():  # each sub-voxel starts at the old head's bias, its weights near 0: a calm start
+        slim.head.weight *= 0.01
+        slim.head.bias.copy_(model.head.bias.repeat_interleave(slim.head.out_channels // model.out_channels))
+    return slim, config
 
 
 def from_pretrained(model: torch.nn.Module, pretrained: torch.nn.Module) -> torch.nn.Module:
