@@ -306,6 +306,51 @@ def test_cells_without_full_resolution_keeps_every_other_weight(tmp_path):
     assert without_full_resolution(one_pass)[1] == config
 
 
+def test_train_cells_without_full_resolution_fits_the_head_then_trains(tmp_path, float32_cpu):
+    """``train`` with ``full_resolution=False`` from a one-pass network: the new head is fitted on training
+    windows before the first step (not the 1 % start), the run trains and saves the slimmer network."""
+    from traice.nn.checkpoints import save_model
+    from traice.nn.prompted import stage1_config
+    from traice.nn.unet import TransformerUNet3d
+
+    torch.manual_seed(0)
+    one_pass = TransformerUNet3d(embed_dim=8, depths=[1, 1, 1, 1], window=(16, 64, 64), out_channels=5)
+    save_model(one_pass, stage1_config(one_pass), tmp_path / "cells.pt")
+    cfg = dataclasses.replace(TINY, task="cells", init=str(tmp_path / "cells.pt"), full_resolution=False, steps=2,
+                              lr=0.0)  # lr 0: the saved head is the fitted one
+    summary = train(cfg, SOURCES, tmp_path / "slim", tmp_path / "cache", progress=False)
+    assert summary["model"]["full_resolution"] is False
+    model = load_model(tmp_path / "slim" / "model.pt")
+    unfitted = one_pass.head.bias.repeat_interleave(4)
+    assert not model.full_resolution and not torch.allclose(model.head.bias, unfitted)
+    assert model.head.weight.abs().max() > 0.01 * one_pass.head.weight.abs().max()
+
+
+def test_fit_head_recovers_a_head_the_features_can_give():
+    """The least-squares head of a network without full resolution reproduces a teacher whose logits are
+    a linear readout of the same features (the same network with another head), sub-voxels included."""
+    import copy
+
+    from traice.nn.unet import TransformerUNet3d
+    from traice.training.recipes import fit_head
+
+    torch.manual_seed(1)
+    teacher = TransformerUNet3d(embed_dim=8, depths=[1, 1, 1, 1], window=(16, 64, 64), out_channels=5,
+                                full_resolution=False)
+    student = copy.deepcopy(teacher)
+    with torch.no_grad():
+        student.head.weight.normal_()
+        student.head.bias.normal_()
+    images = [torch.randn(2, 1, 16, 64, 64) for _ in range(2)]
+    assert not torch.allclose(student(images[0]), teacher(images[0]), atol=0.1)
+    student.train()
+    fit_head(student, teacher, images)
+    assert student.training and teacher.training  # modes restored
+    with torch.no_grad():
+        x = torch.randn(1, 1, 16, 64, 64)
+        np.testing.assert_allclose(student.eval()(x).numpy(), teacher.eval()(x).numpy(), atol=1e-3)
+
+
 def test_train_ownership_network_takes_the_one_pass_foreground(tmp_path):
     """``--foreground``: a stage-2 network (widened to two inputs) learns from image + foreground; the
     foreground of each volume is the one-pass network's, cached by volume and weights."""

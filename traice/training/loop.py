@@ -44,6 +44,11 @@ from traice.training.data import (NO_AUGMENT, Augment, Volume, branch_window, br
                                   load_volumes, pretrain_window, soma_window)
 from traice.training.recipes import AUGMENT, TASK_LOSS_WEIGHTS, TrainConfig, build
 
+HEAD_FIT_BATCHES = 8
+"""Training batches on which a one-pass network without its full-resolution stage fits its new head
+(:func:`traice.training.recipes.fit_head`) before the first step."""
+
+
 def _lr_factor(step: int, warmup: int, total: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
@@ -172,7 +177,11 @@ def train(cfg: TrainConfig, sources: dict[str, list], out_dir: str | Path, cache
         raise ValueError("no training volumes")
     data_seconds = time.time() - started
 
-    model, config = build(cfg)
+    head_windows = []  # a network losing its full-resolution stage fits its new head on these first
+    if cfg.task == "cells" and not cfg.full_resolution:
+        head_rng = np.random.default_rng(cfg.seed + 104729)  # its own draws: the training's stay as they were
+        head_windows = [_batch(train_volumes, cfg, head_rng, NO_AUGMENT)["image"] for _ in range(HEAD_FIT_BATCHES)]
+    model, config = build(cfg, head_windows)
     model = model.to(device, memory_format=torch.channels_last_3d)  # 2x faster backward on the CPU
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: _lr_factor(s, cfg.warmup, cfg.steps))

@@ -154,7 +154,7 @@ def model_config(cfg: TrainConfig) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
 
 
-def build(cfg: TrainConfig) -> tuple[torch.nn.Module, dict]:
+def build(cfg: TrainConfig, images: Sequence[torch.Tensor] = ()) -> tuple[torch.nn.Module, dict]:
     """The network a config trains, on the CPU, and the config that rebuilds it.
 
     ``soma``: a fresh :class:`TransformerUNet3d`, or with ``cfg.init`` one holding those pretrained
@@ -164,7 +164,8 @@ def build(cfg: TrainConfig) -> tuple[torch.nn.Module, dict]:
     the shipped ones), with the training window and ``input_step``. ``cells``:
     the one-pass network (:func:`cells_from_stage1`), or, when ``cfg.init`` is a one-pass network
     already, that network as it is (training it further); with ``cfg.full_resolution`` False, either
-    without its full-resolution stage (:func:`without_full_resolution`).
+    without its full-resolution stage (:func:`without_full_resolution`, its head fitted on ``images``,
+    training windows ``(B, 1, Z, Y, X)``).
     """
     from traice.nn.checkpoints import load_checkpoint, load_model, load_prompted
     from traice.nn.prompted import PromptedUNet3d, stage1_config, with_input_channels
@@ -196,7 +197,7 @@ def build(cfg: TrainConfig) -> tuple[torch.nn.Module, dict]:
         else:
             model, config = cells_from_stage1(stage1, cfg.window)
         if model.full_resolution and not cfg.full_resolution:
-            model, config = without_full_resolution(model)
+            model, config = without_full_resolution(model, images)
         return model, config
 
     model = PromptedUNet3d.from_stage1(stage1, rcam=cfg.rcam, window=cfg.window, input_step=cfg.input_step)
@@ -236,14 +237,17 @@ def cells_from_stage1(stage1: torch.nn.Module, window: Sequence[int]) -> tuple[t
     return model, config
 
 
-def without_full_resolution(model: torch.nn.Module) -> tuple[torch.nn.Module, dict]:
+def without_full_resolution(model: torch.nn.Module, images: Sequence[torch.Tensor] = ()) -> tuple[torch.nn.Module, dict]:
     """``model`` (a :class:`TransformerUNet3d`) without its full-resolution stage, and its config.
 
     The encoder and the decoder's coarser steps keep their weights; the first stem block now reads
     the image itself, strided (its convolutions over the input and its projection start afresh, its
-    second convolution and norms are the old strided block's), the second is the old third, and the
-    head, which now predicts each sub-voxel, starts with the old head's bias for each and 1 % of a
-    fresh layer's weights (a fresh head's logits of tens of units gave losses in the thousands).
+    second convolution and norms are the old strided block's), the second is the old third. The
+    head, which now predicts each sub-voxel, is new: with ``images`` (windows ``(B, 1, Z, Y, X)``)
+    it starts as the least-squares fit of ``model``'s logits (clipped to ±8) on them
+    (:func:`fit_head`); without, at the old head's bias with 1 % of a fresh layer's weights. (A
+    fresh head's noisy offsets give gradient losses in the thousands; a head near 0 learns its
+    readout at Adam's pace, and after 250 steps had not begun to: validation Dice 0.01.)
     """
     import torch
 
@@ -265,10 +269,48 @@ def without_full_resolution(model: torch.nn.Module) -> tuple[torch.nn.Module, di
     if any(not k.startswith(("stem.0.conv1.", "stem.0.skip.")) for k in lost):
         raise ValueError(f"weights that do not fit the network without its full-resolution stage: {lost}")
     slim.load_state_dict({**state, **kept})
-    with torch.no_grad():  # each sub-voxel starts at the old head's bias, its weights near 0: a calm start
-        slim.head.weight *= 0.01
-        slim.head.bias.copy_(model.head.bias.repeat_interleave(slim.head.out_channels // model.out_channels))
+    if len(images):
+        fit_head(slim, model, images)
+    else:
+        with torch.no_grad():
+            slim.head.weight *= 0.01
+            slim.head.bias.copy_(model.head.bias.repeat_interleave(slim.head.out_channels // model.out_channels))
     return slim, config
+
+
+def fit_head(model: torch.nn.Module, teacher: torch.nn.Module, images: Sequence[torch.Tensor],
+             clip: float = 8.0) -> None:
+    """Set ``model``'s 1x1x1 head to the least-squares fit of ``teacher``'s logits (clipped to ±``clip``)
+    from ``model``'s last decoder features, over ``images`` (windows ``(B, in, Z, Y, X)``), every voxel
+    weighing alike. Both networks have the same outputs; ``model``'s head may predict sub-voxels
+    (:func:`traice.nn.unet.subvoxels_to_grid` is undone on the targets)."""
+    import torch
+
+    features, targets = [], []
+    hook = model.up_stem[-1].register_forward_hook(lambda module, args, out: features.append(out.detach().float()))
+    training = model.training, teacher.training
+    model.eval(), teacher.eval()
+    try:
+        with torch.no_grad():
+            for x in images:
+                model(x)
+                targets.append(teacher(x).float().clamp(-clip, clip))
+    finally:
+        hook.remove()
+        model.train(training[0]), teacher.train(training[1])
+    fz, fy, fx = model.subvoxels
+    rows, goals = [], []
+    for f, t in zip(features, targets):
+        rows.append(f.permute(0, 2, 3, 4, 1).reshape(-1, f.shape[1]))
+        b, c, z, y, x = t.shape  # (B, C, Z, Y, X) -> one row per coarse voxel, its sub-voxels in head order
+        t = t.reshape(b, c, z // fz, fz, y // fy, fy, x // fx, fx).permute(0, 2, 4, 6, 1, 3, 5, 7)
+        goals.append(t.reshape(-1, c * fz * fy * fx))
+    a = torch.cat(rows)
+    a = torch.cat([a, torch.ones(len(a), 1)], dim=1)
+    solution = torch.linalg.lstsq(a, torch.cat(goals)).solution  # (features + 1, head outputs)
+    with torch.no_grad():
+        model.head.weight.copy_(solution[:-1].T.reshape(model.head.weight.shape))
+        model.head.bias.copy_(solution[-1])
 
 
 def from_pretrained(model: torch.nn.Module, pretrained: torch.nn.Module) -> torch.nn.Module:
