@@ -156,14 +156,15 @@ def _train(args) -> None:
                          " and/or (pretrain) --images IMAGE.ome.zarr ...")
     if args.traces is not None and not Path(args.traces).is_dir():
         raise InputError(f"--traces {args.traces}: no such folder")
-    if args.init is not None and not Path(args.init).is_file():
-        raise InputError(f"--init {args.init}: no such file")
+    for option, path in (("--init", args.init), ("--teacher", args.teacher)):
+        if path is not None and not Path(path).is_file():
+            raise InputError(f"{option} {path}: no such file")
     if args.foreground is not None and args.task != "branch":
         raise InputError("--foreground: only the branch task (the ownership network) takes the foreground as input")
     cfg = TrainConfig(task=args.task, size=args.size, window=args.window and tuple(args.window), batch_size=args.batch, steps=args.steps,
                       lr=args.lr, seed=args.seed, device=args.device, threads=args.threads, embed_dim=args.embed_dim,
                       eval_every=args.eval_every, val_windows=args.val_windows, init=args.init, rcam=not args.no_rcam,
-                      full_resolution=not args.no_full_resolution,
+                      full_resolution=not args.no_full_resolution, teacher=args.teacher,
                       input_step=tuple(args.input_step), shift=args.shift,
                       distractor_bias=args.distractor_bias, coarser_p=args.coarser,
                       foreground=_foreground_weights(args.foreground))
@@ -334,6 +335,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-full-resolution", action="store_true",
                    help="cells: drop the network's full-resolution stage (its head predicts each voxel from the "
                         "half-resolution features, about 2.5x faster on a CPU), keeping every other weight of --init")
+    p.add_argument("--teacher", metavar="WEIGHTS",
+                   help="cells: a one-pass network whose maps the network also learns (distillation), "
+                        "for example the --init weights when --no-full-resolution drops a stage")
     p.add_argument("--no-rcam", action="store_true", help="branch: train the ablation with plain skips (no prompt)")
     p.add_argument("--input-step", type=int, nargs=3, default=list(train.input_step), metavar=("Z", "Y", "X"),
                    help="branch: image voxels averaged into one input voxel (the window covers window x step)")

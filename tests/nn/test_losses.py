@@ -7,7 +7,7 @@ import pytest
 import torch
 from monai.losses import DiceLoss, SoftclDiceLoss
 
-from traice.nn.losses import SegmentationLoss, cldice_loss, dice_loss, focal_loss, soft_skeleton
+from traice.nn.losses import SegmentationLoss, cldice_loss, dice_loss, distillation_loss, focal_loss, soft_skeleton
 
 
 @pytest.fixture(autouse=True)
@@ -184,3 +184,18 @@ def test_cell_maps_loss_terms_and_checks():
     assert float(loss(-good, batch)) > 2.0
     with pytest.raises(ValueError, match="5 output channels"):
         loss(good[:, :1], batch)
+
+
+def test_distillation_loss_is_least_where_the_student_is_the_teacher():
+    """Soft-target cross-entropy on the probability channels, squared error on the rest: no gradient at the
+    teacher's own maps, more loss for any other."""
+    torch.manual_seed(0)
+    teacher = torch.randn(2, 5, 4, 8, 8) * 3
+    student = teacher.clone().requires_grad_(True)
+    at_teacher = distillation_loss(student, teacher)
+    at_teacher.backward()
+    assert float(student.grad.abs().max()) < 1e-6
+    for channels in (slice(0, 2), slice(2, 5)):  # probabilities and offsets each count
+        moved = teacher.clone()
+        moved[:, channels] += 0.5 * torch.randn_like(moved[:, channels])
+        assert distillation_loss(moved, teacher) > at_teacher + 1e-3

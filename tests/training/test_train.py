@@ -308,7 +308,8 @@ def test_cells_without_full_resolution_keeps_every_other_weight(tmp_path):
 
 def test_train_cells_without_full_resolution_fits_the_head_then_trains(tmp_path, float32_cpu):
     """``train`` with ``full_resolution=False`` from a one-pass network: the new head is fitted on training
-    windows before the first step (not the 1 % start), the run trains and saves the slimmer network."""
+    windows before the first step (not the 1 % start), the run trains, taught by the full network
+    (``teacher``: its distillation term is logged), and saves the slimmer network."""
     from traice.nn.checkpoints import save_model
     from traice.nn.prompted import stage1_config
     from traice.nn.unet import TransformerUNet3d
@@ -317,9 +318,11 @@ def test_train_cells_without_full_resolution_fits_the_head_then_trains(tmp_path,
     one_pass = TransformerUNet3d(embed_dim=8, depths=[1, 1, 1, 1], window=(16, 64, 64), out_channels=5)
     save_model(one_pass, stage1_config(one_pass), tmp_path / "cells.pt")
     cfg = dataclasses.replace(TINY, task="cells", init=str(tmp_path / "cells.pt"), full_resolution=False, steps=2,
-                              lr=0.0)  # lr 0: the saved head is the fitted one
+                              lr=0.0, teacher=str(tmp_path / "cells.pt"))  # lr 0: the saved head is the fitted one
     summary = train(cfg, SOURCES, tmp_path / "slim", tmp_path / "cache", progress=False)
     assert summary["model"]["full_resolution"] is False
+    rows = list(csv.DictReader(open(tmp_path / "slim" / "metrics.csv")))
+    assert rows and all(float(r["distill"]) > 0 for r in rows)
     model = load_model(tmp_path / "slim" / "model.pt")
     unfitted = one_pass.head.bias.repeat_interleave(4)
     assert not model.full_resolution and not torch.allclose(model.head.bias, unfitted)

@@ -209,6 +209,23 @@ def offset_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
     return {"offset_mse": mse, "offset_grad": total / pairs.clamp_min(1.0)}
 
 
+def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, probabilities: int = 2) -> torch.Tensor:
+    """How far the student's maps are from a teacher's (knowledge distillation).
+
+    ``student, teacher: (B, C, Z, Y, X)`` logits of the same maps; the first ``probabilities``
+    channels are probabilities, the rest values (the one-pass network's offsets). Binary
+    cross-entropy of the student's probabilities against the teacher's (soft targets: its
+    minimum is the teacher's own entropy, and every voxel tells the student how sure the teacher
+    is), plus the squared difference of the other channels, each averaged over every voxel.
+    """
+    student, teacher = student.float(), teacher.float()
+    soft = torch.sigmoid(teacher[:, :probabilities])
+    loss = nn.functional.binary_cross_entropy_with_logits(student[:, :probabilities], soft)
+    if student.shape[1] > probabilities:
+        loss = loss + ((student[:, probabilities:] - teacher[:, probabilities:]) ** 2).mean()
+    return loss
+
+
 class CellMapsLoss(nn.Module):
     """The loss of the one-pass network's maps: soma, foreground and offsets to the own soma.
 

@@ -54,6 +54,8 @@ class TrainConfig:
                                                      # soma: pretrained weights (task pretrain) to start from (None: random)
     full_resolution: bool = True                     # cells: False drops the network's full-resolution stage
                                                      # (TransformerUNet3d(full_resolution=False)), keeping the rest
+    teacher: str | None = None                       # cells: a one-pass network whose maps the network also
+                                                     # learns (traice.nn.losses.distillation_loss)
     rcam: bool = True                                # branch: False trains the no-prompt ablation
     foreground: str | None = None                    # branch: one-pass weights whose foreground is a second input
                                                      # (the ownership network of segment.method prompted-growth)
@@ -75,6 +77,8 @@ class TrainConfig:
             raise ValueError(f"coarser_p {self.coarser_p}: a share in [0, 1], for the soma and cells tasks only")
         if not self.full_resolution and self.task != "cells":
             raise ValueError("full_resolution False: for the cells task only")
+        if self.teacher and self.task != "cells":
+            raise ValueError("teacher: for the cells task only")
         if self.window is None:
             object.__setattr__(self, "window", TASK_WINDOWS[self.task])
         object.__setattr__(self, "window", tuple(int(w) for w in self.window))
