@@ -132,6 +132,21 @@ def test_constant_model_gives_constant_output(shape):
     np.testing.assert_allclose(out, 1 / (1 + np.exp(-0.7)), atol=1e-6)
 
 
+def test_sliding_window_maps_of_a_network_without_full_resolution():
+    """A one-pass network whose head predicts sub-voxels gives its five maps over the volume, a window at a
+    time, as the network gives them on that window."""
+    from traice.nn.inferer import sliding_window_maps
+
+    model = build_model("S", **TINY, out_channels=5, full_resolution=False).eval()
+    volume = np.random.default_rng(2).normal(size=WINDOW).astype(np.float32)
+    maps = sliding_window_maps(model, volume, WINDOW, 0.25, 1, "cpu")
+    assert maps.shape == (5, *WINDOW)
+    with torch.inference_mode():
+        logits = model(torch.from_numpy(volume)[None, None])[0].numpy()
+    np.testing.assert_allclose(maps[:2], 1 / (1 + np.exp(-logits[:2])), atol=1e-5)
+    np.testing.assert_allclose(maps[2:], logits[2:], atol=1e-5)
+
+
 def test_sliding_window_restores_training_mode_and_layout(tiny):
     tiny.train()
     try:

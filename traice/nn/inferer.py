@@ -151,7 +151,7 @@ def sliding_window_maps(
         image[inner].copy_(source, non_blocking=True)
 
     weight = gaussian_importance(window).to(dev)
-    channels = int(getattr(getattr(model, "head", None), "out_channels", 1))
+    channels = int(getattr(model, "out_channels", getattr(getattr(model, "head", None), "out_channels", 1)))
     if probability_channels is None:  # a one-pass model: soma and foreground, then offsets
         probability_channels = PROBABILITY_CHANNELS if channels == len(CHANNELS) else channels
     total = torch.zeros((channels, *padded_shape), dtype=torch.float32, device=dev)  # sum of map * weight
