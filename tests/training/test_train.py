@@ -323,6 +323,12 @@ def test_train_cells_without_full_resolution_fits_the_head_then_trains(tmp_path,
     assert summary["model"]["full_resolution"] is False
     rows = list(csv.DictReader(open(tmp_path / "slim" / "metrics.csv")))
     assert rows and all(float(r["distill"]) > 0 for r in rows)
+    soma_only = TransformerUNet3d(embed_dim=8, depths=[1, 1, 1, 1], window=(16, 64, 64))
+    save_model(soma_only, stage1_config(soma_only), tmp_path / "soma.pt")
+    with pytest.raises(ValueError, match="not a one-pass network"):  # before any volume is loaded
+        train(dataclasses.replace(cfg, teacher=str(tmp_path / "soma.pt")), SOURCES, tmp_path / "other",
+              tmp_path / "no-cache", progress=False)
+    assert not (tmp_path / "no-cache").exists()
     model = load_model(tmp_path / "slim" / "model.pt")
     unfitted = one_pass.head.bias.repeat_interleave(4)
     assert not model.full_resolution and not torch.allclose(model.head.bias, unfitted)

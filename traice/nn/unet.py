@@ -32,8 +32,9 @@ a pixel shuffle does)::
       -> sub-voxels onto the grid               (B, out_channels, 16, 256, 256) logits
 
 The full-resolution stage is two thirds of a CPU forward pass of size S
-(few channels over the most voxels); without it the pass is about 2.5x
-faster. The strided 3x3x3 convolution still sees every input voxel.
+(few channels over the most voxels); without it a detect job ran 2.3x
+faster (docs/arbors.md). The strided 3x3x3 convolution still sees every
+input voxel.
 
 Any input whose spatial shape divides by ``patch * 2**(stages - 1)`` (that is
 (16, 64, 64) by default) and is no larger than ``window`` is accepted.

@@ -38,7 +38,7 @@ from tqdm import tqdm
 from traice.io.tables import atomic_path, write_json
 from traice.nn.checkpoints import save_model
 from traice.nn.device import autocast, pick_device
-from traice.core.maps import OFFSET_SCALE_UM
+from traice.core.maps import CHANNELS, OFFSET_SCALE_UM
 from traice.nn.losses import CellMapsLoss, DenoisingLoss, SegmentationLoss, distillation_loss
 from traice.training.data import (NO_AUGMENT, Augment, Volume, branch_window, bright_outside_cells, cells_window,
                                   load_volumes, pretrain_window, soma_window)
@@ -167,6 +167,16 @@ def train(cfg: TrainConfig, sources: dict[str, list], out_dir: str | Path, cache
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     started = time.time()
+    teacher = None
+    if cfg.teacher:  # checked before the data load: a wrong file fails at once
+        from traice.nn.checkpoints import load_model
+
+        teacher = load_model(cfg.teacher).eval()
+        if teacher.out_channels != len(CHANNELS):
+            raise ValueError(f"the teacher {cfg.teacher} is not a one-pass network ({teacher.out_channels} outputs, "
+                             f"not {len(CHANNELS)})")
+        for p in teacher.parameters():
+            p.requires_grad = False
     train_volumes = load_volumes(sources["train"], cache or out / "cache")
     val_volumes = load_volumes(sources["val"], cache or out / "cache")
     if cfg.task == "branch" and cfg.foreground:  # the ownership network's second input
@@ -185,15 +195,8 @@ def train(cfg: TrainConfig, sources: dict[str, list], out_dir: str | Path, cache
         head_rng = np.random.default_rng(cfg.seed + 104729)  # its own draws: the training's stay as they were
         head_windows = [_batch(train_volumes, cfg, head_rng, NO_AUGMENT)["image"] for _ in range(HEAD_FIT_BATCHES)]
     model, config = build(cfg, head_windows)
-    teacher = None
-    if cfg.teacher:
-        from traice.nn.checkpoints import load_model
-
-        teacher = load_model(cfg.teacher).to(device, memory_format=torch.channels_last_3d).eval()
-        if teacher.out_channels != model.out_channels:
-            raise ValueError(f"the teacher {cfg.teacher} has {teacher.out_channels} outputs, the network {model.out_channels}")
-        for p in teacher.parameters():
-            p.requires_grad = False
+    if teacher is not None:
+        teacher = teacher.to(device, memory_format=torch.channels_last_3d)
     model = model.to(device, memory_format=torch.channels_last_3d)  # 2x faster backward on the CPU
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: _lr_factor(s, cfg.warmup, cfg.steps))
