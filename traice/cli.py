@@ -334,7 +334,7 @@ def parser() -> argparse.ArgumentParser:
                         "onto the networks' grid, as inference does; the targets stay on the grid (default: %(default)s)")
     p.add_argument("--no-full-resolution", action="store_true",
                    help="cells: drop the network's full-resolution stage (its head predicts each voxel from the "
-                        "half-resolution features: a detect job 2.3x faster on a CPU, docs/arbors.md), keeping every other weight of --init")
+                        "half-resolution features: a detect job about 2.2x faster on a CPU, docs/arbors.md), keeping every other weight of --init")
     p.add_argument("--teacher", metavar="WEIGHTS",
                    help="cells: a one-pass network whose maps the network also learns (distillation), "
                         "for example the --init weights when --no-full-resolution drops a stage")

@@ -32,7 +32,7 @@ a pixel shuffle does)::
       -> sub-voxels onto the grid               (B, out_channels, 16, 256, 256) logits
 
 The full-resolution stage is two thirds of a CPU forward pass of size S
-(few channels over the most voxels); without it a detect job ran 2.3x
+(few channels over the most voxels); without it a detect job ran 2.2x
 faster (docs/arbors.md). The strided 3x3x3 convolution still sees every
 input voxel.
 
