@@ -188,16 +188,12 @@ def _foreground_weights(choice: str | None) -> str | None:
         return str(shipped_weights("cells"))
     if not Path(choice).is_file():
         raise InputError(f"--foreground {choice}: no such file")
-    from traice.core.maps import CHANNELS
-    from traice.nn.checkpoints import load_checkpoint
+    from traice.nn.checkpoints import load_one_pass
 
     try:
-        outputs = load_checkpoint(choice)["config"].get("out_channels", 1)
-    except Exception as err:  # torch raises many types for a file that is not a checkpoint
-        raise InputError(f"--foreground {choice}: not a traice checkpoint ({type(err).__name__})") from None
-    if outputs != len(CHANNELS):
-        raise InputError(f"--foreground {choice}: not a one-pass network ({outputs} output(s); it needs "
-                         f"{len(CHANNELS)}: soma, foreground, offsets)")
+        load_one_pass(choice, "--foreground")
+    except ValueError as err:
+        raise InputError(str(err)) from None
     return choice
 
 

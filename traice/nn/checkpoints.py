@@ -99,6 +99,22 @@ def load_model(path: str | Path) -> TransformerUNet3d:
     return load_network(path, None)
 
 
+def load_one_pass(path: str | Path, role: str) -> TransformerUNet3d:
+    """The one-pass network at ``path`` (soma, foreground, offsets: :mod:`traice.core.maps`); ValueError naming
+    ``role`` (``--teacher``, ``--foreground``) and ``path`` for a file that is not a checkpoint or whose network
+    has other outputs."""
+    from traice.core.maps import CHANNELS
+
+    try:
+        model = load_model(path)
+    except Exception as err:  # torch raises many types for a file that is not a checkpoint
+        raise ValueError(f"{role} {path}: not a traice checkpoint ({type(err).__name__})") from None
+    if model.out_channels != len(CHANNELS):
+        raise ValueError(f"{role} {path}: not a one-pass network ({model.out_channels} output(s); it needs "
+                         f"{len(CHANNELS)}: soma, foreground, offsets)")
+    return model
+
+
 def load_prompted(path: str | Path) -> PromptedUNet3d:
     """The stage-2 :class:`PromptedUNet3d` of a checkpoint."""
     return load_network(path, "prompted")

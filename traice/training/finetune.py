@@ -317,9 +317,7 @@ def finetune(image_path: str | Path, points_path: str | Path, out_path: str | Pa
     crops = click_crops(image, stats, points, cfg.window, crop_centres(points, box, np.random.default_rng(cfg.seed)), box,
                         traces)
     torch.manual_seed(cfg.seed)
-    teacher = copy.deepcopy(base).to(device).eval()
-    for p in teacher.parameters():
-        p.requires_grad = False
+    teacher = copy.deepcopy(base).to(device).eval().requires_grad_(False)
     fingerprint = lora.fingerprint(base)
     model = lora.add_adapters(base, cfg.rank, cfg.alpha, cfg.stages, cfg.norms) if cfg.mode == "lora" else base
     model = model.to(device).train()

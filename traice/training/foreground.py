@@ -34,7 +34,7 @@ def weights_digest(path: str | Path) -> str:
 def attach_foreground(volumes: Sequence[Volume], weights: str | Path, cache: str | Path, progress: bool = False) -> None:
     """Set ``volume.foreground`` (Z, Y, X) uint8 (``round(255 p)``) of each of ``volumes`` from the one-pass
     network ``weights``, read from ``cache`` or computed and written there (atomically) first."""
-    from traice.nn.checkpoints import load_model
+    from traice.nn.checkpoints import load_one_pass
     from traice.nn.inferer import sliding_window_maps
 
     cache = Path(cache)
@@ -47,9 +47,7 @@ def attach_foreground(volumes: Sequence[Volume], weights: str | Path, cache: str
             volume.foreground = np.load(path)
             continue
         if model is None:
-            model = load_model(weights)
-            if model.out_channels <= FOREGROUND_CHANNEL:
-                raise ValueError(f"{weights} is not a one-pass network: it has no foreground channel")
+            model = load_one_pass(weights, "--foreground")
         maps = sliding_window_maps(model, volume.image.astype(np.float32), model.window, DetectParams.overlap, 2,
                                    "auto", progress=progress)  # the workflow's default windows
         foreground = encode(maps)[0][FOREGROUND_CHANNEL]  # stored as the detect jobs store it

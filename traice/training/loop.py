@@ -169,14 +169,9 @@ def train(cfg: TrainConfig, sources: dict[str, list], out_dir: str | Path, cache
     started = time.time()
     teacher = None
     if cfg.teacher:  # checked before the data load: a wrong file fails at once
-        from traice.nn.checkpoints import load_model
+        from traice.nn.checkpoints import load_one_pass
 
-        teacher = load_model(cfg.teacher).eval()
-        if teacher.out_channels != len(CHANNELS):
-            raise ValueError(f"the teacher {cfg.teacher} is not a one-pass network ({teacher.out_channels} outputs, "
-                             f"not {len(CHANNELS)})")
-        for p in teacher.parameters():
-            p.requires_grad = False
+        teacher = load_one_pass(cfg.teacher, "--teacher").eval().requires_grad_(False)
     train_volumes = load_volumes(sources["train"], cache or out / "cache")
     val_volumes = load_volumes(sources["val"], cache or out / "cache")
     if cfg.task == "branch" and cfg.foreground:  # the ownership network's second input
