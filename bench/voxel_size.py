@@ -34,7 +34,8 @@ from traice.io.maps import MapReader  # noqa: E402
 from traice.stages.evaluate import evaluate_run  # noqa: E402
 
 SCALES = {"grid": 1.0, "coarse_2x": 2.0, "fine_0.8x": 0.8}
-MORPHOLOGY = ["soma_volume_um3", "cell_volume_um3", "territory_volume_um3", "total_length_um", "n_branch_points"]
+MORPHOLOGY = ["soma_volume_um3", "cell_volume_um3", "territory_volume_um3", "total_length_um", "n_branch_points",
+              "sholl_max_intersections"]
 
 
 def truth_cell_volume(results: Path, spacing) -> float:

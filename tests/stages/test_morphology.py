@@ -327,3 +327,55 @@ def test_thin_processes_at_coarser_voxels_keep_their_volume_where_the_foreground
     assert on_grid == pytest.approx(on_grid_whole, rel=0.01)  # a foreground of 1: whole voxels (uint8 storage)
     assert whole > 1.3 * on_grid
     assert partial == pytest.approx(on_grid, rel=0.05)
+
+
+def _grid_cell() -> np.ndarray:
+    """A cell on the networks' grid: a soma and six processes one grid voxel thin, four of them diagonal in (y, x)."""
+    from traice.core.grid import MODEL_SPACING_UM
+
+    cell = _ball((24, 152, 152), (12, 76, 76), 4.0, MODEL_SPACING_UM)
+    for i, (dy, dx) in enumerate([(1, 1), (1, -1), (-1, 1), (-1, -1), (0, 1), (1, 0)]):
+        for step in range(10, 60):
+            cell[11 + i % 3, 76 + dy * step, 76 + dx * step] = True
+    return cell
+
+
+def test_skeleton_grid_undoes_the_finer_voxels_the_maps_were_resized_onto():
+    from traice.core.grid import from_model_grid
+    from traice.stages.morphology import skeleton_grid
+
+    cell = _grid_cell()
+    finer = tuple(round(n * 1.25) for n in cell.shape)  # 0.8x the grid's voxels
+    mask = from_model_grid(cell[None].astype(np.float32), finer)[0] > 0.5
+    back, scale, shift = skeleton_grid(mask, (1.0, 0.32, 0.32))
+    np.testing.assert_array_equal(back, cell)
+    np.testing.assert_allclose(scale, 1.25)
+    np.testing.assert_allclose(shift, 0.125)
+    same, scale, shift = skeleton_grid(cell, (1.25, 0.4, 0.4))  # on the grid, or coarser: as it is
+    assert same is cell and (scale == 1).all() and (shift == 0).all()
+    coarse = cell[::2, ::2, ::2]
+    assert skeleton_grid(coarse, (2.5, 0.8, 0.8))[0] is coarse
+
+
+def test_a_cell_on_finer_voxels_measures_as_on_the_grid_when_its_mask_came_from_the_maps():
+    """Traced on the finer voxels, the steps of the diagonal processes add spurs and zig-zags; traced on the grid
+    (``on_grid``) the lengths and branch points are the grid's, and the tree and SWC refer to the finer voxels."""
+    from traice.core.grid import MODEL_SPACING_UM, from_model_grid
+
+    cell = _grid_cell()
+    finer_shape = tuple(round(n * 1.25) for n in cell.shape)
+    finer_spacing = tuple(0.8 * s for s in MODEL_SPACING_UM)
+    mask = from_model_grid(cell[None].astype(np.float32), finer_shape)[0] > 0.5
+    soma = (np.asarray((12, 76, 76)) + 0.5) * 1.25 - 0.5
+    grid, _, _ = measure(cell, MODEL_SPACING_UM, (12, 76, 76))
+    own, _, _ = measure(mask, finer_spacing, soma)
+    traced, tree, _ = measure(mask, finer_spacing, soma, on_grid=True)
+    for key in ("total_length_um", "n_branch_points", "n_endpoints", "sholl_max_intersections"):
+        assert traced[key] == pytest.approx(grid[key], rel=0.02), key
+    assert own["n_endpoints"] > grid["n_endpoints"]  # what tracing on the finer voxels did: spurs
+    assert own["total_length_um"] > 1.02 * grid["total_length_um"]
+    assert traced["cell_volume_um3"] == own["cell_volume_um3"]  # volumes stay on the image's voxels
+    assert tree.spacing == finer_spacing
+    swc = swc_table(mask, tree, soma, finer_spacing, (0.0, 0.0, 0.0))
+    voxels = np.rint(swc[["z", "y", "x"]].to_numpy() / np.asarray(finer_spacing)).astype(int)
+    assert mask[tuple(voxels.T)].all()  # every SWC node on the cell, in the finer voxels' µm

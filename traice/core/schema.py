@@ -34,7 +34,8 @@ MORPHOLOGY = {
     "partial_volumes": ("bool", "", "True: the two volumes weigh each voxel by its foreground probability; False: they count whole voxels"),
     "territory_volume_um3": ("float64", "µm³", "convex hull of the cell"),
     "ramification_index": ("float64", "", "territory volume / cell volume (≈1 amoeboid, larger = ramified)"),
-    "total_length_um": ("float64", "µm", "total process length: the skeleton (terminal branches under 2 µm pruned) from where it leaves the soma (as NeuroM)"),
+    "total_length_um": ("float64", "µm", ("total process length: the skeleton (terminal branches under 2 µm pruned; traced on the networks' grid where "
+                         "the voxels are finer and the mask came from the maps) from where it leaves the soma (as NeuroM)")),
     "n_primary_processes": ("int64", "", "processes leaving the soma (the SWC's neurites)"),
     "n_branches": ("int64", "", "skeleton branches (between branch points and endpoints)"),
     "n_branch_points": ("int64", "", "branch points (junctions within 2 µm merged)"),

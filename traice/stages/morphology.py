@@ -7,6 +7,16 @@ endpoints, branch lengths, branch order from the soma and tortuosity; a Sholl
 profile in shells around the soma; and an SWC skeleton with the soma as root
 and radii from the distance transform of the mask.
 
+Where the masks come from the one-pass maps (the learned segmenters), the
+skeleton is traced on voxels no finer than the networks' grid: along an axis
+where the image's voxels are finer, the mask is sampled at the grid voxels'
+centres first. Each finer voxel took its grid voxel's foreground probability
+(:func:`traice.core.grid.from_model_grid`), so this undoes that step; traced
+on the finer voxels, the steps of a process one grid voxel wide become spurs
+and zig-zags, and lengths and branch points grow with the voxels
+(docs/inputs.md, "The skeleton on the networks' grid"). The tree and the SWC
+are mapped back onto the image's voxels.
+
 Soma and cell volumes are partial volumes where the run has the one-pass maps
 (the learned segmenters): each voxel of the cell counts by its foreground
 probability, the share of it the network sees filled, so a process thinner
@@ -35,6 +45,7 @@ from tqdm import tqdm
 
 from traice.core.errors import InputError
 from traice.core.geometry import Box, distance_um
+from traice.core.grid import MODEL_SPACING_UM, TOLERANCE
 from traice.core.masks import FULL_CONNECTIVITY, ellipsoid_footprint, soma_component
 from traice.core.tree import SOMA, ProcessTree, process_tree
 from traice.io.atlas import Atlas
@@ -202,20 +213,40 @@ def partial_volume(region: np.ndarray, voxel_um3: float, occupancy: np.ndarray |
     return float(np.clip(occupancy[region], 0.0, 1.0).sum(dtype=np.float64) * voxel_um3)
 
 
+def skeleton_grid(mask: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``mask`` (Z, Y, X) on voxels no finer than the networks' grid along any axis, and the map back.
+
+    Along each axis finer than :data:`~traice.core.grid.MODEL_SPACING_UM` by more than the grid's tolerance, the
+    mask is sampled at the centres of ``round(n * spacing / grid)`` voxels spanning the same extent (nearest
+    voxel); other axes are kept. Returns the sampled mask and ``scale``, ``shift`` (3,): its voxel ``j`` is the
+    input's voxel ``j * scale + shift`` (its spacing is ``spacing * scale``).
+    """
+    sp = np.asarray(spacing, dtype=float)
+    shape = np.asarray(mask.shape)
+    finer = sp < np.asarray(MODEL_SPACING_UM) * (1 - TOLERANCE)
+    target = np.where(finer, np.maximum(1, np.rint(shape * sp / np.asarray(MODEL_SPACING_UM))), shape).astype(int)
+    scale = shape / target
+    shift = (scale - 1) / 2
+    if not finer.any():
+        return mask, scale, shift
+    index = [np.clip(np.rint(np.arange(m) * k + b).astype(int), 0, n - 1) for m, k, b, n in zip(target, scale, shift, shape)]
+    return mask[np.ix_(*index)], scale, shift
+
+
 def measure(mask: np.ndarray, spacing: Sequence[float], soma: Sequence[float] | None = None,
-            occupancy: np.ndarray | None = None) -> tuple[dict, ProcessTree | None, pd.DataFrame]:
+            occupancy: np.ndarray | None = None, on_grid: bool = False) -> tuple[dict, ProcessTree | None, pd.DataFrame]:
     """Metrics of one cell mask (z, y, x bool) whose soma centre is voxel ``soma`` (default: mask centroid);
     ``occupancy`` (the mask's shape, 0–1; e.g. the foreground probability): the share of each voxel the cell
-    fills, from which soma and cell volumes are summed (:func:`partial_volume`; every voxel whole where None).
+    fills, from which soma and cell volumes are summed (:func:`partial_volume`; every voxel whole where None);
+    ``on_grid``: trace the skeleton on :func:`skeleton_grid`'s voxels (a mask made from the networks' maps).
 
     Returns the metrics dictionary, the skeleton as a tree hanging from the soma
-    (:func:`traice.core.tree.process_tree`; None when the skeleton is a single
+    (:func:`traice.core.tree.process_tree`, in the mask's voxels; None when the skeleton is a single
     voxel or empty) and the Sholl profile (radius_um, intersections). Lengths
     of processes count from where they leave the soma, as NeuroM counts them.
     """
     sp = tuple(float(s) for s in spacing)
     soma = np.asarray(ndimage.center_of_mass(mask) if soma is None else soma, dtype=float)
-    soma_um = soma * np.asarray(sp)
     voxel = float(np.prod(sp))
     cell_volume = partial_volume(mask, voxel, occupancy)
     territory = territory_volume(mask, sp)
@@ -227,6 +258,11 @@ def measure(mask: np.ndarray, spacing: Sequence[float], soma: Sequence[float] | 
         territory_volume_um3=territory,
         ramification_index=territory / cell_volume if cell_volume else 0.0,
     )
+    grid_mask, scale, shift = skeleton_grid(mask, sp) if on_grid else (mask, np.ones(3), np.zeros(3))
+    if grid_mask is not mask:  # from here on, the skeleton's voxels
+        mask, sp, soma = grid_mask, tuple(float(v) for v in np.asarray(sp) * scale), (soma - shift) / scale
+        soma_region = soma_mask(mask, soma, sp)
+    soma_um = soma * np.asarray(sp)
     skel_img = skeletonize(mask) > 0
     if skel_img.sum() < 2:  # no process to follow: the Sholl profile is zero out to the mask's reach
         reach = float(distance_um(mask.shape, soma, sp)[mask].max()) if mask.any() else 0.0
@@ -266,6 +302,7 @@ def measure(mask: np.ndarray, spacing: Sequence[float], soma: Sequence[float] | 
         sholl_max_radius_um=float(radii[best]) if counts[best] else 0.0,
         sholl_auc=float(counts.sum() * SHOLL_STEP_UM),
     )
+    tree = ProcessTree(tree.coords * scale + shift, tree.parent, tree.order, tuple(float(v) for v in spacing))  # input voxels
     return metrics, tree, pd.DataFrame({"radius_um": radii, "intersections": counts})
 
 
@@ -289,7 +326,8 @@ def swc_table(mask: np.ndarray, tree: ProcessTree | None, soma: Sequence[float],
     for node in tree.order:
         ids[node] = len(rows) + 1
         pos = tree.coords[node] * sp + origin_um
-        radius = float(max(edt[tuple(tree.coords[node].astype(int))], sp.min() / 2))
+        voxel = np.clip(np.rint(tree.coords[node]).astype(int), 0, np.asarray(mask.shape) - 1)
+        radius = float(max(edt[tuple(voxel)], sp.min() / 2))
         up = tree.parent[node]
         rows.append((ids[node], SWC_TYPE_PROCESS, pos[2], pos[1], pos[0], radius, 1 if up == SOMA else ids[up]))
     return pd.DataFrame(rows, columns=SWC_COLUMNS)
@@ -314,14 +352,15 @@ def measure_cell(labels: zarr.Array, cell, box: Box, spacing: Sequence[float],
                  maps=None) -> tuple[dict, pd.DataFrame | None, pd.DataFrame]:
     """Metrics, SWC table and Sholl profile of one cell, read from the label image inside ``box``; ``maps``: the
     run's one-pass maps (:class:`~traice.io.maps.MapReader`), whose foreground probability makes the volumes
-    partial volumes (None: every voxel of the mask counts whole)."""
+    partial volumes and whose grid the skeleton is traced on (None: every voxel of the mask counts whole, the
+    skeleton is traced on the mask's voxels)."""
     cid = int(cell["cell_id"])
     read = cell_mask(labels, cell, box)
     if read is None:
         return {}, None, pd.DataFrame(columns=SHOLL_COLUMNS)
     mask, start, soma, pieces = read
     occupancy = None if maps is None else maps.foreground(Box(tuple(start), tuple(start + np.asarray(mask.shape))))
-    metrics, tree, sholl = measure(mask, spacing, soma, occupancy)
+    metrics, tree, sholl = measure(mask, spacing, soma, occupancy, on_grid=maps is not None)
     swc = swc_table(mask, tree, soma, spacing, start * np.asarray(spacing))
     metrics.update(border_faces=border_faces(mask, start, labels.shape), n_components=pieces,
                    has_processes=bool(metrics["total_length_um"] >= PROCESS_MIN_UM),
