@@ -2,7 +2,7 @@
 
 Usage:
     python bench/arbors.py [--split test] [--regimes confocal dim bright] [--data ../shared/data/morphomics_kxa]
-                           [--model PATH] [--methods growth votes classical] [--no-demo] [--true-somas]
+                           [--model PATH] [--mirror yx] [--methods growth votes classical] [--no-demo] [--true-somas]
                            [--ownership-model OWNER.pt]  (with --methods prompted-growth)
 
 Data: the held-out fields of view of the real tracings (``--split``, never
@@ -49,6 +49,7 @@ from traice.core.metrics import cldice, dice, match_points, panoptic_quality  # 
 from traice.io.maps import ArrayMaps  # noqa: E402
 from traice.io.ome import ArrayImage  # noqa: E402
 from traice.nn.checkpoints import load_model, load_prompted  # noqa: E402
+from traice.nn.mirror import MirrorAverage  # noqa: E402
 from traice.stages.detect import DetectParams  # noqa: E402
 from traice.stages.detect.network import detect_traice_maps  # noqa: E402
 from traice.stages.morphology import SHOLL_STEP_UM, measure, sholl_shells  # noqa: E402
@@ -176,11 +177,15 @@ def main() -> None:
     ap.add_argument("--overlap", type=float, nargs="+", default=[DetectParams.overlap],
                     help="detect.overlap: the sliding windows' overlap, one share or one per axis z y x "
                          "(tune it on --split val, never on test)")
+    ap.add_argument("--mirror", default="", help="detect.mirror: also run each window mirrored along these axes "
+                    "and average (e.g. yx)")
     ap.add_argument("--no-demo", action="store_true")
     ap.add_argument("--true-somas", action="store_true", help="segment the true somas instead of the detected ones")
     ap.add_argument("--out", help="also write the per-cell rows to this parquet file")
     args = ap.parse_args()
     model = load_model(args.model or shipped_weights("cells"))
+    if args.mirror:
+        model = MirrorAverage(model, args.mirror)
     if "prompted-growth" in args.methods and not args.ownership_model:
         ap.error("prompted-growth needs --ownership-model")
     owner = load_prompted(args.ownership_model) if "prompted-growth" in args.methods else None

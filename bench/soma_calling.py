@@ -4,7 +4,7 @@ Usage:
     python bench/soma_calling.py [--split val] [--regimes confocal dim] [--synthetic 4] [--scales 1 2 0.8]
                                  [--probability 0.5] [--low none 0.3 0.2] [--cache DIR]
                                  [--data ../shared/data/morphomics_kxa] [--no-demo]
-                                 [--traced-soma-radius 3 6] [--model A.pt [B.pt ...]]
+                                 [--traced-soma-radius 3 6] [--model A.pt [B.pt ...]] [--mirror none yx]
 
 Volumes: the traced fields of ``--split`` rendered in each of ``--regimes``
 (render seed 0; each soma at the trace's radius, at least 5 µm, or with
@@ -16,7 +16,9 @@ rendered at every voxel size of ``--scales`` (multiples of the networks'
 grid, the same scene in µm); with ``--split test`` also the demo volume.
 Each volume is rendered once; every network of ``--model`` (default: the
 shipped weights) runs once on it (its soma probability, as float16, kept in
-``--cache`` when given, keyed by the volume and the weights file); each calling rule then runs on the
+``--cache`` when given, keyed by the volume, the weights file and the mirroring), once per setting of
+``--mirror`` (``detect.mirror``: its windows also mirrored along those axes, outputs averaged; ``none``,
+the default: not mirrored); each calling rule then runs on the
 same map, as the workflow's detect step does (whole-image intensity
 statistics as the plan measures them): ``--probability`` is the soma
 threshold, ``--low`` the hysteresis floor (``none``: plain threshold).
@@ -98,8 +100,8 @@ def volumes(args):
 
 def soma_probability(brain, model, weights_sha: str, args) -> np.ndarray:
     """The network's soma probability over the whole volume, rounded to float16 (so that a map read from
-    ``--cache``, keyed by the volume and ``weights_sha``, the weights file's SHA-1, scores as the one just
-    computed)."""
+    ``--cache``, keyed by the volume and ``weights_sha``, the weights file's SHA-1 and any mirror axes, scores
+    as the one just computed)."""
     spacing = tuple(brain.params.spacing)
     key = hashlib.sha1(repr((brain.image.shape, spacing, float(brain.image.sum()), weights_sha)).encode()).hexdigest()[:16]
     cached = Path(args.cache) / f"{key}.npy" if args.cache else None
@@ -125,6 +127,8 @@ def main() -> None:
     ap.add_argument("--probability", type=float, nargs="+", default=[DetectParams.probability])
     ap.add_argument("--low", nargs="+", default=["none", "0.3", "0.2"], help="hysteresis floors (none: off)")
     ap.add_argument("--model", nargs="+", help="one-pass weights, one or more (default: the shipped ones)")
+    ap.add_argument("--mirror", nargs="+", default=["none"],
+                    help="detect.mirror settings to run each network with (none: not mirrored)")
     ap.add_argument("--traced-soma-radius", type=float, nargs=2, metavar=("LOW", "HIGH"),
                     help="draw each traced soma's radius (µm) from [LOW, HIGH] (default: the trace's, at least 5)")
     ap.add_argument("--device", default="auto")
@@ -134,11 +138,16 @@ def main() -> None:
     if args.traced_soma_radius is not None:
         args.traced_soma_radius = tuple(args.traced_soma_radius)
     models = {}
+    mirrors = ["" if m == "none" else m for m in args.mirror]
     for weights in args.model or [str(shipped_weights("cells"))]:
-        label = Path(weights).stem if len(args.model or []) > 1 else ""
-        if label in models:
-            sys.exit(f"two --model files are named {label}: the rows tell models apart by file name")
-        models[label] = (weights, load(DetectParams(model=weights)), hashlib.sha1(Path(weights).read_bytes()).hexdigest())
+        name = Path(weights).stem if len(args.model or []) > 1 else ""
+        sha = hashlib.sha1(Path(weights).read_bytes()).hexdigest()
+        for mirror in mirrors:
+            label = f"{name} mirror {mirror}".strip() if mirror else name
+            if label in models:
+                sys.exit(f"two --model files are named {name}: the rows tell models apart by file name")
+            models[label] = (weights, load(DetectParams(model=weights, mirror=mirror)),
+                             sha + (f" mirror {mirror}" if mirror else ""))
     rules = [(p, None if low == "none" else float(low)) for p in args.probability for low in args.low]
     totals: dict[tuple[str, str], np.ndarray] = {}
     somas = []

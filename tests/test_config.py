@@ -144,6 +144,8 @@ def _check(config: dict) -> None:
     ({"samples": DEMO, "detect": {"overlap": [0, 0.25, 0.25]}}, None),
     ({"samples": DEMO, "detect": {"overlap": [0, 1.25, 0.25]}}, "detect.overlap.1: 1.25 is greater than or equal to the maximum of 1"),
     ({"samples": DEMO, "detect": {"overlap": [0.25, 0.25]}}, "detect.overlap: [0.25, 0.25] is too short"),
+    ({"samples": DEMO, "detect": {"mirror": "yx"}}, None),
+    ({"samples": DEMO, "detect": {"mirror": "xyz"}}, "detect.mirror: 'xyz' is not one of"),
     ({"samples": DEMO, "segment": {"method": "watershed"}}, "segment.method: 'watershed' is not one of"),
     ({"samples": DEMO, "plan": {"tile_shape": [64, 512]}}, "plan.tile_shape: [64, 512] is too short"),
     ({"samples": DEMO, "plan": {"tiles_per_job": 0}}, "plan.tiles_per_job: 0 is less than the minimum of 1"),

@@ -24,7 +24,8 @@ from traice.stages.detect.somas import split_somas
 
 def load(params: DetectParams):
     """The network of ``params`` (``model``, or the shipped one-pass S weights), with its ``adapter``
-    (:mod:`traice.nn.lora`) when one is set."""
+    (:mod:`traice.nn.lora`) when one is set, averaged over its ``mirror`` axes (:mod:`traice.nn.mirror`)
+    when they are set."""
     from traice.nn.checkpoints import load_model
     from traice.weights import shipped_weights
 
@@ -33,6 +34,10 @@ def load(params: DetectParams):
         from traice.nn.lora import apply_adapter
 
         model = apply_adapter(model, params.adapter)
+    if params.mirror:
+        from traice.nn.mirror import MirrorAverage
+
+        model = MirrorAverage(model, params.mirror)
     return model
 
 

@@ -20,4 +20,5 @@ class DetectParams:
     probability: float = 0.5       # soma probability threshold
     overlap: float | tuple[float, float, float] = 0.25  # sliding-window overlap: one share, or one per axis (z, y, x)
     batch_size: int = 2            # windows per forward pass
+    mirror: str = ""               # axes to mirror each window along and average over (e.g. "yx": 4 passes); "" = none
     device: str = "auto"           # auto (cuda when present) | cpu | cuda
