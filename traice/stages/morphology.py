@@ -9,8 +9,8 @@ and radii from the distance transform of the mask.
 
 Where the masks come from the one-pass maps (the learned segmenters), the
 skeleton is traced on voxels no finer than the networks' grid: along an axis
-where the image's voxels are finer, the mask is sampled at the grid voxels'
-centres first. Each finer voxel took its grid voxel's foreground probability
+where the image's voxels are finer, the mask is sampled at the grid's spacing
+first. Each finer voxel took its grid voxel's foreground probability
 (:func:`traice.core.grid.from_model_grid`), so this undoes that step; traced
 on the finer voxels, the steps of a process one grid voxel wide become spurs
 and zig-zags, and lengths and branch points grow with the voxels
@@ -217,18 +217,18 @@ def skeleton_grid(mask: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarra
     """``mask`` (Z, Y, X) on voxels no finer than the networks' grid along any axis, and the map back.
 
     Along each axis finer than :data:`~traice.core.grid.MODEL_SPACING_UM` by more than the grid's tolerance, the
-    mask is sampled at the centres of ``round(n * spacing / grid)`` voxels spanning the same extent (nearest
-    voxel); other axes are kept. Returns the sampled mask and ``scale``, ``shift`` (3,): its voxel ``j`` is the
-    input's voxel ``j * scale + shift`` (its spacing is ``spacing * scale``).
+    mask is sampled every ``grid / spacing`` voxels (nearest voxel) from the first grid voxel's centre, as many
+    as span its extent; other axes are kept. Returns the sampled mask and ``scale``, ``shift`` (3,): its voxel
+    ``j`` is the input's voxel ``j * scale + shift`` (its spacing is ``spacing * scale``, the grid's).
     """
     sp = np.asarray(spacing, dtype=float)
     shape = np.asarray(mask.shape)
     finer = sp < np.asarray(MODEL_SPACING_UM) * (1 - TOLERANCE)
-    target = np.where(finer, np.maximum(1, np.rint(shape * sp / np.asarray(MODEL_SPACING_UM))), shape).astype(int)
-    scale = shape / target
+    scale = np.where(finer, np.asarray(MODEL_SPACING_UM) / sp, 1.0)
     shift = (scale - 1) / 2
     if not finer.any():
         return mask, scale, shift
+    target = np.maximum(1, np.rint(shape / scale)).astype(int)
     index = [np.clip(np.rint(np.arange(m) * k + b).astype(int), 0, n - 1) for m, k, b, n in zip(target, scale, shift, shape)]
     return mask[np.ix_(*index)], scale, shift
 
