@@ -48,10 +48,9 @@ from traice.core.intensity import robust_stats  # noqa: E402
 from traice.core.metrics import cldice, dice, match_points, panoptic_quality  # noqa: E402
 from traice.io.maps import ArrayMaps  # noqa: E402
 from traice.io.ome import ArrayImage  # noqa: E402
-from traice.nn.checkpoints import load_model, load_prompted  # noqa: E402
-from traice.nn.mirror import MirrorAverage  # noqa: E402
+from traice.nn.checkpoints import load_prompted  # noqa: E402
 from traice.stages.detect import DetectParams  # noqa: E402
-from traice.stages.detect.network import detect_traice_maps  # noqa: E402
+from traice.stages.detect.network import detect_traice_maps, load  # noqa: E402
 from traice.stages.morphology import SHOLL_STEP_UM, measure, sholl_shells  # noqa: E402
 from traice.stages.segment import SegmentParams  # noqa: E402
 from traice.stages.segment.params import METHOD_PROBABILITY  # noqa: E402
@@ -62,7 +61,6 @@ from traice.stages.stitch import compose_masks  # noqa: E402
 from traice.synth import synthesize  # noqa: E402
 from traice.synth.regimes import regime_params  # noqa: E402
 from traice.synth.traces import MIN_SOMA_RADIUS_UM, field_split, read_field, render_traces, trace_fields  # noqa: E402
-from traice.weights import shipped_weights  # noqa: E402
 
 DENSE_UM = 30.0
 
@@ -183,9 +181,7 @@ def main() -> None:
     ap.add_argument("--true-somas", action="store_true", help="segment the true somas instead of the detected ones")
     ap.add_argument("--out", help="also write the per-cell rows to this parquet file")
     args = ap.parse_args()
-    model = load_model(args.model or shipped_weights("cells"))
-    if args.mirror:
-        model = MirrorAverage(model, args.mirror)
+    model = load(DetectParams(model=args.model, mirror=args.mirror))  # the detect step's loader
     if "prompted-growth" in args.methods and not args.ownership_model:
         ap.error("prompted-growth needs --ownership-model")
     owner = load_prompted(args.ownership_model) if "prompted-growth" in args.methods else None

@@ -58,6 +58,11 @@ def gaussian_importance(window: Sequence[int], sigma_scale: float = 0.125) -> to
     return weight.clamp_(min=floor)
 
 
+def output_channels(model: nn.Module) -> int:
+    """The number of maps ``model`` returns: its ``out_channels``, else its head's (1 for neither)."""
+    return int(getattr(model, "out_channels", getattr(getattr(model, "head", None), "out_channels", 1)))
+
+
 def axis_overlaps(overlap: float | Sequence[float]) -> tuple[float, float, float]:
     """``0.25 -> (0.25, 0.25, 0.25)``; a 3-sequence (z, y, x) is returned as a tuple of floats."""
     if isinstance(overlap, (int, float)):
@@ -151,7 +156,7 @@ def sliding_window_maps(
         image[inner].copy_(source, non_blocking=True)
 
     weight = gaussian_importance(window).to(dev)
-    channels = int(getattr(model, "out_channels", getattr(getattr(model, "head", None), "out_channels", 1)))
+    channels = output_channels(model)
     if probability_channels is None:  # a one-pass model: soma and foreground, then offsets
         probability_channels = PROBABILITY_CHANNELS if channels == len(CHANNELS) else channels
     total = torch.zeros((channels, *padded_shape), dtype=torch.float32, device=dev)  # sum of map * weight

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from traice.core.maps import CHANNELS, PROBABILITY_CHANNELS
+from traice.nn.inferer import output_channels
 
 AXES = "zyx"
 """Names of the spatial axes, in the order of the last three dimensions of ``(B, C, Z, Y, X)``."""
@@ -48,7 +49,7 @@ class MirrorAverage(nn.Module):
                       for subset in itertools.combinations(dims, n)]
         self.window = getattr(model, "window", None)
         self.divisor = getattr(model, "divisor", None)
-        self.out_channels = int(getattr(model, "out_channels", getattr(getattr(model, "head", None), "out_channels", 1)))
+        self.out_channels = output_channels(model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         total = None

@@ -38,7 +38,7 @@ from tqdm import tqdm
 from traice.io.tables import atomic_path, write_json
 from traice.nn.checkpoints import save_model
 from traice.nn.device import autocast, pick_device
-from traice.core.maps import CHANNELS, OFFSET_SCALE_UM
+from traice.core.maps import OFFSET_SCALE_UM
 from traice.nn.losses import CellMapsLoss, DenoisingLoss, SegmentationLoss, distillation_loss
 from traice.training.data import (NO_AUGMENT, Augment, Volume, branch_window, bright_outside_cells, cells_window,
                                   load_volumes, pretrain_window, soma_window)
