@@ -27,10 +27,10 @@ import zarr
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from skan import Skeleton, summarize  # noqa: E402
 from skimage.morphology import skeletonize  # noqa: E402
 
 from traice.core.geometry import Box  # noqa: E402
+from traice.core.skeleton import TIP_JUNCTION, SkeletonGraph  # noqa: E402
 from traice.stages.morphology import cell_mask  # noqa: E402
 from traice.synth.traces import field_split, read_field, trace_fields  # noqa: E402
 
@@ -67,8 +67,8 @@ def skeleton_terminal_lengths(results: Path, spacing) -> list[np.ndarray]:
         skel = skeletonize(read[0]) > 0
         if skel.sum() < 2:
             continue
-        branches = summarize(Skeleton(skel, spacing=tuple(spacing)), separator="_")
-        out.append(branches.loc[branches["branch_type"] == 1, "branch_distance"].to_numpy())
+        branches = SkeletonGraph(skel, spacing).branches()
+        out.append(branches.loc[branches["branch_type"] == TIP_JUNCTION, "branch_distance"].to_numpy())
     return out
 
 

@@ -65,7 +65,7 @@ def test_a_small_blob_whose_every_branch_is_short_keeps_its_skeleton():
     mask = np.zeros((5, 16, 10), bool)
     for voxel in [(1, 13, 8), (2, 13, 8), (3, 12, 7), (3, 14, 7)]:  # a Y of three branches, each under 2 µm
         mask[voxel] = True
-    metrics, tree, _ = measure(mask, (1.25, 0.4, 0.4), soma=(2, 13, 8))  # pruned to its junction, skan would fail
+    metrics, tree, _ = measure(mask, (1.25, 0.4, 0.4), soma=(2, 13, 8))  # pruned, only its junction would be left
     assert tree is not None and metrics["n_endpoints"] == 3 and metrics["n_branch_points"] == 1
 
 

@@ -2,7 +2,7 @@
 
 For each cell (the part of its label connected to its soma): soma, cell and
 territory (convex hull) volumes, ramification index, the skeleton (skimage)
-analysed as a graph (skan) for total process length, branches, branch points,
+analysed as a graph (:mod:`traice.core.skeleton`) for total process length, branches, branch points,
 endpoints, branch lengths, branch order from the soma and tortuosity; a Sholl
 profile in shells around the soma; and an SWC skeleton with the soma as root
 and radii from the distance transform of the mask.
@@ -39,7 +39,6 @@ import pyarrow.parquet as pq
 import zarr
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
-from skan import Skeleton, summarize
 from skimage.morphology import skeletonize
 from tqdm import tqdm
 
@@ -53,6 +52,7 @@ from traice.io.maps import MapReader
 from traice.io.swc import SWC_COLUMNS, SWC_TYPE_PROCESS, SWC_TYPE_SOMA, write_swc
 from traice.io.tables import atomic_dir, write_table
 from traice.core.schema import MORPHOLOGY, SHOLL, conform
+from traice.core.skeleton import TIP_JUNCTION, JUNCTION_JUNCTION, SkeletonGraph
 from traice.io.plan import Plan
 
 QUALITY_COLUMNS = ["border_faces", "has_processes", "microglia_score", "n_components"]
@@ -121,9 +121,9 @@ def territory_volume(mask: np.ndarray, spacing: Sequence[float]) -> float:
         return 0.0
 
 
-def prune_spurs(skel: Skeleton, min_um: float = SPUR_UM) -> tuple[Skeleton, pd.DataFrame]:
+def prune_spurs(skel: SkeletonGraph, min_um: float = SPUR_UM) -> tuple[SkeletonGraph, pd.DataFrame]:
     """The skeleton without its terminal branches (junction to tip) shorter than ``min_um``, pruned until none is
-    left, and its branch table (skan's ``summarize``).
+    left, and its branch table (:meth:`~traice.core.skeleton.SkeletonGraph.branches`).
 
     A bump on a mask's surface skeletonises into a short side branch, and a
     mask's surface has more bumps the finer its voxels: without pruning, the
@@ -133,14 +133,14 @@ def prune_spurs(skel: Skeleton, min_um: float = SPUR_UM) -> tuple[Skeleton, pd.D
     (``bench/spurs.py``; docs/inputs.md, "Skeleton spurs").
     """
     while True:
-        branches = summarize(skel, separator="_")
-        short = (branches["branch_type"] == 1) & (branches["branch_distance"] < min_um)
+        branches = skel.branches()
+        short = (branches["branch_type"] == TIP_JUNCTION) & (branches["branch_distance"] < min_um)
         # a piece whose every branch is short is a small blob's skeleton, not spurs on a process: it stays
-        # (pruned, it would shrink to its junction voxels, of which skan builds no skeleton)
+        # (pruned, it would shrink to its junction voxels, which make no branch)
         spurs = branches.index[short & ~short.groupby(branches["skeleton_id"]).transform("all")]
         if not len(spurs):
             return skel, branches
-        pruned = skel.prune_paths(spurs.to_numpy())
+        pruned = skel.without(spurs.to_numpy())
         if len(pruned.coordinates) >= len(skel.coordinates):  # nothing came off: stop rather than loop
             return skel, branches
         skel = pruned
@@ -155,7 +155,7 @@ def _merge_junctions(branches: pd.DataFrame, node_key: np.ndarray) -> np.ndarray
     the cell, and the stub between them is not a branch.
     """
     key = node_key.copy()
-    short = branches[(branches["branch_type"] == 2) & (branches["branch_distance"] <= JUNCTION_MERGE_UM)]
+    short = branches[(branches["branch_type"] == JUNCTION_JUNCTION) & (branches["branch_distance"] <= JUNCTION_MERGE_UM)]
     for a, b in zip(short["node_id_src"], short["node_id_dst"]):
         ka, kb = key[a], key[b]
         if ka != kb:
@@ -166,7 +166,7 @@ def _merge_junctions(branches: pd.DataFrame, node_key: np.ndarray) -> np.ndarray
 def _branch_orders(branches: pd.DataFrame, root: int) -> np.ndarray:
     """Centrifugal order of each branch: 1 for branches leaving the root, +1 past each branch point.
 
-    ``branches`` holds skan's branch table with node keys ``key_src``/``key_dst``
+    ``branches`` holds the skeleton's branch table with node keys ``key_src``/``key_dst``
     (junction clusters merged); ``root`` is the key of the node nearest the soma.
     """
     adjacency: dict[int, list[tuple[int, int]]] = {}
@@ -192,7 +192,7 @@ def sholl_shells(reach_um: float, step_um: float = SHOLL_STEP_UM) -> np.ndarray:
     return np.arange(1, max(int(np.floor(reach_um / step_um)), 1) + 1) * step_um
 
 
-def sholl_profile(skel: Skeleton, soma_um: np.ndarray, step_um: float = SHOLL_STEP_UM) -> tuple[np.ndarray, np.ndarray]:
+def sholl_profile(skel: SkeletonGraph, soma_um: np.ndarray, step_um: float = SHOLL_STEP_UM) -> tuple[np.ndarray, np.ndarray]:
     """Radii (µm) of shells every ``step_um`` and the skeleton crossings of each shell."""
     coords = np.asarray(skel.coordinates) * np.asarray(skel.spacing)
     dist = np.linalg.norm(coords - soma_um, axis=1)
@@ -268,7 +268,7 @@ def measure(mask: np.ndarray, spacing: Sequence[float], soma: Sequence[float] | 
         reach = float(distance_um(mask.shape, soma, sp)[mask].max()) if mask.any() else 0.0
         radii = sholl_shells(reach)
         return metrics, None, pd.DataFrame({"radius_um": radii, "intersections": np.zeros(len(radii), int)})
-    skel, branches = prune_spurs(Skeleton(skel_img, spacing=sp))
+    skel, branches = prune_spurs(SkeletonGraph(skel_img, sp))
     tree = process_tree(skel.coordinates, skel.graph, soma_region[tuple(np.asarray(skel.coordinates).astype(int).T)],
                         soma, sp)
     degrees = np.asarray(skel.degrees)

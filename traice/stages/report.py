@@ -25,7 +25,7 @@ from traice.io.tables import atomic_dir, atomic_path, write_json  # noqa: E402
 OVERVIEW_MAX_VOXELS = 16_000_000
 OVERVIEW_MAX_NUMBERS = 400   # the overview writes each soma's cell_id up to this many cells
 GALLERY_BAR_UM = 10.0
-PACKAGES = ["numpy", "scipy", "scikit-image", "skan", "zarr", "ome-zarr", "dask", "pandas", "torch", "snakemake"]
+PACKAGES = ["numpy", "scipy", "scikit-image", "zarr", "ome-zarr", "dask", "pandas", "torch", "snakemake"]
 
 
 def _contrast(mip: np.ndarray) -> tuple[float, float]:
