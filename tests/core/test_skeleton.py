@@ -3,7 +3,7 @@ import pytest
 from scipy import ndimage
 from skimage.morphology import skeletonize
 
-from traice.core.skeleton import LOOP, TIP_JUNCTION, TIP_TIP, SkeletonGraph, voxel_graph
+from traice.core.skeleton import LOOP, TIP_JUNCTION, TIP_TIP, SkeletonGraph, adjacency
 
 SPACING = (1.25, 0.4, 0.4)
 COLUMNS = ["skeleton_id", "node_id_src", "node_id_dst", "branch_distance", "branch_type", "euclidean_distance"]
@@ -59,7 +59,7 @@ def _clump() -> np.ndarray:
 
 def test_a_clump_of_junction_voxels_keeps_only_its_spanning_tree():
     image = _clump()
-    coords, graph = voxel_graph(image, (1.0, 1.0, 1.0))
+    coords, graph = adjacency(image, (1.0, 1.0, 1.0))
     clump = [i for i, c in enumerate(coords) if 3 <= c[1] <= 4 and 3 <= c[2] <= 4]
     inner = graph[clump][:, clump]
     assert inner.nnz == 2 * 3                    # a tree of four voxels has three edges (each stored twice)

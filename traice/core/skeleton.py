@@ -18,7 +18,6 @@ about 9 s compiling (docs/scale.md, "Morphology without a compiler").
 
 from __future__ import annotations
 
-import itertools
 from typing import Sequence
 
 import numpy as np
@@ -27,32 +26,20 @@ from scipy import sparse
 from scipy.sparse import csgraph
 from skimage.morphology import skeletonize
 
-FORWARD_STEPS = np.array([s for s in itertools.product((-1, 0, 1), repeat=3) if s > (0, 0, 0)])
-"""The 13 of a voxel's 26 neighbour steps that come after it in raster order (the other 13 are their negatives)."""
+from traice.core.voxel_graph import neighbour_pairs
 
 TIP_TIP, TIP_JUNCTION, JUNCTION_JUNCTION, LOOP = 0, 1, 2, 3
 """Branch types, as skan numbers them."""
 
 
-def voxel_graph(image: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarray, sparse.csr_matrix]:
+def adjacency(image: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarray, sparse.csr_matrix]:
     """The skeleton voxels of ``image`` (Z, Y, X; nonzero = skeleton) in raster order, ``(N, 3)`` int, and
     their adjacency ``(N, N)``: the µm step between 26-neighbours, junction clumps cut to their
     minimum spanning tree."""
-    image = np.asarray(image) != 0
-    coords = np.argwhere(image)
+    coords, first, second, step_um = neighbour_pairs(np.asarray(image) != 0, spacing)
     n = len(coords)
-    index = np.full(tuple(s + 2 for s in image.shape), -1, dtype=np.int64)  # one voxel of margin: no bounds checks
-    index[tuple((coords + 1).T)] = np.arange(n)
-    rows, cols, steps = [], [], []
-    for step in FORWARD_STEPS:
-        there = index[tuple((coords + 1 + step).T)]
-        found = there >= 0
-        rows.append(np.flatnonzero(found))
-        cols.append(there[found])
-        steps.append(np.full(int(found.sum()), np.sqrt(np.sum((step * np.asarray(spacing, float)) ** 2))))
-    row, col, step_um = (np.concatenate(a) if a else np.zeros(0) for a in (rows, cols, steps))
-    graph = sparse.coo_matrix((np.concatenate([step_um, step_um]), (np.concatenate([row, col]), np.concatenate([col, row]))),
-                              shape=(n, n)).tocsr()
+    graph = sparse.coo_matrix((np.concatenate([step_um, step_um]),
+                               (np.concatenate([first, second]), np.concatenate([second, first]))), shape=(n, n)).tocsr()
     graph.sort_indices()
     return coords, _junction_trees(graph)
 
@@ -75,7 +62,7 @@ def _junction_trees(graph: sparse.csr_matrix) -> sparse.csr_matrix:
 
 
 class SkeletonGraph:
-    """A skeleton image (Z, Y, X) of ``spacing`` µm voxels as :func:`voxel_graph` and its branches.
+    """A skeleton image (Z, Y, X) of ``spacing`` µm voxels as :func:`adjacency` and its branches.
 
     ``coordinates`` (N, 3) voxels, ``graph`` (N, N) µm steps, ``degrees`` (N,) neighbours per voxel,
     ``paths`` the voxel indices of each branch from its first node to its last, ``spacing`` (3,) µm."""
@@ -83,7 +70,7 @@ class SkeletonGraph:
     def __init__(self, image: np.ndarray, spacing: Sequence[float]):
         self.image = np.asarray(image) != 0
         self.spacing = np.asarray(spacing, dtype=float)
-        self.coordinates, self.graph = voxel_graph(self.image, self.spacing)
+        self.coordinates, self.graph = adjacency(self.image, self.spacing)
         self.degrees = np.diff(self.graph.indptr)
         self.paths = self._walk_branches()
 

@@ -34,6 +34,7 @@ from tqdm import tqdm
 from traice.core.geometry import Box, distance_um, um_to_voxels
 from traice.core.maps import OFFSET_SCALE_UM
 from traice.core.masks import connected_to
+from traice.core.voxel_graph import geodesic_cost
 from traice.io.claims import CellMask
 from traice.stages.segment.params import SegmentParams
 
@@ -53,18 +54,18 @@ class CellRegion(NamedTuple):
 
     box: Box
     fg: np.ndarray              # foreground probability
-    offsets: np.ndarray         # (3, Z, Y, X) offsets towards each voxel's soma
+    offsets: np.ndarray | None  # (3, Z, Y, X) offsets towards each voxel's soma (None: not read)
     soma: tuple                 # the soma centre in the box's voxels
     seed: np.ndarray            # voxels within SEED_UM of the soma
     candidates: np.ndarray      # foreground within the radius, plus the seed
     passable: np.ndarray        # the candidates and the gaps of up to bridge_um between them, within the radius
 
 
-def cell_foreground(maps, centre, spacing, bounds: Box, params: SegmentParams) -> CellRegion:
+def cell_foreground(maps, centre, spacing, bounds: Box, params: SegmentParams, offsets: bool = True) -> CellRegion:
     """The :class:`CellRegion` of the soma at ``centre`` (voxels): the box within ``params.radius_um`` of it,
-    read from the stored maps."""
+    read from the stored maps (the offsets only where ``offsets``)."""
     box = Box.around(centre, um_to_voxels(params.radius_um, spacing)).intersect(bounds)
-    fg, offsets = maps.read(box)
+    fg, offsets = maps.read(box) if offsets else (maps.foreground(box), None)
     soma = tuple(float(c) - a for c, a in zip(centre, box.start))
     dist = distance_um(box.shape, soma, spacing)
     seed = dist <= SEED_UM
@@ -91,13 +92,12 @@ def growth_claim(fg: np.ndarray, seed: np.ndarray, candidates: np.ndarray, passa
                  spacing) -> np.ndarray:
     """Claim (uint8) on ``candidates`` from the geodesic path cost from ``seed`` through ``passable``
     (a bridged voxel costs as much as the least likely foreground), 0 where unreached."""
-    from skimage.graph import MCP_Geometric
-
     costs = np.where(passable, 1.0 / np.maximum(np.where(candidates, fg, 0.0), MIN_PROBABILITY), np.inf)
-    mcp = MCP_Geometric(costs, sampling=tuple(float(s) for s in spacing))
-    cost, _ = mcp.find_costs(np.argwhere(seed))
+    cost = geodesic_cost(costs, seed, spacing)
     reached = np.isfinite(cost) & candidates
-    return np.where(reached, cost_claim(np.where(reached, cost, 0.0)), 0).astype(np.uint8)
+    claim = np.zeros(fg.shape, np.uint8)
+    claim[reached] = cost_claim(cost[reached])
+    return claim
 
 
 def cost_claim(cost: np.ndarray) -> np.ndarray:
@@ -134,7 +134,7 @@ def segment_owned(image, cells: pd.DataFrame, stats: dict, params: SegmentParams
     masks = []
     for _, cell in tqdm(cells.iterrows(), total=len(cells), desc=params.method, unit="cell", disable=not progress):
         centre = (float(cell["z"]), float(cell["y"]), float(cell["x"]))
-        region = cell_foreground(maps, centre, spacing, image.bounds, params)
+        region = cell_foreground(maps, centre, spacing, image.bounds, params, offsets=params.method == "votes")
         if params.method == "votes":
             claim = votes_claim(region.offsets, region.soma, region.seed, region.candidates, region.passable,
                                 spacing)
