@@ -12,8 +12,9 @@ index, each node's unvisited edges by neighbour index, then loops.
 This is the decomposition of skan's ``Skeleton`` and ``summarize`` (the
 tests check the branch tables equal skan 0.13's on random and cell
 skeletons), in numpy and scipy. skan walks its branches in numba-compiled
-code that cannot be cached on disk, which made every morphology job spend
-about 9 s compiling (docs/scale.md, "Morphology without a compiler").
+code that cannot be cached on disk, so every morphology job imported numba
+and compiled that code again: 3 to 3.5 s of a job on the demo (docs/scale.md,
+"Morphology without a compiler").
 """
 
 from __future__ import annotations

@@ -61,11 +61,11 @@ class CellRegion(NamedTuple):
     passable: np.ndarray        # the candidates and the gaps of up to bridge_um between them, within the radius
 
 
-def cell_foreground(maps, centre, spacing, bounds: Box, params: SegmentParams, offsets: bool = True) -> CellRegion:
+def cell_foreground(maps, centre, spacing, bounds: Box, params: SegmentParams, with_offsets: bool = True) -> CellRegion:
     """The :class:`CellRegion` of the soma at ``centre`` (voxels): the box within ``params.radius_um`` of it,
-    read from the stored maps (the offsets only where ``offsets``)."""
+    read from the stored maps (the offsets only ``with_offsets``)."""
     box = Box.around(centre, um_to_voxels(params.radius_um, spacing)).intersect(bounds)
-    fg, offsets = maps.read(box) if offsets else (maps.foreground(box), None)
+    fg, offsets = maps.read(box) if with_offsets else (maps.foreground(box), None)
     soma = tuple(float(c) - a for c, a in zip(centre, box.start))
     dist = distance_um(box.shape, soma, spacing)
     seed = dist <= SEED_UM
@@ -134,7 +134,7 @@ def segment_owned(image, cells: pd.DataFrame, stats: dict, params: SegmentParams
     masks = []
     for _, cell in tqdm(cells.iterrows(), total=len(cells), desc=params.method, unit="cell", disable=not progress):
         centre = (float(cell["z"]), float(cell["y"]), float(cell["x"]))
-        region = cell_foreground(maps, centre, spacing, image.bounds, params, offsets=params.method == "votes")
+        region = cell_foreground(maps, centre, spacing, image.bounds, params, with_offsets=params.method == "votes")
         if params.method == "votes":
             claim = votes_claim(region.offsets, region.soma, region.seed, region.candidates, region.passable,
                                 spacing)

@@ -67,7 +67,7 @@ def segment_ranked(image, cells: pd.DataFrame, stats: dict, params: SegmentParam
         centres = rows[["z", "y", "x"]].to_numpy(float)
         ranked = window_probabilities(image, centres, stats, model.network, params.device, model.maps)
         for (probability, window), centre, cell_id in zip(ranked, centres, rows["cell_id"]):
-            region = cell_foreground(model.maps, tuple(centre), spacing, image.bounds, params, offsets=False)
+            region = cell_foreground(model.maps, tuple(centre), spacing, image.bounds, params, with_offsets=False)
             growth = growth_claim(region.fg, region.seed, region.candidates, region.passable, spacing)
             masks.append(cropped_claim(int(cell_id), ranked_claim(growth, region.seed, region.box, probability, window),
                                        region.box, bool((region.fg[region.seed] > params.probability).any())))
