@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from skimage.graph import MCP_Geometric
 
+from traice.core import voxel_graph
 from traice.core.voxel_graph import geodesic_cost, neighbour_pairs
 
 SPACING = (1.25, 0.4, 0.4)
@@ -58,13 +59,31 @@ def test_costs_equal_skimages_mcp_geometric_on_random_fields(seed):
     """The reference: scikit-image's MCP_Geometric, which seeded growth used before (same step cost)."""
     rng = np.random.default_rng(seed)
     cost = 1.0 / np.maximum(rng.random((8, 40, 40)), 0.05)
-    cost[rng.random(cost.shape) < 0.35] = np.inf
+    cost[rng.random(cost.shape) < 0.8] = np.inf    # a fifth passable: the graph of the passable voxels
     seeds = np.zeros(cost.shape, bool)
     seeds[4, 18:22, 18:22] = True
     seeds &= np.isfinite(cost)
+    assert np.isfinite(cost).mean() <= voxel_graph.DIJKSTRA_SHARE
     reference, _ = MCP_Geometric(cost, sampling=SPACING).find_costs(np.argwhere(seeds))
     ours = geodesic_cost(cost, seeds, SPACING)
     np.testing.assert_array_equal(np.isfinite(ours), np.isfinite(reference))
     reached = np.isfinite(ours)
-    assert reached.sum() > 1000
+    assert reached.sum() > 500
     np.testing.assert_allclose(ours[reached], reference[reached], rtol=1e-9, atol=1e-9)
+
+
+def test_a_mostly_passable_array_gets_the_same_costs_from_the_whole_array_search(monkeypatch):
+    """Above DIJKSTRA_SHARE passable, the search runs over the whole array (bounded memory): same costs."""
+    rng = np.random.default_rng(7)
+    cost = 1.0 / np.maximum(rng.random((6, 30, 30)), 0.05)
+    cost[rng.random(cost.shape) < 0.2] = np.inf   # 80 % passable: the whole-array search
+    seeds = np.zeros(cost.shape, bool)
+    seeds[3, 15, 15] = True
+    cost[3, 15, 15] = 1.0
+    assert np.isfinite(cost).mean() > voxel_graph.DIJKSTRA_SHARE
+    whole = geodesic_cost(cost, seeds, SPACING)
+    monkeypatch.setattr(voxel_graph, "DIJKSTRA_SHARE", 1.0)   # the graph of the passable voxels instead
+    graph = geodesic_cost(cost, seeds, SPACING)
+    np.testing.assert_array_equal(np.isfinite(whole), np.isfinite(graph))
+    assert np.isfinite(whole).sum() > 3000 and whole[3, 15, 15] == 0.0
+    np.testing.assert_allclose(whole[np.isfinite(whole)], graph[np.isfinite(graph)], rtol=1e-9, atol=1e-9)

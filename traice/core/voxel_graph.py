@@ -14,6 +14,12 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse import csgraph
 
+DIJKSTRA_SHARE = 0.25
+"""Up to this share of an array passable, :func:`geodesic_cost` searches a graph of the passable voxels (less time
+and memory: 1.2 s and 0.33 GB against 2.9 s and 0.38 GB at a quarter of a cell's 34 × 303 × 303 box); above it,
+``MCP_Geometric`` over the whole array, whose memory is bounded by the array (all of that box passable: 12 s and
+0.38 GB against 17 s and 2.6 GB)."""
+
 FORWARD_STEPS = np.array([s for s in itertools.product((-1, 0, 1), repeat=3) if s > (0, 0, 0)])
 """The 13 of a voxel's 26 neighbour steps that come after it in raster order (the other 13 are their negatives)."""
 
@@ -45,11 +51,17 @@ def geodesic_cost(cost_per_um: np.ndarray, seeds: np.ndarray, spacing: Sequence[
     Paths step between 26-neighbours through voxels of finite ``cost_per_um``; a step costs its length in
     µm (``spacing``) times the mean of its two voxels' costs, as :class:`skimage.graph.MCP_Geometric` counts it.
     Dijkstra's search (:func:`scipy.sparse.csgraph.dijkstra`) over those voxels only, where ``MCP_Geometric``
-    first lays out the whole array (docs/arbors.md, "Geodesic growth over the foreground's voxels")."""
+    first lays out the whole array (docs/arbors.md, "Geodesic growth over the foreground's voxels"); where
+    more than :data:`DIJKSTRA_SHARE` of the array is passable, ``MCP_Geometric`` itself."""
     passable = np.isfinite(cost_per_um)
     cost = np.full(cost_per_um.shape, np.inf)
     start = np.asarray(seeds, dtype=bool) & passable
     if not start.any():
+        return cost
+    if np.count_nonzero(passable) > DIJKSTRA_SHARE * passable.size:
+        from skimage.graph import MCP_Geometric
+
+        cost, _ = MCP_Geometric(cost_per_um, sampling=tuple(float(s) for s in spacing)).find_costs(np.argwhere(start))
         return cost
     coords, first, second, step_um = neighbour_pairs(passable, spacing)
     per_voxel = cost_per_um[passable]
