@@ -54,15 +54,15 @@ def geodesic_cost(cost_per_um: np.ndarray, seeds: np.ndarray, spacing: Sequence[
     first lays out the whole array (docs/arbors.md, "Geodesic growth over the foreground's voxels"); where
     more than :data:`DIJKSTRA_SHARE` of the array is passable, ``MCP_Geometric`` itself."""
     passable = np.isfinite(cost_per_um)
-    cost = np.full(cost_per_um.shape, np.inf)
     start = np.asarray(seeds, dtype=bool) & passable
     if not start.any():
-        return cost
+        return np.full(cost_per_um.shape, np.inf)
     if np.count_nonzero(passable) > DIJKSTRA_SHARE * passable.size:
         from skimage.graph import MCP_Geometric
 
         cost, _ = MCP_Geometric(cost_per_um, sampling=tuple(float(s) for s in spacing)).find_costs(np.argwhere(start))
         return cost
+    cost = np.full(cost_per_um.shape, np.inf)
     coords, first, second, step_um = neighbour_pairs(passable, spacing)
     per_voxel = cost_per_um[passable]
     weights = step_um * (per_voxel[first] + per_voxel[second]) / 2.0
