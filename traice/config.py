@@ -109,6 +109,9 @@ def check_config(config: dict[str, Any], jobs_run_here: bool = True) -> None:
     if not config["samples"]:
         raise InputError("samples: none given; name at least one image (samples: {name: path})")
     check_radius_range("detect.soma_radius_um", config["detect"]["soma_radius_um"])
+    mirror = config["detect"].get("mirror") or ""
+    if len(set(mirror)) != len(mirror):
+        raise InputError(f"detect.mirror {mirror!r} names an axis twice; give each of z, y, x at most once")
     for name, box in (named_boxes_um(config.get("roi")) or {}).items():
         check_ordered(f"roi '{name}'", box)
     for name, box in (config.get("regions") or {}).items():
