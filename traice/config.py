@@ -19,6 +19,7 @@ from traice.core.errors import InputError, check_radius_range
 from traice.core.grid import MODEL_SPACING_UM, needs_resampling
 from traice.core.maps import CHANNELS
 from traice.core.roi import check_ordered, named_boxes_um, roi_boxes
+from traice.core.windows import mirror_axes
 from traice.io.ome import open_image
 
 T = TypeVar("T")
@@ -110,8 +111,10 @@ def check_config(config: dict[str, Any], jobs_run_here: bool = True) -> None:
         raise InputError("samples: none given; name at least one image (samples: {name: path})")
     check_radius_range("detect.soma_radius_um", config["detect"]["soma_radius_um"])
     mirror = config["detect"].get("mirror") or ""
-    if len(set(mirror)) != len(mirror):
-        raise InputError(f"detect.mirror {mirror!r} names an axis twice; give each of z, y, x at most once")
+    try:
+        mirror_axes(mirror)
+    except ValueError:
+        raise InputError(f"detect.mirror {mirror!r} names an axis twice; give each of z, y, x at most once") from None
     for name, box in (named_boxes_um(config.get("roi")) or {}).items():
         check_ordered(f"roi '{name}'", box)
     for name, box in (config.get("regions") or {}).items():

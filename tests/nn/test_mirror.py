@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from traice.core.maps import CHANNELS
-from traice.nn.mirror import MirrorAverage, mirror_axes
+from traice.core.windows import mirror_axes
+from traice.nn.mirror import MirrorAverage
 from traice.stages.detect import DetectParams
 from traice.stages.detect.network import load
 

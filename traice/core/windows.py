@@ -17,6 +17,10 @@ sample windows with these functions, so the two agree voxel for voxel:
   ``step`` voxels (``window`` voxels), and the prompt is the soma's position in
   that coarse grid, where coarse voxel ``j`` is centred on image voxel
   ``start + j * step + (step - 1) / 2``.
+
+Mirrored windows (``detect.mirror``, :class:`traice.nn.mirror.MirrorAverage`):
+:func:`mirror_axes` names the axes a window is mirrored along; the config
+checks use it too, without importing torch.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ from typing import Sequence
 import numpy as np
 
 from traice.core.geometry import Box
+
+AXES = "zyx"
+"""Names of the spatial axes, in the order of the last three dimensions of ``(B, C, Z, Y, X)``."""
 
 
 def window_box(centre: Sequence[float], extent: Sequence[int], shape: Sequence[int],
@@ -88,3 +95,10 @@ def padding(shape: Sequence[int], window: Sequence[int]) -> list[tuple[int, int]
         missing = max(w - size, 0)
         out.append((missing // 2, missing - missing // 2))
     return out
+
+
+def mirror_axes(axes: str) -> tuple[int, ...]:
+    """``"yx" -> (1, 2)``: positions in ``AXES`` of the named axes (each at most once, any order)."""
+    if not isinstance(axes, str) or any(a not in AXES for a in axes) or len(set(axes)) != len(axes):
+        raise ValueError(f"mirror axes must be distinct letters of {AXES!r}, got {axes!r}")
+    return tuple(sorted(AXES.index(a) for a in axes))

@@ -18,17 +18,8 @@ import torch
 from torch import nn
 
 from traice.core.maps import CHANNELS, PROBABILITY_CHANNELS
+from traice.core.windows import mirror_axes
 from traice.nn.inferer import output_channels
-
-AXES = "zyx"
-"""Names of the spatial axes, in the order of the last three dimensions of ``(B, C, Z, Y, X)``."""
-
-
-def mirror_axes(axes: str) -> tuple[int, ...]:
-    """``"yx" -> (1, 2)``: positions in ``AXES`` of the named axes (each at most once, any order)."""
-    if not isinstance(axes, str) or any(a not in AXES for a in axes) or len(set(axes)) != len(axes):
-        raise ValueError(f"mirror axes must be distinct letters of {AXES!r}, got {axes!r}")
-    return tuple(sorted(AXES.index(a) for a in axes))
 
 
 class MirrorAverage(nn.Module):
