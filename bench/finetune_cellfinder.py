@@ -45,7 +45,7 @@ from traice.io.convert import convert  # noqa: E402
 from traice.io.ome import open_image  # noqa: E402
 from traice.stages.detect.network import detect_traice, load  # noqa: E402
 from traice.stages.detect.params import DetectParams  # noqa: E402
-from traice.stages.plan import intensity_stats  # noqa: E402
+from traice.stages.plan import image_tissue, intensity_stats  # noqa: E402
 from traice.training.finetune import FinetuneConfig, finetune  # noqa: E402
 
 GAP_UM = 40.0
@@ -91,7 +91,7 @@ def main() -> None:
     if not path.exists():
         convert(args.data / "signal", path, voxel_size_um=SPACING)
     image = open_image(path)
-    stats = intensity_stats(image)
+    stats = intensity_stats(image, tissue=image_tissue(image))
     held_out, candidates = held_out_split(annotations(args.data / "cell_classification.xml"), ANNOTATED_ROI)
     if max(args.clicks) > len(candidates):
         sys.exit(f"--clicks {max(args.clicks)}: only {len(candidates)} annotated somas lie {GAP_UM:g} µm from the window")

@@ -193,6 +193,18 @@ def test_model_input_of_background_is_about_zero():
     np.testing.assert_allclose(bright, np.arcsinh([1.0, 100.0]), rtol=1e-6)  # logarithmic for bright somas
 
 
+def test_empty_space_reads_no_darker_than_the_background_noise_reaches():
+    """Empty space beside the tissue (0 in a stitched volume, 20 sigmas under this background) reads as
+    EMPTY_SIGMAS below the background, not as a hole 20 sigmas deep; anything the noise reaches is kept."""
+    from traice.core.intensity import EMPTY_SIGMAS, normalise
+
+    stats = {"median": 100.0, "sigma": 5.0}
+    out = normalise(np.array([0, 60, 75, 100, 150], np.uint16), stats)
+    np.testing.assert_allclose(out, [-EMPTY_SIGMAS, -EMPTY_SIGMAS, -5.0, 0.0, 10.0])
+    floats = normalise(np.array([np.nan, -np.inf, 0.0, 95.0], np.float32), stats)
+    np.testing.assert_allclose(floats, [0.0, 0.0, -EMPTY_SIGMAS, -1.0])
+
+
 def test_pick_device():
     assert pick_device("cpu") == torch.device("cpu")
     assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")

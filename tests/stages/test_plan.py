@@ -104,3 +104,43 @@ def test_default_tile_read_box_is_whole_windows():
         starts = window_starts(box, w, DetectParams.overlap)
         stride = int(w * (1 - DetectParams.overlap))
         assert starts == list(range(0, box - w + 1, stride)) and starts[-1] + w == box, (core, h, w, starts)
+
+
+@pytest.mark.parametrize("fill", ["zeros", "dark"])
+def test_statistics_are_the_tissues_not_the_empty_space_around_it(write_image, fill):
+    """A whole-brain stack is mostly the space around the brain: 0 where a stitched volume has no data, or a
+    camera's dark level. The plan measures the background and its noise in the tissue only, so a field inside
+    such a stack gets the statistics it has alone; measured over every voxel, the space would be taken for the
+    background (a median of 0 and no noise, or the dark level)."""
+    from traice.stages.plan import intensity_stats
+
+    rng = np.random.default_rng(2)
+    tissue = rng.poisson(400, size=(40, 256, 256)).astype(np.uint16)
+    empty = np.zeros((40, 256, 768), np.uint16) if fill == "zeros" else \
+        np.rint(100 + rng.normal(0, 3, size=(40, 256, 768))).astype(np.uint16)
+    stack = np.concatenate([empty[..., :384], tissue, empty[..., 384:]], axis=2)  # the tissue is a quarter of it
+    alone = make_plan(open_image(write_image(tissue, name="alone.ome.zarr")), PARAMS)
+    inside = make_plan(open_image(write_image(stack, name="stack.ome.zarr")), PARAMS)
+    assert inside.info["tiles_without_tissue"] > 0  # the mask found the empty space
+    assert inside.info["stats"]["median"] == pytest.approx(alone.info["stats"]["median"], abs=1)
+    assert inside.info["stats"]["sigma"] == pytest.approx(alone.info["stats"]["sigma"], rel=0.05)
+    assert alone.info["stats"]["sigma"] == pytest.approx(20, rel=0.1)
+    everything = robust_stats(stack[:, ::4, ::4])
+    assert everything["median"] < 150  # what every voxel would have given
+
+
+@pytest.mark.parametrize("kind", ["clipped", "quantised"])
+def test_noise_of_a_clipped_or_quantised_background(kind):
+    """Where most lower voxels sit exactly at the background, their median deviation is 0: a background-subtracted
+    image clipped at 0 measures its noise above the background, integer counts with under a count of noise their
+    root mean square deviation; neither leaves the noise at 0 (which would make every voxel a cell)."""
+    rng = np.random.default_rng(3)
+    if kind == "clipped":
+        data = np.clip(rng.normal(0, 6, 100_000), 0, None).astype(np.float32)
+        sigma = 6
+    else:
+        data = np.rint(10 + rng.normal(0, 0.6, 100_000)).astype(np.uint8)
+        sigma = 0.6
+    stats = robust_stats(data)
+    assert stats["median"] == (0 if kind == "clipped" else 10)
+    assert stats["sigma"] == pytest.approx(sigma, rel=0.25)

@@ -6,7 +6,8 @@ so the same voxel gets the same value everywhere and tiles have no seams::
 
     raw (Z, Y, X) counts
       -> normalise    (raw - median) / sigma       background-noise units: 0 = background, 1 = one sigma
-                                                   (NaN and ±Inf voxels read as background, 0)
+                                                   (NaN and ±Inf voxels read as background, 0;
+                                                   none reads darker than -EMPTY_SIGMAS)
       -> model_input  arcsinh(normalised / 3)      the networks' input, float32
 """
 
@@ -22,15 +23,30 @@ MAD_TO_SIGMA = 1.4826
 ASINH_SCALE = 3.0
 """Noise sigmas over which :func:`model_input` stays linear before it turns logarithmic."""
 
+EMPTY_SIGMAS = 6.0
+"""How far below the background a voxel reads at most, in noise sigmas. The noise does not reach that far and
+cells only add light, so what lies further down is empty space, such as the 0 a stitched whole-brain volume
+holds where no tile was (:func:`normalise`)."""
+
 
 def background_noise(data: np.ndarray, background: float) -> float:
-    """Noise sigma below ``background`` from the median absolute deviation of the voxels at or under it.
+    """Noise sigma at ``background`` from the voxels at or under it: their median absolute deviation.
 
-    Only the lower half is used: cells add bright voxels, never dark ones.
-    0.0 when no voxel lies at or below ``background``.
+    Only the lower half is used: cells add bright voxels, never dark ones. Where that
+    deviation is 0, most lower voxels sit exactly at the background, and it says nothing:
+    integer counts whose noise is under a count take their root mean square deviation
+    instead, and an image clipped at its background (a background-subtracted stack, half
+    its voxels 0) has no noise below it, so the voxels above it are measured as the lower
+    half would be (cells are a few per cent of them). 0.0 when every voxel is the background.
     """
-    below = data[data <= background]
-    return MAD_TO_SIGMA * float(np.median(background - below)) if below.size else 0.0
+    data = np.asarray(data, dtype=np.float64)
+    below = background - data[data <= background]
+    if below.size and np.median(below) > 0:
+        return MAD_TO_SIGMA * float(np.median(below))
+    if below.size and below.any():
+        return float(np.sqrt(np.mean(below**2)))
+    above = data[data > background] - background
+    return MAD_TO_SIGMA * float(np.median(above)) if above.size else 0.0
 
 
 def robust_stats(data: np.ndarray) -> dict[str, float]:
@@ -69,11 +85,19 @@ def normalise(block: np.ndarray, stats: dict) -> np.ndarray:
 
     ``(Z, Y, X)`` -> same shape; float32 for float32 or integer input.
     Non-finite voxels (NaN, ±Inf: a float image's holes or overflow) read as
-    background, 0, so they neither make nor hide a cell.
+    background, 0, so they neither make nor hide a cell. No voxel reads darker
+    than :data:`EMPTY_SIGMAS` below the background: empty space beside the
+    tissue (the 0 of a stitched volume, tens of sigmas down) would otherwise be
+    a deep, sharp-edged hole in the windows that straddle it, unlike anything
+    the networks were trained on. A clamp, not a reset to the background, so
+    the order of voxels is kept: in tissue whose own background lies that far
+    below the image's, a reset would turn faint cells that still read under
+    the background into dips in a flat plane.
     """
     out = (block - np.float32(stats["median"])) / np.float32(stats["sigma"])
     if np.issubdtype(out.dtype, np.floating):
         np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        np.maximum(out, -EMPTY_SIGMAS, out=out)
     return out
 
 

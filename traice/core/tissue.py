@@ -46,3 +46,23 @@ def box_has_tissue(box: Box, mask: np.ndarray, mask_spacing, spacing) -> bool:
     lo_um, hi_um = box.to_um(spacing)
     coarse = Box.from_um(lo_um, hi_um, mask_spacing).intersect(Box.from_shape(mask.shape))
     return (not coarse.empty) and bool(mask[coarse.slices].any())
+
+
+def tissue_core(mask: np.ndarray, spacing) -> np.ndarray:
+    """The tissue at least :data:`TISSUE_BLUR_UM` inside the mask's edge (the faces of the view are not an edge):
+    ``(Z, Y, X)`` bool of voxels ``spacing`` µm -> same shape; the mask itself where none is that deep.
+
+    The mask is made from a view blurred over that distance, so its edge can lie that far out in the empty
+    space; what must not take the space's voxels for tissue (the background statistics) reads the core."""
+    core = ndimage.distance_transform_edt(mask, sampling=spacing) > TISSUE_BLUR_UM
+    return core if core.any() else mask
+
+
+def tissue_in_box(box: Box, mask: np.ndarray, mask_spacing, spacing) -> np.ndarray:
+    """Which level-0 voxels of ``box`` lie in tissue: the coarse ``mask`` read at each voxel's centre (nearest).
+
+    ``box`` of voxels ``spacing`` µm, ``mask (Z', Y', X')`` bool of voxels ``mask_spacing`` µm
+    ``-> (box.shape)`` bool."""
+    index = [np.clip(((np.arange(a, b) + 0.5) * s / m).astype(np.int64), 0, n - 1)
+             for a, b, s, m, n in zip(box.start, box.stop, spacing, mask_spacing, mask.shape)]
+    return mask[np.ix_(*index)]

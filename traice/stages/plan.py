@@ -21,7 +21,7 @@ from traice.core.geometry import Box, grid, tile_grid, um_to_voxels
 from traice.core.grid import MODEL_SPACING_UM, model_voxels, needs_resampling, shrink_to_grid
 from traice.core.intensity import robust_stats
 from traice.core.roi import named_boxes_um, roi_boxes
-from traice.core.tissue import TISSUE_MAX_VOXELS, box_has_tissue, tissue_mask
+from traice.core.tissue import TISSUE_MAX_VOXELS, box_has_tissue, tissue_core, tissue_in_box, tissue_mask
 from traice.io.ome import OmeImage, open_image, read_overview
 from traice.io.plan import TILE_COLUMNS, Plan
 from traice.stages.update import prepare_base
@@ -43,33 +43,57 @@ class PlanParams:
     missing_chunks: str = "report"                      # chunks absent from the input's store: report | refuse | ignore
 
 
-def intensity_stats(image: OmeImage, max_voxels: int = 16_000_000, block: Sequence[int] = (32, 256, 256)) -> dict[str, float]:
+def intensity_stats(image: OmeImage, max_voxels: int = 16_000_000, block: Sequence[int] = (32, 256, 256),
+                    tissue: tuple[np.ndarray, Sequence[float]] | None = None) -> dict[str, float]:
     """Robust background statistics of the full-resolution image, computed once per image.
 
     Reads at most ``max_voxels`` level-0 voxels as evenly spread blocks (noise must
     be measured at full resolution: downsampled levels average it away). Returns
     the median (background level), a MAD-based noise sigma and a few percentiles.
 
+    ``tissue``, a coarse tissue mask and its voxel size (:func:`image_tissue`), keeps the
+    measurement to the tissue, away from the mask's blurred edge
+    (:func:`traice.core.tissue.tissue_core`): the blocks are spread over those that hold some,
+    and their voxels outside it are left out. The space around a brain is not its background: a
+    stitched volume fills what no tile covered with 0, a camera records its dark level
+    there, and either, over half the voxels of a whole-brain stack, would be taken for the
+    background level and its noise (``bench/empty_space.py``). ``None``: every voxel counts.
+
     Where the image's voxels are finer than the networks' grid along some axis, the
     same blocks are also measured once averaged onto the grid along those axes
     (:func:`traice.core.grid.shrink_to_grid`): ``grid_median`` and ``grid_sigma``, with
     which the networks' input is normalised (:func:`traice.core.intensity.grid_stats`).
     """
-    per_block = int(np.prod([min(b, n) for b, n in zip(block, image.shape)]))
-    chosen = spread_blocks(image.bounds, block, max(1, max_voxels // max(per_block, 1)))
+    block = tuple(min(b, n) for b, n in zip(block, image.shape))
+    boxes = list(grid(image.bounds, block))
+    if tissue is not None:
+        tissue = (tissue_core(*tissue), tissue[1])
+        boxes = [b for b in boxes if box_has_tissue(b, tissue[0], tissue[1], image.spacing)] or boxes
+    chosen = spread_evenly(boxes, max(1, max_voxels // int(np.prod(block))))
     blocks = [image.read(b) for b in chosen]
-    stats = robust_stats(np.concatenate([b.ravel() for b in blocks]))
+    inside = [tissue_in_box(b, tissue[0], tissue[1], image.spacing) if tissue is not None else None for b in chosen]
+    if all(m is not None and not m.any() for m in inside):  # no tissue voxel in any block: measure them whole
+        inside = [None] * len(chosen)
+    stats = robust_stats(np.concatenate([v.ravel() if m is None else v[m] for v, m in zip(blocks, inside)]))
     if needs_resampling(image.spacing) and any(s < m for s, m in zip(image.spacing, MODEL_SPACING_UM)):
-        on_grid = robust_stats(np.concatenate([shrink_to_grid(b, image.spacing).ravel() for b in blocks]))
+        values = []
+        for v, m in zip(blocks, inside):
+            shrunk = shrink_to_grid(v, image.spacing)
+            values.append(shrunk.ravel() if m is None else shrunk[shrink_to_grid(m.astype(np.float32), image.spacing) > 0.5])
+        on_grid = robust_stats(np.concatenate(values))
         stats.update(grid_median=on_grid["median"], grid_sigma=on_grid["sigma"])
     return stats
 
 
 def spread_blocks(bounds: Box, block: Sequence[int], n: int) -> list[Box]:
     """At most ``n`` boxes of the :func:`grid` of ``bounds`` in ``block`` steps, spread evenly over it (C order)."""
-    blocks = list(grid(bounds, block))
-    picks = np.linspace(0, len(blocks) - 1, min(len(blocks), n)).round()
-    return list(dict.fromkeys(blocks[int(i)] for i in picks))
+    return spread_evenly(list(grid(bounds, block)), n)
+
+
+def spread_evenly(boxes: Sequence[Box], n: int) -> list[Box]:
+    """At most ``n`` of ``boxes``, spread evenly over the sequence (the first and last included)."""
+    picks = np.linspace(0, len(boxes) - 1, min(len(boxes), n)).round()
+    return list(dict.fromkeys(boxes[int(i)] for i in picks))
 
 
 def image_tissue(image: OmeImage) -> tuple[np.ndarray, tuple[float, float, float]]:
@@ -125,7 +149,7 @@ def make_plan(image: OmeImage, params: PlanParams, roi: dict | None = None, upda
         "update": update,
         "missing_chunks": missing,  # absent from the store: read as the fill value (empty)
         "missing_chunk_keys": first,  # the first few of them
-        "stats": intensity_stats(image, params.stats_max_voxels),
+        "stats": intensity_stats(image, params.stats_max_voxels, tissue=(tissue, tissue_spacing)),
         "halo_voxels": list(halo),
         "tiles": len(tiles),
         "tiles_without_tissue": len(touching) - len(tiles),

@@ -127,12 +127,12 @@ def image_blocks(path: str | Path, channel: int | None = None, part: str = "trai
     (:func:`traice.core.grid.grid_input`, with the statistics of the whole image): volumes on the networks' grid.
     No labels: empty cells, somas and centres. Not cached: a block reads as fast from the image as from a cache."""
     from traice.io.ome import open_image
-    from traice.stages.plan import intensity_stats, spread_blocks
+    from traice.stages.plan import image_tissue, intensity_stats, spread_blocks
 
     if part not in ("train", "val"):
         raise ValueError(f"part must be train or val, not {part!r}")
     image = open_image(path, channel)
-    stats = intensity_stats(image)
+    stats = intensity_stats(image, tissue=image_tissue(image))
     chosen = spread_blocks(image.bounds, model_voxels(IMAGE_BLOCK, image.spacing), IMAGE_MAX_BLOCKS)
     none = np.zeros((1, 1, 1), np.uint8)
     name = Path(path).name.removesuffix(".zarr").removesuffix(".ome")

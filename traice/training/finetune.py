@@ -281,7 +281,7 @@ def finetune(image_path: str | Path, points_path: str | Path, out_path: str | Pa
     foreground too (:func:`trace_targets`); their roots count as clicked somas."""
     from traice.nn import lora
     from traice.nn.checkpoints import load_checkpoint, load_model, save_model
-    from traice.stages.plan import intensity_stats
+    from traice.stages.plan import image_tissue, intensity_stats
     from traice.weights import shipped_weights
 
     image = open_image(image_path, channel)
@@ -313,7 +313,7 @@ def finetune(image_path: str | Path, points_path: str | Path, out_path: str | Pa
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
     started = time.perf_counter()
-    stats = intensity_stats(image)
+    stats = intensity_stats(image, tissue=image_tissue(image))
     crops = click_crops(image, stats, points, cfg.window, crop_centres(points, box, np.random.default_rng(cfg.seed)), box,
                         traces)
     torch.manual_seed(cfg.seed)
