@@ -23,17 +23,17 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from run_config import run_config  # noqa: E402
 
 from traice.stages.evaluate import evaluate_run  # noqa: E402
 from traice.synth import SynthParams, synthesize, write_synthetic  # noqa: E402
@@ -84,11 +84,8 @@ def main() -> None:
     images = {name: make[name]() for name in args.images}
     for name, b in images.items():
         write_synthetic(b, out / "images" / f"{name}.ome.zarr")
-    config = {"samples": {name: str(out / "images" / f"{name}.ome.zarr") for name in images},
-              "results": str(out / "results")}
-    (out / "config.yaml").write_text(yaml.safe_dump(config))
-    subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(args.cores), "--quiet", "rules",
-                    "--configfile", str(out / "config.yaml")], cwd=ROOT, check=True)
+    run_config({"samples": {name: str(out / "images" / f"{name}.ome.zarr") for name in images},
+                "results": str(out / "results")}, out, args.cores)
 
     rows = []
     for name in images:

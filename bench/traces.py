@@ -12,15 +12,14 @@ per-cell Dice against the rendered truth, per field and overall.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import warnings
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from run_config import run_config  # noqa: E402
 
 from traice.stages.evaluate import evaluate_run  # noqa: E402
 from traice.synth import write_synthetic  # noqa: E402
@@ -48,10 +47,7 @@ def main() -> None:
                 warnings.simplefilter("ignore")
                 write_synthetic(render_traces(read_field(folder)), image)
         samples[name] = str(image)
-    cfg = out / "config.yaml"
-    cfg.write_text(yaml.safe_dump({"samples": samples, "results": str(out / "results")}))
-    subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(args.cores), "--quiet", "all",
-                    "--configfile", str(cfg)], cwd=ROOT, check=True)
+    run_config({"samples": samples, "results": str(out / "results")}, out, args.cores, target="all")
 
     rows = {name: evaluate_run(out / "results" / name, image) for name, image in samples.items()}
     keys = list(next(iter(rows.values())))

@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 import zarr
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from run_config import run_config  # noqa: E402
 
 from traice.core.geometry import Box  # noqa: E402
 from traice.core.grid import MODEL_SPACING_UM  # noqa: E402
@@ -77,9 +77,7 @@ def main() -> None:
     config = {"samples": samples, "results": str(out / "results")}
     if args.model:
         config["detect"] = {"model": str(Path(args.model).resolve())}
-    (out / "config.yaml").write_text(yaml.safe_dump(config))
-    subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(args.cores), "--quiet", "rules",
-                    "--configfile", str(out / "config.yaml")], cwd=ROOT, check=True)
+    run_config(config, out, args.cores)
 
     rows = []
     for name in SCALES:

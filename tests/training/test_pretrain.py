@@ -73,6 +73,17 @@ def test_image_blocks_spread_over_a_user_image_and_split_train_from_val(write_im
     assert abs(float(np.median(train_blocks[0].image.astype(np.float32)))) < 0.1  # background at 0, as inference
 
 
+def test_image_blocks_come_from_the_tissue_not_the_empty_space_around_it(write_image):
+    """A whole-brain stack's empty space (0 here, two thirds of the image along x) gives no pretraining block,
+    and the blocks are normalised with the tissue's background, not the space's."""
+    data = np.zeros((32, 512, 1536), np.uint16)
+    data[..., 512:1024] = np.random.default_rng(1).poisson(30, (32, 512, 512))
+    blocks = image_blocks(write_image(data), part="train") + image_blocks(write_image(data, name="b.ome.zarr"), part="val")
+    starts = [int(v.name.rsplit("-", 1)[1]) for v in blocks]
+    assert blocks and set(starts) == {512}  # blocks of 512 voxels along x: the tissue's
+    assert abs(float(np.median(blocks[0].image.astype(np.float32)))) < 0.1
+
+
 def test_image_blocks_of_coarser_voxels_reach_pretraining_as_the_networks_see_them(write_image):
     data = np.random.default_rng(1).poisson(30, (16, 256, 300)).astype(np.uint16)  # 2x the grid's voxels: 1 x 2 blocks
     path = write_image(data, spacing=(2.5, 0.8, 0.8))

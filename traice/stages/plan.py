@@ -65,11 +65,9 @@ def intensity_stats(image: OmeImage, max_voxels: int = 16_000_000, block: Sequen
     which the networks' input is normalised (:func:`traice.core.intensity.grid_stats`).
     """
     block = tuple(min(b, n) for b, n in zip(block, image.shape))
-    boxes = list(grid(image.bounds, block))
     if tissue is not None:
         tissue = (tissue_core(*tissue), tissue[1])
-        boxes = [b for b in boxes if box_has_tissue(b, tissue[0], tissue[1], image.spacing)] or boxes
-    chosen = spread_evenly(boxes, max(1, max_voxels // int(np.prod(block))))
+    chosen = spread_evenly(tissue_blocks(image, block, tissue), max(1, max_voxels // int(np.prod(block))))
     blocks = [image.read(b) for b in chosen]
     inside = [tissue_in_box(b, tissue[0], tissue[1], image.spacing) if tissue is not None else None for b in chosen]
     if all(m is not None and not m.any() for m in inside):  # no tissue voxel in any block: measure them whole
@@ -85,9 +83,13 @@ def intensity_stats(image: OmeImage, max_voxels: int = 16_000_000, block: Sequen
     return stats
 
 
-def spread_blocks(bounds: Box, block: Sequence[int], n: int) -> list[Box]:
-    """At most ``n`` boxes of the :func:`grid` of ``bounds`` in ``block`` steps, spread evenly over it (C order)."""
-    return spread_evenly(list(grid(bounds, block)), n)
+def tissue_blocks(image: OmeImage, block: Sequence[int], tissue: tuple[np.ndarray, Sequence[float]] | None) -> list[Box]:
+    """The boxes of the :func:`grid` of the image's level 0 in ``block`` steps that hold some of ``tissue`` (a coarse
+    mask and its voxel size, :func:`image_tissue`); all of them where none does or ``tissue`` is None."""
+    boxes = list(grid(image.bounds, block))
+    if tissue is None:
+        return boxes
+    return [b for b in boxes if box_has_tissue(b, tissue[0], tissue[1], image.spacing)] or boxes
 
 
 def spread_evenly(boxes: Sequence[Box], n: int) -> list[Box]:

@@ -122,18 +122,21 @@ IMAGE_MAX_BLOCKS = 16
 
 def image_blocks(path: str | Path, channel: int | None = None, part: str = "train") -> list[Volume]:
     """Unlabelled volumes from an OME-Zarr image for pretraining: up to :data:`IMAGE_MAX_BLOCKS` blocks spread
-    evenly over level 0 (blocks ``0, 5, 10, ...`` of them are ``part="val"``, the others ``"train"``; a single block
-    trains), each the µm extent of :data:`IMAGE_BLOCK` grid voxels, resampled and normalised as inference does
-    (:func:`traice.core.grid.grid_input`, with the statistics of the whole image): volumes on the networks' grid.
+    evenly over level 0 where it holds tissue (:func:`traice.stages.plan.image_tissue`; blocks ``0, 5, 10, ...`` of
+    them are ``part="val"``, the others ``"train"``; a single block trains), each the µm extent of :data:`IMAGE_BLOCK` grid voxels, resampled and normalised as inference does
+    (:func:`traice.core.grid.grid_input`, with the statistics of the image's tissue): volumes on the networks' grid.
     No labels: empty cells, somas and centres. Not cached: a block reads as fast from the image as from a cache."""
+    from traice.core.tissue import tissue_core
     from traice.io.ome import open_image
-    from traice.stages.plan import image_tissue, intensity_stats, spread_blocks
+    from traice.stages.plan import image_tissue, intensity_stats, spread_evenly, tissue_blocks
 
     if part not in ("train", "val"):
         raise ValueError(f"part must be train or val, not {part!r}")
     image = open_image(path, channel)
-    stats = intensity_stats(image, tissue=image_tissue(image))
-    chosen = spread_blocks(image.bounds, model_voxels(IMAGE_BLOCK, image.spacing), IMAGE_MAX_BLOCKS)
+    tissue = image_tissue(image)
+    stats = intensity_stats(image, tissue=tissue)
+    core = (tissue_core(*tissue), tissue[1])  # not a block that the mask's blurred edge barely reaches
+    chosen = spread_evenly(tissue_blocks(image, model_voxels(IMAGE_BLOCK, image.spacing), core), IMAGE_MAX_BLOCKS)
     none = np.zeros((1, 1, 1), np.uint8)
     name = Path(path).name.removesuffix(".zarr").removesuffix(".ome")
     validates = [len(chosen) > 1 and i % 5 == 0 for i in range(len(chosen))]  # one block only: it trains
