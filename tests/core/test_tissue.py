@@ -31,3 +31,5 @@ def test_tissue_core_keeps_what_lies_deeper_than_the_blur_and_the_view_faces_are
     thin = np.zeros((4, 20, 20), bool)
     thin[:, :, 5:7] = True  # nowhere that deep: the mask itself
     np.testing.assert_array_equal(tissue_core(thin, spacing), thin)
+    whole = np.ones((4, 20, 20), bool)  # a view without empty space: all of it
+    np.testing.assert_array_equal(tissue_core(whole, spacing), whole)

@@ -54,6 +54,8 @@ def tissue_core(mask: np.ndarray, spacing) -> np.ndarray:
 
     The mask is made from a view blurred over that distance, so its edge can lie that far out in the empty
     space; what must not take the space's voxels for tissue (the background statistics) reads the core."""
+    if mask.all():  # no edge at all (the distance transform of a mask without empty space is not defined)
+        return mask
     core = ndimage.distance_transform_edt(mask, sampling=spacing) > TISSUE_BLUR_UM
     return core if core.any() else mask
 
