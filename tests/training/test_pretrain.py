@@ -78,7 +78,8 @@ def test_image_blocks_come_from_the_tissue_not_the_empty_space_around_it(write_i
     and the blocks are normalised with the tissue's background, not the space's."""
     data = np.zeros((32, 512, 1536), np.uint16)
     data[..., 512:1024] = np.random.default_rng(1).poisson(30, (32, 512, 512))
-    blocks = image_blocks(write_image(data), part="train") + image_blocks(write_image(data, name="b.ome.zarr"), part="val")
+    path = write_image(data)
+    blocks = image_blocks(path, part="train") + image_blocks(path, part="val")
     starts = [int(v.name.rsplit("-", 1)[1]) for v in blocks]
     assert blocks and set(starts) == {512}  # blocks of 512 voxels along x: the tissue's
     assert abs(float(np.median(blocks[0].image.astype(np.float32)))) < 0.1

@@ -122,9 +122,11 @@ IMAGE_MAX_BLOCKS = 16
 
 def image_blocks(path: str | Path, channel: int | None = None, part: str = "train") -> list[Volume]:
     """Unlabelled volumes from an OME-Zarr image for pretraining: up to :data:`IMAGE_MAX_BLOCKS` blocks spread
-    evenly over level 0 where it holds tissue (:func:`traice.stages.plan.image_tissue`; blocks ``0, 5, 10, ...`` of
-    them are ``part="val"``, the others ``"train"``; a single block trains), each the µm extent of :data:`IMAGE_BLOCK` grid voxels, resampled and normalised as inference does
-    (:func:`traice.core.grid.grid_input`, with the statistics of the image's tissue): volumes on the networks' grid.
+    evenly over level 0 where it holds the tissue's core (:func:`traice.stages.plan.image_tissue`,
+    :func:`traice.core.tissue.tissue_core`; blocks ``0, 5, 10, ...`` of them are ``part="val"``, the others
+    ``"train"``; a single block trains), each the µm extent of :data:`IMAGE_BLOCK` grid voxels, resampled and
+    normalised as inference does (:func:`traice.core.grid.grid_input`, with the statistics of the image's tissue):
+    volumes on the networks' grid.
     No labels: empty cells, somas and centres. Not cached: a block reads as fast from the image as from a cache."""
     from traice.core.tissue import tissue_core
     from traice.io.ome import open_image
