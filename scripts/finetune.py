@@ -1,10 +1,10 @@
 """Snakemake script: fine-tune the one-pass network from clicked somas (LoRA adapter or whole checkpoint)."""
 from traice.config import from_config
 from traice.core.errors import InputError
-from traice.io.joblog import log_to
+from traice.io.joblog import start_job
 from traice.training.finetune import FinetuneConfig, finetune
 
-log_to(snakemake.log[0])
+start_job(snakemake.log[0])
 f = dict(snakemake.params.finetune)
 image, points, channel, box, traces = (f.pop(k) for k in ("image", "points", "channel", "complete_box", "traces"))
 if not image or not points:

@@ -1,13 +1,13 @@
 """Snakemake script: merge tile detections into cells.parquet."""
 from pathlib import Path
 
-from traice.io.joblog import log_to
+from traice.io.joblog import start_job
 from traice.io.plan import Plan
 from traice.io.tables import write_json
 from traice.stages.merge import merge_files
 from traice.stages.update import base_dir
 
-log_to(snakemake.log[0])
+start_job(snakemake.log[0])
 plan = Plan.read(snakemake.input.plan)
 cells = Path(snakemake.output.cells)
 previous = base_dir(cells.parent) / cells.name if plan.update else None

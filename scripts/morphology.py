@@ -3,13 +3,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from traice.io.joblog import log_to
+from traice.io.joblog import start_job
 from traice.io.atlas import Atlas
 from traice.io.plan import Plan
 from traice.stages.morphology import gather
 from traice.stages.update import base_dir
 
-log_to(snakemake.log[0])
+start_job(snakemake.log[0])
 plan = Plan.read(snakemake.input.plan)
 o = snakemake.output
 base = base_dir(Path(o.table).parent) if plan.update else None

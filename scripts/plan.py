@@ -2,10 +2,10 @@
 from pathlib import Path
 
 from traice.config import from_config
-from traice.io.joblog import log_to
+from traice.io.joblog import start_job
 from traice.stages.plan import PlanParams, write_plan
 
-log_to(snakemake.log[0])
+start_job(snakemake.log[0])
 stitch = snakemake.params.stitch
 params = from_config(PlanParams, snakemake.params.plan, stitch_chunk=stitch["chunk"],
                      stitch_chunks_per_job=stitch["chunks_per_job"], stitch_max_jobs=stitch["max_jobs"],

@@ -1,12 +1,12 @@
 """Snakemake script: stitch one block of label chunks."""
 import pandas as pd
 
-from traice.io.joblog import log_to
+from traice.io.joblog import start_job
 from traice.io.plan import Plan
 from traice.io.tables import write_json
 from traice.stages.stitch import stitch_block
 
-log_to(snakemake.log[0])
+start_job(snakemake.log[0])
 plan = Plan.read(snakemake.input.plan)
 block = plan.stitch_blocks()[int(snakemake.wildcards.k)]
 keep = plan.kept_ids(pd.read_parquet(snakemake.input.cells))

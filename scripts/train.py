@@ -3,11 +3,11 @@ from pathlib import Path
 
 from traice.config import from_config
 from traice.core.errors import InputError
-from traice.io.joblog import log_to
+from traice.io.joblog import start_job
 from traice.training.loop import train
 from traice.training.recipes import TrainConfig, training_sources
 
-log_to(snakemake.log[0])
+start_job(snakemake.log[0])
 task = snakemake.rule.removeprefix("train_")
 t = {k: v for k, v in snakemake.params.train.items() if k not in ("soma", "branch", "cells", "pretrain")}
 t.update(snakemake.params.train[task])  # the task's own settings (window, steps, ...)

@@ -1,4 +1,5 @@
-"""A job's log: its stderr goes to the log file Snakemake names, and its failure still reaches the console.
+"""What every workflow job does first: its stderr goes to the log file Snakemake names, its failure still
+reaches the console, and the memory it frees is kept for reuse.
 
 A job whose log cannot be written (a full disk, a vanished folder) would
 otherwise fail in silence, with an empty log and only an exit status.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import sys
 from types import TracebackType
+
+from traice.core.memory import reuse_freed_memory
 
 
 def log_to(path: str) -> None:
@@ -32,3 +35,10 @@ def log_to(path: str) -> None:
         print(f"error: {kind.__name__}: {value}", file=console, flush=True)
 
     sys.excepthook = hook
+
+
+def start_job(log: str) -> None:
+    """Start a workflow job: its stderr to ``log`` (:func:`log_to`), and the memory it frees kept for its next
+    arrays and tensors (:func:`traice.core.memory.reuse_freed_memory`)."""
+    log_to(log)
+    reuse_freed_memory()

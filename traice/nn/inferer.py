@@ -30,6 +30,7 @@ from torch import nn
 from tqdm import tqdm
 
 from traice.core.maps import CHANNELS, PROBABILITY_CHANNELS
+from traice.core.memory import reuse_freed_memory
 from traice.core.windows import padding, window_starts
 from traice.nn.blocks import as_triple
 from traice.nn.device import autocast, pick_device
@@ -133,6 +134,7 @@ def sliding_window_maps(
     large images (a (64, 1024, 1024) tile needs 0.8 GB for C = 1).
     """
     dev = pick_device(device)
+    reuse_freed_memory()
     window = as_triple(window, "window")
     volume = np.asarray(volume, dtype=np.float32)
     if volume.ndim != 3:

@@ -51,6 +51,7 @@ from traice.core.geometry import Box
 from traice.core.grid import MODEL_SPACING_UM, grid_input
 from traice.core.intensity import grid_stats
 from traice.core.maps import CHANNELS
+from traice.core.memory import reuse_freed_memory
 from traice.io.ome import OmeImage, open_image
 from traice.io.tables import atomic_path
 from traice.nn.device import pick_device
@@ -312,6 +313,7 @@ def finetune(image_path: str | Path, points_path: str | Path, out_path: str | Pa
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
+    reuse_freed_memory()
     started = time.perf_counter()
     stats = intensity_stats(image, tissue=image_tissue(image))
     crops = click_crops(image, stats, points, cfg.window, crop_centres(points, box, np.random.default_rng(cfg.seed)), box,

@@ -36,6 +36,7 @@ import torch
 from tqdm import tqdm
 
 from traice.io.tables import atomic_path, write_json
+from traice.core.memory import reuse_freed_memory
 from traice.nn.checkpoints import save_model
 from traice.nn.device import autocast, pick_device
 from traice.core.maps import OFFSET_SCALE_UM
@@ -165,6 +166,7 @@ def train(cfg: TrainConfig, sources: dict[str, list], out_dir: str | Path, cache
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
+    reuse_freed_memory()
     torch.manual_seed(cfg.seed)
     started = time.time()
     teacher = None

@@ -22,33 +22,47 @@ def split_somas(fg: np.ndarray, blob: np.ndarray, weights: np.ndarray, score: np
     """Somas of a foreground mask: one marker per maximum of ``blob`` (at most one per soma-sized
     neighbourhood), watershed of ``-blob`` inside ``fg``, ``weights``-weighted centroids, the maximum of
     ``score`` per soma, and a size filter on the equivalent radius. All inputs (Z, Y, X).
+
+    Each connected part of ``fg`` (face neighbours) is split within its own bounding box: neither the maxima
+    nor the watershed reach from one part into another, so this is the whole block's result (the same rows, in
+    the order of the parts' labels), without the whole-block copies a watershed makes.
     """
     spacing = np.asarray(spacing, dtype=float)
-    if not fg.any():
+    parts, _ = ndimage.label(fg)
+    footprint = ellipsoid_footprint(1.3 * soma_radius_um[0], spacing)
+    somas = [_split_part(parts[box] == label, box, blob[box], weights[box], score[box], footprint)
+             for label, box in enumerate(ndimage.find_objects(parts), start=1)]
+    if not somas:
         return pd.DataFrame(columns=COLUMNS[:-1])
-    r_min, r_max = soma_radius_um
-    comp, _ = ndimage.label(fg)
-    peaks = peak_local_max(
-        blob, footprint=ellipsoid_footprint(1.3 * r_min, spacing), labels=comp, exclude_border=False,
+    centroid, best, count = (np.concatenate(column) for column in zip(*somas))
+    volume = count * float(np.prod(spacing))
+    radius = np.cbrt(3 * volume / (4 * np.pi))
+    keep = (radius >= 0.5 * soma_radius_um[0]) & (radius <= 1.6 * soma_radius_um[1])
+    return pd.DataFrame(
+        {"z": centroid[keep, 0], "y": centroid[keep, 1], "x": centroid[keep, 2],
+         "score": best[keep].astype(score.dtype), "volume_um3": volume[keep]}
     )
-    markers = np.zeros(fg.shape, np.int32)
+
+
+def _split_part(mask: np.ndarray, box: tuple[slice, ...], blob: np.ndarray, weights: np.ndarray, score: np.ndarray,
+                footprint: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The somas of one connected part of the foreground, ``mask`` its bounding box ``box`` of the block (the
+    other arrays cropped to it): (centroids ``(n, 3)`` in the block's voxels, the maximum score and the voxel
+    count of each)."""
+    peaks = peak_local_max(blob, footprint=footprint, labels=mask.view(np.uint8), exclude_border=False)
+    markers = np.zeros(mask.shape, np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-    regions = watershed(-blob, markers, mask=fg)
-    # per-soma sums over the foreground voxels only (the watershed labels nothing outside ``fg``)
+    regions = watershed(-blob, markers, mask=mask)
+    # per-soma sums over the part's voxels only (the watershed labels nothing outside it)
     where = np.nonzero(regions)
     label = regions[where]
     n = len(peaks) + 1
-    volume = np.bincount(label, minlength=n)[1:] * float(np.prod(spacing))
+    count = np.bincount(label, minlength=n)[1:]
     w = weights[where].astype(np.float32, copy=False)
     mass = np.bincount(label, w, minlength=n)[1:]
-    centroid = np.stack([np.bincount(label, w * c.astype(np.float32), minlength=n)[1:] for c in where], axis=1)
+    centroid = np.stack([np.bincount(label, w * (c + s.start).astype(np.float32), minlength=n)[1:]
+                         for c, s in zip(where, box)], axis=1)
     centroid /= np.maximum(mass, 1e-9)[:, None]
     best = np.full(n, -np.inf)
     np.maximum.at(best, label, score[where])
-    best = best[1:].astype(score.dtype)
-    radius = np.cbrt(3 * volume / (4 * np.pi))
-    keep = (radius >= 0.5 * r_min) & (radius <= 1.6 * r_max)
-    return pd.DataFrame(
-        {"z": centroid[keep, 0], "y": centroid[keep, 1], "x": centroid[keep, 2],
-         "score": best[keep], "volume_um3": volume[keep]}
-    )
+    return centroid, best[1:], count

@@ -63,11 +63,13 @@ def window_probabilities(image, centres: np.ndarray, stats: dict, model, device:
     import torch
     from torch.nn.functional import interpolate
 
+    from traice.core.memory import reuse_freed_memory
     from traice.nn.device import autocast, pick_device
 
     if model.in_channels == 2 and maps is None:
         raise ValueError("the ownership network reads the one-pass foreground: give the maps")
     dev = pick_device(device)
+    reuse_freed_memory()
     model = model.to(dev, memory_format=torch.channels_last_3d).eval()
     step = np.asarray(model.input_step)
     extent = tuple(int(v) for v in np.asarray(model.window) * step)  # the window in voxels of the networks' grid
