@@ -52,7 +52,8 @@ def test_probability_to_somas_centroids_and_split():
 
 def test_each_part_of_the_foreground_is_split_as_it_would_be_alone():
     """The somas of a block are those of each connected part of its foreground found on its own, in the parts'
-    order: two touching somas (one part, split in two), one soma apart, one blob too small to be a soma."""
+    order: two touching somas (one part, split in two), one soma apart, one blob too small to be a soma, one
+    voxel."""
     from scipy import ndimage
 
     from traice.stages.detect.somas import split_somas
@@ -60,13 +61,14 @@ def test_each_part_of_the_foreground_is_split_as_it_would_be_alone():
     prob = _balls((32, 192, 192), [(10.0, 20.0, 20.0), (10.0, 20.0, 27.0), (20.0, 60.0, 60.0)]) / 100
     prob = ndimage.gaussian_filter(prob, 1.0)
     prob[28:30, 150:153, 40:43] = 0.9  # 3.6 µm³: under the size filter
+    prob[5, 100, 100] = 0.9  # one voxel: no maximum of its own, no soma
     fg = prob > 0.5
     blob = ndimage.gaussian_filter(prob, (1.2, 3.75, 3.75))
     together = split_somas(fg, blob, prob, prob, SPACING, (3.0, 6.0))
     parts, n = ndimage.label(fg)
-    alone = pd.concat([split_somas(parts == k, blob, prob, prob, SPACING, (3.0, 6.0)) for k in range(1, n + 1)],
-                      ignore_index=True)
-    assert n == 3 and len(together) == 3
+    alone = [split_somas(parts == k, blob, prob, prob, SPACING, (3.0, 6.0)) for k in range(1, n + 1)]
+    assert n == 4 and len(together) == 3 and [len(somas) for somas in alone].count(0) == 2
+    alone = pd.concat([somas for somas in alone if len(somas)], ignore_index=True)
     pd.testing.assert_frame_equal(together, alone)
 
 

@@ -30,8 +30,10 @@ def split_somas(fg: np.ndarray, blob: np.ndarray, weights: np.ndarray, score: np
     spacing = np.asarray(spacing, dtype=float)
     parts, _ = ndimage.label(fg)
     footprint = ellipsoid_footprint(1.3 * soma_radius_um[0], spacing)
-    somas = [_split_part(parts[box] == label, box, blob[box], weights[box], score[box], footprint)
+    floor = blob.min() if fg.any() else 0  # maxima must rise above the block's lowest value, not the box's
+    somas = [_split_part(parts[box] == label, box, blob[box], weights[box], score[box], footprint, floor)
              for label, box in enumerate(ndimage.find_objects(parts), start=1)]
+    somas = [part for part in somas if len(part[2])]
     if not somas:
         return pd.DataFrame(columns=COLUMNS[:-1])
     centroid, best, count = (np.concatenate(column) for column in zip(*somas))
@@ -45,11 +47,14 @@ def split_somas(fg: np.ndarray, blob: np.ndarray, weights: np.ndarray, score: np
 
 
 def _split_part(mask: np.ndarray, box: tuple[slice, ...], blob: np.ndarray, weights: np.ndarray, score: np.ndarray,
-                footprint: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                footprint: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The somas of one connected part of the foreground, ``mask`` its bounding box ``box`` of the block (the
-    other arrays cropped to it): (centroids ``(n, 3)`` in the block's voxels, the maximum score and the voxel
-    count of each)."""
-    peaks = peak_local_max(blob, footprint=footprint, labels=mask.view(np.uint8), exclude_border=False)
+    other arrays cropped to it), at the maxima of ``blob`` above ``floor``: (centroids ``(n, 3)`` in the block's
+    voxels, the maximum score and the voxel count of each; n may be 0)."""
+    peaks = peak_local_max(blob, footprint=footprint, labels=mask.view(np.uint8), exclude_border=False,
+                           threshold_abs=floor)
+    if not len(peaks):
+        return np.zeros((0, 3)), np.zeros(0), np.zeros(0, np.int64)
     markers = np.zeros(mask.shape, np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     regions = watershed(-blob, markers, mask=mask)
