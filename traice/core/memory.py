@@ -25,7 +25,8 @@ def reuse_freed_memory() -> bool:
     at most 32 MiB) from a fresh ``mmap`` and unmaps it when freed, and hands freed memory at the top of its
     heap back to the kernel: the next block arrives as new pages that the kernel zeroes on first touch. That
     was about 20 000 page faults per batch of the shipped network (2 windows of 16 x 128 x 128, one thread) and
-    2.4 million in one detect job of the demo, a sixth of its time (docs/scale.md, "Freed memory"). Here blocks
+    2.3 million in one detect job of the demo, which ran 13 % faster without them (docs/scale.md, "Freed
+    memory"). Here blocks
     up to :data:`KEEP_FREED_BYTES` come from malloc's heap, and up to that much freed memory stays in it for the
     next ones. Every workflow job sets this first (:func:`traice.io.joblog.start_job`), as do the network runs
     outside the workflow; ``TRAICE_REUSE_MEMORY=0`` leaves malloc as it is."""

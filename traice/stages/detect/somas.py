@@ -28,14 +28,13 @@ def split_somas(fg: np.ndarray, blob: np.ndarray, weights: np.ndarray, score: np
     the order of the parts' labels), without the whole-block copies a watershed makes.
     """
     spacing = np.asarray(spacing, dtype=float)
+    if not fg.any():
+        return pd.DataFrame(columns=COLUMNS[:-1])
     parts, _ = ndimage.label(fg)
     footprint = ellipsoid_footprint(1.3 * soma_radius_um[0], spacing)
-    floor = blob.min() if fg.any() else 0  # maxima must rise above the block's lowest value, not the box's
+    floor = blob.min()  # maxima must rise above the block's lowest value, not their box's
     somas = [_split_part(parts[box] == label, box, blob[box], weights[box], score[box], footprint, floor)
              for label, box in enumerate(ndimage.find_objects(parts), start=1)]
-    somas = [part for part in somas if len(part[2])]
-    if not somas:
-        return pd.DataFrame(columns=COLUMNS[:-1])
     centroid, best, count = (np.concatenate(column) for column in zip(*somas))
     volume = count * float(np.prod(spacing))
     radius = np.cbrt(3 * volume / (4 * np.pi))
