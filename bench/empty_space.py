@@ -1,8 +1,10 @@
-"""Empty space around the tissue: one synthetic scene alone, and inside a larger image whose surroundings are empty.
+"""Empty space around the tissue and uneven illumination: one synthetic scene alone, inside a larger image whose
+surroundings are empty, and lit unevenly.
 
 Usage:
-    python bench/empty_space.py [--images alone zeros dark clipped] [--cells 60] [--extent 32 1024 1024]
-                                [--seed 0] [--pad 768] [--cores 2] [--out /tmp/traice-empty-space]
+    python bench/empty_space.py [--images alone zeros dark clipped falloff] [--regime default] [--cells 60]
+                                [--extent 32 1024 1024] [--seed 0] [--pad 768] [--falloff 0.333] [--cores 2]
+                                [--out /tmp/traice-empty-space]
 
 A whole-brain stack holds the brain and the space around it: a stitched
 light-sheet volume fills what no tile covered with 0, and a camera outside the
@@ -12,7 +14,13 @@ fell below it. The scene (the demo's by default) is written as OME-Zarr with
 its truth: alone; with ``--pad`` voxels of zeros on either side along x
 ("zeros"); with the same margins filled with the camera's offset plus its read
 noise and no photons ("dark"); and alone with its background level (its
-median) subtracted and clipped at 0 ("clipped"). Each runs through the
+median) subtracted and clipped at 0 ("clipped"); and with the light falling
+linearly along x to ``--falloff`` of its strength at the far side, as a
+vignetting objective or an unevenly lit light sheet gives ("falloff": the
+counts above the camera's offset scaled, noise included). ``--regime`` renders
+the scene in a named imaging regime (:mod:`traice.synth.regimes`; ``confocal``:
+a background of 30 photons, which the falloff darkens with the cells). Each
+runs through the
 workflow with the defaults. Prints the plan's background median and noise
 sigma, the detections, soma F1 and the per-cell scores against the truth per
 image; the scene's cells are the same in each.
@@ -36,7 +44,8 @@ sys.path.insert(0, str(ROOT))
 from run_config import run_config  # noqa: E402
 
 from traice.stages.evaluate import evaluate_run  # noqa: E402
-from traice.synth import SynthParams, synthesize, write_synthetic  # noqa: E402
+from traice.synth import synthesize, write_synthetic  # noqa: E402
+from traice.synth.regimes import REGIMES, regime_params  # noqa: E402
 
 
 def padded(brain, pad: int, fill: str, rng: np.random.Generator):
@@ -63,24 +72,34 @@ def clipped(brain):
     return replace(brain, image=np.clip(brain.image.astype(np.float64) - level, 0, None).astype(brain.image.dtype))
 
 
+def falloff(brain, far: float):
+    """``brain`` lit unevenly: the counts above the camera's offset scaled from 1 at x = 0 to ``far`` at the last x."""
+    light = np.linspace(1.0, far, brain.image.shape[2])
+    counts = brain.params.offset + (brain.image.astype(np.float64) - brain.params.offset) * light
+    return replace(brain, image=np.clip(np.rint(counts), 0, np.iinfo(brain.image.dtype).max).astype(brain.image.dtype))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", nargs="+", default=["alone", "zeros", "dark", "clipped"],
-                    choices=["alone", "zeros", "dark", "clipped"])
+                    choices=["alone", "zeros", "dark", "clipped", "falloff"])
+    ap.add_argument("--regime", default="default", choices=sorted(REGIMES), help="imaging regime of the scene")
     ap.add_argument("--cells", type=int, default=60)
     ap.add_argument("--extent", type=int, nargs=3, default=[32, 1024, 1024], help="the scene in voxels (z, y, x)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pad", type=int, default=768, help="empty voxels on either side along x")
+    ap.add_argument("--falloff", type=float, default=1 / 3, help="the light's strength at the far side (falloff)")
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--out", default="/tmp/traice-empty-space")
     args = ap.parse_args()
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
     (out / "images").mkdir(parents=True)
-    brain = synthesize(SynthParams(shape=tuple(args.extent), cells=args.cells, seed=args.seed))
+    brain = synthesize(regime_params(args.regime, shape=tuple(args.extent), cells=args.cells, seed=args.seed))
     rng = np.random.default_rng(args.seed)
     make = {"alone": lambda: brain, "zeros": lambda: padded(brain, args.pad, "zeros", rng),
-            "dark": lambda: padded(brain, args.pad, "dark", rng), "clipped": lambda: clipped(brain)}
+            "dark": lambda: padded(brain, args.pad, "dark", rng), "clipped": lambda: clipped(brain),
+            "falloff": lambda: falloff(brain, args.falloff)}
     images = {name: make[name]() for name in args.images}
     for name, b in images.items():
         write_synthetic(b, out / "images" / f"{name}.ome.zarr")
