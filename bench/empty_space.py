@@ -20,8 +20,7 @@ vignetting objective or an unevenly lit light sheet gives ("falloff": the
 counts above the camera's offset scaled, noise included). ``--regime`` renders
 the scene in a named imaging regime (:mod:`traice.synth.regimes`; ``confocal``:
 a background of 30 photons, which the falloff darkens with the cells). Each
-runs through the
-workflow with the defaults. Prints the plan's background median and noise
+runs through the workflow with the defaults. Prints the plan's background median and noise
 sigma, the detections, soma F1 and the per-cell scores against the truth per
 image; the scene's cells are the same in each.
 """
