@@ -6,14 +6,15 @@ Usage:
 Runs batch 0 of a finished run's detect and segment jobs (after ``make demo``:
 ``results/demo``) as the workflow runs them, one process per job on one
 thread (Snakemake sets ``OMP_NUM_THREADS=1`` per job), and ``train``: 6
-training steps of the shipped one-pass network (float32, as training runs on
-a CPU; batch 2 x 16 x 128 x 128 of random input, the outputs' mean as the
-loss, Adam) on two threads, as ``traice train --threads 2`` runs; with malloc as glibc
-leaves it (``TRAICE_REUSE_MEMORY=0``) and with the freed memory kept for reuse
-(:func:`traice.core.memory.reuse_freed_memory`, what every job now sets
-first), alternately, so that a busy machine slows both alike. Prints each
-run's wall time (the whole process, imports included), minor page faults and
-peak RSS, the medians, and whether both settings wrote the same table.
+training steps of the shipped one-pass network on two threads, as ``traice
+train --threads 2`` runs them (float32, as training runs on a CPU; batch 2 x
+16 x 128 x 128 of random input, the outputs' mean as the loss, Adam). Each
+runs with malloc as glibc leaves it (``TRAICE_REUSE_MEMORY=0``) and with the
+freed memory kept for reuse (:func:`traice.core.memory.reuse_freed_memory`,
+what every job now sets first), alternately, so that a busy machine slows
+both alike. Prints each run's wall time (the whole process, imports
+included), minor page faults and peak RSS, the medians, and whether both
+settings wrote the same table.
 """
 
 from __future__ import annotations
