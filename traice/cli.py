@@ -26,6 +26,7 @@ from pathlib import Path
 
 from traice import __version__
 from traice.core.errors import InputError
+from traice.core.memory import reuse_freed_memory
 from traice.io.ome import open_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -355,6 +356,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    reuse_freed_memory()  # as every workflow job does (traice.io.joblog.start_job)
     try:
         args.func(args)
     except InputError as err:
