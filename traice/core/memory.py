@@ -26,11 +26,10 @@ def reuse_freed_memory() -> bool:
     heap back to the kernel: the next block arrives as new pages that the kernel zeroes on first touch. That
     was about 20 000 page faults per batch of the shipped network (2 windows of 16 x 128 x 128, one thread) and
     2.3 million in one detect job of the demo, which ran 13 % faster without them (docs/scale.md, "Freed
-    memory"). Here blocks
-    up to :data:`KEEP_FREED_BYTES` come from malloc's heap, and up to that much freed memory stays in it for the
-    next ones. Every workflow job sets this first (:func:`traice.io.joblog.start_job`), as do the ``traice``
-    commands (:func:`traice.cli.main`) and the library's network runs; ``TRAICE_REUSE_MEMORY=0`` leaves malloc as
-    it is."""
+    memory"). Here blocks up to :data:`KEEP_FREED_BYTES` come from malloc's heap, and up to that much freed
+    memory stays in it for the next ones. Every workflow job sets this first (:func:`traice.io.joblog.start_job`),
+    as do the ``traice`` commands (:func:`traice.cli.main`) and the library's network runs;
+    ``TRAICE_REUSE_MEMORY=0`` leaves malloc as it is."""
     if os.environ.get("TRAICE_REUSE_MEMORY", "").lower() in ("0", "false", "no"):
         return False
     if not sys.platform.startswith("linux"):
