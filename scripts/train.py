@@ -16,6 +16,7 @@ if images and task != "pretrain":
     raise InputError("train.images: unlabelled images train only the pretrain rule")
 sources = training_sources(t.pop("traces"), t.pop("synthetic"), t.pop("seeds_per_field"), folds=t.pop("folds"), fold=t.pop("fold"),
                            regimes=t.pop("regimes"), images=images, channel=t.pop("channel"),
-                           traced_soma_radius_um=t.pop("traced_soma_radius_um"))
+                           traced_soma_radius_um=t.pop("traced_soma_radius_um"),
+                           soma_sized_puncta=t.pop("soma_sized_puncta"))
 cfg = from_config(TrainConfig, t, task=task)
 train(cfg, sources, Path(snakemake.output.model).parent)

@@ -174,7 +174,7 @@ def _train(args) -> None:
         raise InputError(f"--regimes: unknown {unknown}; choose from {', '.join(sorted(REGIMES))}, random")
     sources = training_sources(args.traces, args.synthetic, args.seeds_per_field, folds=args.folds, fold=args.fold,
                                regimes=args.regimes, images=args.images, channel=args.channel,
-                               traced_soma_radius_um=args.traced_soma_radius)
+                               traced_soma_radius_um=args.traced_soma_radius, soma_sized_puncta=args.soma_sized_puncta)
     summary = train(cfg, sources, args.out, args.cache)
     print(json.dumps({k: summary[k] for k in ("steps", "best_val_dice", "train_seconds", "device_name")}, indent=2))
 
@@ -305,6 +305,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--traced-soma-radius", type=float, nargs=2, metavar=("LOW", "HIGH"),
                    help="renderings of --traces (training and validation) draw each soma's radius (µm) from "
                         "this range (default: the traces', at least 5 µm)")
+    p.add_argument("--soma-sized-puncta", type=float, metavar="SHARE",
+                   help="share of the renderings' autofluorescent puncta that are soma-sized (2-3.5 µm), hard "
+                        "negatives for small somas (default: the generator's 0.15)")
     p.add_argument("--images", nargs="+", default=[], metavar="IMAGE",
                    help="pretrain: unlabelled OME-Zarr images of your microscope (blocks spread over each)")
     p.add_argument("--channel", type=int, help="pretrain: the channel of --images, for multi-channel images")

@@ -17,7 +17,8 @@ from traice.training.loop import train
 from traice.training.recipes import TrainConfig, training_sources
 from traice.core.intensity import compress, expand
 from traice.training.data import (NO_AUGMENT, Augment, Volume, as_if_coarser, augment_pair, branch_window, cells_window,
-                                  crop_box, flip_turn, load_volumes, read_padded, soma_window)
+                                  _source_name, crop_box, flip_turn, load_volumes, read_padded, soma_window,
+                                  source_params)
 
 from conftest import SHARED_DATA
 
@@ -150,6 +151,16 @@ def test_training_sources_split_and_folds(tmp_path):
     for bad in ([6, 3], [0, 4], [3]):
         with pytest.raises(InputError, match="traced soma radius"):
             training_sources(tmp_path, traced_soma_radius_um=bad)
+    punctate = training_sources(tmp_path, synthetic=5, soma_sized_puncta=0.5, regimes=["confocal", "random"])
+    for part in ("train", "val"):  # every rendering, traced and synthetic, validation too
+        assert all(s[1]["large_puncta_fraction"] == 0.5 for s in punctate[part]), part
+    assert all("large_puncta_fraction" not in s[1] for s in fixed["train"] + fixed["val"])
+    assert {_source_name(*s) for s in punctate["train"]}.isdisjoint(_source_name(*s) for s in fixed["train"])  # own cache
+    traced = next(s[1] for s in punctate["train"] if s[0] == "traces")
+    assert source_params({k: v for k, v in traced.items() if k != "folder"}).large_puncta_fraction == 0.5
+    for bad in (-0.1, 1.5):
+        with pytest.raises(InputError, match="soma-sized puncta"):
+            training_sources(tmp_path, soma_sized_puncta=bad)
 
 
 def test_train_logs_saves_and_resumes_to_the_same_weights(tmp_path, float32_cpu):

@@ -164,7 +164,8 @@ def _source_name(kind: str, spec: dict) -> str:
     if kind == "traces":
         regime = f"-{spec['regime']}" if spec.get("regime") else ""
         sizes = "-soma{}to{}".format(*spec["traced_soma_radius_um"]) if spec.get("traced_soma_radius_um") else ""
-        return f"traces-{Path(spec['folder']).name}-seed{spec['seed']}{regime}{sizes}"
+        puncta = f"-puncta{spec['large_puncta_fraction']}" if "large_puncta_fraction" in spec else ""
+        return f"traces-{Path(spec['folder']).name}-seed{spec['seed']}{regime}{sizes}{puncta}"
     return "synthetic-" + "-".join(f"{k}{'x'.join(map(str, v)) if isinstance(v, (list, tuple)) else v}" for k, v in sorted(spec.items()))
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from traice.core.errors import check_radius_range
+from traice.core.errors import InputError, check_radius_range
 from traice.core.maps import CHANNELS
 from traice.synth.traces import field_split, trace_fields
 from traice.training.data import BRANCH_MAX_WEIGHT, BRANCH_SHIFT, BRANCH_WEIGHT_UM, Augment
@@ -88,7 +88,8 @@ def training_sources(traces: str | Path | None = None, synthetic: int = 8, seeds
                      synthetic_shape: Sequence[int] = (32, 512, 512), folds: int = 1, fold: int = 0,
                      regimes: Sequence[str] = ("default",), images: Sequence[str] = (),
                      channel: int | None = None,
-                     traced_soma_radius_um: Sequence[float] | None = None) -> dict[str, list]:
+                     traced_soma_radius_um: Sequence[float] | None = None,
+                     soma_sized_puncta: float | None = None) -> dict[str, list]:
     """Sources for :func:`traice.training.data.load_volumes`: ``{"train": [...], "val": [...]}``.
 
     ``images`` (OME-Zarr paths, their ``channel``) add unlabelled blocks of a user's images, for pretraining
@@ -102,12 +103,19 @@ def training_sources(traces: str | Path | None = None, synthetic: int = 8, seeds
     validation fields use ``regimes[0]``. ``traced_soma_radius_um`` (µm, low and high): the renderings of the
     traced fields, training and validation, draw each soma's radius from it (the traces' somas are all about
     5 µm), so that the checkpoint kept by validation is chosen on the soma sizes it was trained for.
+    ``soma_sized_puncta`` (a share in [0, 1]): the share of every rendering's autofluorescent puncta that are
+    soma-sized (2-3.5 µm, :class:`~traice.synth.brain.SynthParams` ``large_puncta_fraction``; None: the
+    generator's own), hard negatives for the smallest somas, in training and validation alike.
     """
     if traced_soma_radius_um is not None:
         check_radius_range("traced soma radius", traced_soma_radius_um)
+    if soma_sized_puncta is not None and not 0.0 <= soma_sized_puncta <= 1.0:
+        raise InputError(f"soma-sized puncta {soma_sized_puncta}: expected a share in [0, 1]")
+    puncta = {} if soma_sized_puncta is None else {"large_puncta_fraction": float(soma_sized_puncta)}
 
     def spec(fields: dict, k: int) -> dict:
         regime = regimes[k % len(regimes)]
+        fields = {**fields, **puncta}
         return fields if regime in (None, "default") else {**fields, "regime": regime}
 
     train: list = []
