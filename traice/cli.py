@@ -167,7 +167,8 @@ def _train(args) -> None:
                       eval_every=args.eval_every, val_windows=args.val_windows, init=args.init, rcam=not args.no_rcam,
                       full_resolution=not args.no_full_resolution, teacher=args.teacher,
                       input_step=tuple(args.input_step), shift=args.shift,
-                      distractor_bias=args.distractor_bias, coarser_p=args.coarser,
+                      distractor_bias=args.distractor_bias, faint_distractors=args.faint_distractors,
+                      coarser_p=args.coarser,
                       foreground=_foreground_weights(args.foreground))
     unknown = sorted(set(args.regimes) - set(REGIMES) - {"random"})
     if unknown:
@@ -329,6 +330,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--distractor-bias", type=float, default=train.distractor_bias,
                    help="cells: share of windows placed first on a bright thing that is no cell (lipofuscin, "
                         "macrophages, vessels: hard negatives) (default: %(default)s)")
+    p.add_argument("--faint-distractors", action="store_true",
+                   help="cells: those things include faint ones, a vessel barely above the background")
     p.add_argument("--coarser", type=float, default=train.coarser_p, metavar="P",
                    help="soma, cells: share of windows shown as imaged on 1.25-2.5x coarser voxels and resampled "
                         "onto the networks' grid, as inference does; the targets stay on the grid (default: %(default)s)")

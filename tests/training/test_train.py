@@ -85,6 +85,30 @@ def test_hard_negative_windows_go_to_bright_things_that_are_no_cell():
                                           crop_box(plain, (16, 64, 64), np.random.default_rng(seed), 0.7))
 
 
+def test_faint_hard_negatives_lie_on_faint_things_away_from_the_cells():
+    """A faint vessel (1.2 noise sigmas is the floor; it lies at about 2) away from the cells gives up to four points,
+    each on it; a bright punctum is left to bright_outside_cells, a faint speck smaller than a soma is not a thing,
+    and nothing is taken near a cell, however faint."""
+    from traice.training.data import bright_outside_cells, cell_clearance, faint_outside_cells
+
+    vol = _two_cells()
+    image = vol.image.astype(np.float32) * 3.0
+    image[7:13, 100:112, 5:115] = 0.6          # a faint vessel, 2.4 x 4.8 x 44 µm
+    image[8:12, 60:70, 100:110] = 3.0          # a bright punctum, soma-sized
+    image[2:4, 10:14, 100:104] = 0.6           # a faint speck, 2.5 x 1.6 x 1.6 µm
+    image[12:16, 42:50, 40:60] = 0.6           # faint, but within 4 µm of cell 1's process
+    vol.image = image.astype(np.float16)
+    clearance = cell_clearance(vol)
+    found = faint_outside_cells(vol, clearance=clearance)
+    assert len(found) == 4
+    for z, y, x in found.astype(int):
+        assert 7 <= z < 13 and 100 <= y < 112 and 5 <= x < 115, (z, y, x)
+    assert len(faint_outside_cells(vol, per_thing=2)) == 2
+    np.testing.assert_allclose(bright_outside_cells(vol, clearance=clearance), bright_outside_cells(vol))
+    with pytest.raises(ValueError, match="faint_distractors"):
+        TrainConfig(task="soma", faint_distractors=True)
+
+
 def test_augmentation_moves_image_and_target_together():
     rng = np.random.default_rng(1)
     geometry_only = dataclasses.replace(NO_AUGMENT, flips=True, quarter_turns=True)

@@ -219,20 +219,63 @@ DISTRACTOR_CLEARANCE_UM = 4.0
 """... and its distance from every cell's foreground (soma or process), in µm."""
 
 
-def bright_outside_cells(volume: Volume, min_voxels: int = 20) -> np.ndarray:
+def cell_clearance(volume: Volume) -> np.ndarray:
+    """Each voxel's distance (µm) from the nearest voxel of any cell (soma or process): ``(Z, Y, X)`` float64."""
+    return ndimage.distance_transform_edt(volume.cells == 0, sampling=volume.spacing)
+
+
+def bright_outside_cells(volume: Volume, min_voxels: int = 20, clearance: np.ndarray | None = None) -> np.ndarray:
     """Centres of the bright things of ``volume`` that are not microglia (lipofuscin puncta, perivascular
     macrophages, vessels), where the hard-negative windows of :func:`crop_box` go: ``(M, 3)`` float32 voxels.
 
     A bright thing is a connected set of at least ``min_voxels`` voxels brighter than
     :data:`DISTRACTOR_LEVEL` and at least :data:`DISTRACTOR_CLEARANCE_UM` from every cell's foreground.
-    Each counts once, whatever its size, so small soma-sized clumps are drawn as often as macrophages."""
-    clearance = ndimage.distance_transform_edt(volume.cells == 0, sampling=volume.spacing)
+    Each counts once, whatever its size, so small soma-sized clumps are drawn as often as macrophages.
+    ``clearance``: :func:`cell_clearance` of ``volume``, where a caller has it already."""
+    clearance = cell_clearance(volume) if clearance is None else clearance
     labels, n = ndimage.label((volume.image > DISTRACTOR_LEVEL) & (clearance >= DISTRACTOR_CLEARANCE_UM))
     sizes = np.bincount(labels.ravel(), minlength=n + 1)
     keep = np.flatnonzero(sizes[1:] >= min_voxels) + 1
     if not len(keep):
         return np.zeros((0, 3), np.float32)
     return np.asarray(ndimage.center_of_mass(np.ones_like(labels, np.uint8), labels, keep), np.float32).reshape(-1, 3)
+
+
+FAINT_LEVEL = 0.4
+"""Model input (arcsinh units), smoothed over :data:`FAINT_SMOOTH_UM`, a faint thing exceeds: about 1.2 background
+noise sigmas, which a faint vessel (about 2 sigmas per voxel) does and the smoothed noise does not ..."""
+FAINT_SMOOTH_UM = 1.0
+"""... (the Gaussian's sigma in µm) ..."""
+FAINT_MIN_UM3 = 35.0
+"""... over at least a ball of 2 µm radius."""
+
+
+def faint_outside_cells(volume: Volume, per_thing: int = 4, clearance: np.ndarray | None = None) -> np.ndarray:
+    """Points on the faint things of ``volume`` that are not microglia (faint vessels, the brighter patches of an
+    uneven background), hard-negative windows for :func:`crop_box` beside :func:`bright_outside_cells`:
+    ``(M, 3)`` float32 voxels.
+
+    A faint thing is a connected set of at least :data:`FAINT_MIN_UM3` where the input smoothed over
+    :data:`FAINT_SMOOTH_UM` exceeds :data:`FAINT_LEVEL` but nowhere :data:`DISTRACTOR_LEVEL` (the bright things are
+    :func:`bright_outside_cells`'), at least :data:`DISTRACTOR_CLEARANCE_UM` from every cell's foreground. A vessel
+    crosses many windows, so each thing gives up to ``per_thing`` of its voxels, evenly spread in scan order (its
+    centre of mass may lie off a curved vessel). ``clearance``: as for :func:`bright_outside_cells`."""
+    spacing = np.asarray(volume.spacing, float)
+    smooth = ndimage.gaussian_filter(volume.image.astype(np.float32), FAINT_SMOOTH_UM / spacing)
+    clearance = cell_clearance(volume) if clearance is None else clearance
+    labels, n = ndimage.label((smooth > FAINT_LEVEL) & (clearance >= DISTRACTOR_CLEARANCE_UM))
+    min_voxels = FAINT_MIN_UM3 / float(np.prod(spacing))
+    points = []
+    for k, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
+            continue
+        own = labels[box] == k
+        inside = np.argwhere(own)
+        if len(inside) < min_voxels or smooth[box][own].max() > DISTRACTOR_LEVEL:
+            continue
+        chosen = inside[np.linspace(0, len(inside) - 1, min(per_thing, len(inside))).round().astype(int)]
+        points.append(chosen + [s.start for s in box])
+    return np.concatenate(points).astype(np.float32) if points else np.zeros((0, 3), np.float32)
 
 
 def read_padded(array: np.ndarray, start: np.ndarray, stop: np.ndarray, fill=0) -> np.ndarray:

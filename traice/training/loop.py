@@ -41,8 +41,8 @@ from traice.nn.checkpoints import save_model
 from traice.nn.device import autocast, pick_device
 from traice.core.maps import OFFSET_SCALE_UM
 from traice.nn.losses import CellMapsLoss, DenoisingLoss, SegmentationLoss, distillation_loss
-from traice.training.data import (NO_AUGMENT, Augment, Volume, branch_window, bright_outside_cells, cells_window,
-                                  load_volumes, pretrain_window, soma_window)
+from traice.training.data import (NO_AUGMENT, Augment, Volume, branch_window, bright_outside_cells, cell_clearance,
+                                  cells_window, faint_outside_cells, load_volumes, pretrain_window, soma_window)
 from traice.training.recipes import AUGMENT, TASK_LOSS_WEIGHTS, TrainConfig, build
 
 HEAD_FIT_BATCHES = 8
@@ -180,9 +180,12 @@ def train(cfg: TrainConfig, sources: dict[str, list], out_dir: str | Path, cache
         from traice.training.foreground import attach_foreground
 
         attach_foreground(train_volumes + val_volumes, cfg.foreground, cache or out / "cache", progress)
-    if cfg.distractor_bias > 0:  # hard negatives: where the bright things that are not microglia are
+    if cfg.distractor_bias > 0:  # hard negatives: where the bright (and faint) things that are not microglia are
         for volume in train_volumes:
-            volume.distractors = bright_outside_cells(volume)
+            clearance = cell_clearance(volume)
+            volume.distractors = bright_outside_cells(volume, clearance=clearance)
+            if cfg.faint_distractors:
+                volume.distractors = np.concatenate([volume.distractors, faint_outside_cells(volume, clearance=clearance)])
     if not train_volumes:
         raise ValueError("no training volumes")
     data_seconds = time.time() - started

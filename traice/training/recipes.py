@@ -46,6 +46,8 @@ class TrainConfig:
     warmup: int = 100
     cell_bias: float = 0.7                           # soma, cells: share of windows placed on a cell
     distractor_bias: float = 0.0                     # cells: share placed on a bright thing that is no cell first
+    faint_distractors: bool = False                  # cells: those things include faint ones (vessels;
+                                                     # traice.training.data.faint_outside_cells)
     coarser_p: float = 0.0                           # soma, cells: share of windows seen as on coarser voxels
                                                      # (traice.training.data.as_if_coarser)
     loss_weights: tuple[float, float, float] | None = None  # Dice, Focal, clDice; None: TASK_LOSS_WEIGHTS
@@ -77,6 +79,8 @@ class TrainConfig:
             raise ValueError(f"coarser_p {self.coarser_p}: a share in [0, 1], for the soma and cells tasks only")
         if not self.full_resolution and self.task != "cells":
             raise ValueError("full_resolution False: for the cells task only")
+        if self.faint_distractors and self.task != "cells":
+            raise ValueError("faint_distractors: for the cells task only")
         if self.teacher and self.task != "cells":
             raise ValueError("teacher: for the cells task only")
         if self.window is None:
