@@ -2,14 +2,17 @@
 
 Usage:
     python bench/false_somas.py [--split val] [--regime confocal] [--data ../shared/data/morphomics_kxa]
-                                [--synthetic N] [--model WEIGHTS.pt] [--out detections.parquet]
+                                [--synthetic N [--scale 0.8] [--photons 117]] [--model WEIGHTS.pt]
+                                [--out detections.parquet]
 
 Renders the fields of one split of the traced data (render seed 0), runs the
 shipped one-pass network over each whole field and detects somas as the
 workflow does; each detection is true when it matches a true soma (Hungarian,
 6 µm). ``--synthetic N`` scores N fields of the synthetic generator instead
 (seeds 2000.., 32 × 512 × 512 voxels, 33 cells; somas of 3-6 µm semi-axes,
-where the traced renderings' are all about 5 µm). For each detection:
+where the traced renderings' are all about 5 µm), rendered at ``--scale`` times the
+networks' voxel size (the same scene in µm; the generator's photons are per voxel, so finer voxels collect more
+light per µm³) and with ``--photons`` instead of the regime's signal. For each detection:
 
 - ``score``: its peak soma probability;
 - ``radius_um``: the equivalent radius of its soma region (what the size
@@ -41,11 +44,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from traice.core.geometry import Box, distance_um  # noqa: E402
-from traice.core.intensity import robust_stats  # noqa: E402
+from traice.core.grid import MODEL_SPACING_UM  # noqa: E402
 from traice.core.metrics import match_points  # noqa: E402
+from traice.io.ome import ArrayImage  # noqa: E402
 from traice.nn.checkpoints import load_model  # noqa: E402
 from traice.stages.detect import DetectParams  # noqa: E402
 from traice.stages.detect.network import detect_traice_maps  # noqa: E402
+from traice.stages.plan import intensity_stats  # noqa: E402
 from traice.synth import synthesize  # noqa: E402
 from traice.synth.regimes import regime_params  # noqa: E402
 from traice.synth.traces import field_split, render_swc, trace_fields  # noqa: E402
@@ -65,6 +70,7 @@ def elongation(component: np.ndarray, spacing) -> float:
 
 
 ON_CELL_UM = 2.0
+FAINT_SIGMAS = 3.0
 
 
 def detection_features(image: np.ndarray, maps: np.ndarray, found: pd.DataFrame, spacing, stats: dict,
@@ -93,8 +99,12 @@ def detection_features(image: np.ndarray, maps: np.ndarray, found: pd.DataFrame,
 def volumes(args):
     """(name, rendered SyntheticBrain) of every field the bench scores."""
     if args.synthetic:
+        spacing = tuple(s * args.scale for s in MODEL_SPACING_UM)
+        shape = tuple(int(round(n / args.scale)) for n in (32, 512, 512))
+        light = {} if args.photons is None else {"photons": args.photons}
         for seed in range(2000, 2000 + args.synthetic):
-            yield f"synthetic seed {seed}", synthesize(regime_params(args.regime, seed=seed, shape=(32, 512, 512), cells=33))
+            yield f"synthetic seed {seed}", synthesize(regime_params(args.regime, seed=seed, shape=shape, cells=33,
+                                                                     spacing=spacing, **light))
         return
     if not Path(args.data).exists():
         sys.exit(f"no tracings at {args.data}")
@@ -110,6 +120,9 @@ def main() -> None:
     ap.add_argument("--regime", default="confocal")
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "morphomics_kxa"))
     ap.add_argument("--synthetic", type=int, default=0, help="score this many synthetic generator fields instead")
+    ap.add_argument("--scale", type=float, default=1.0,
+                    help="synthetic fields: voxels this many times the networks' grid, the same scene in µm")
+    ap.add_argument("--photons", type=float, help="synthetic fields: the regime's signal in photons, instead of its own")
     ap.add_argument("--out", help="also write the per-detection rows to this parquet file")
     ap.add_argument("--model", help="one-pass weights (default: the shipped ones)")
     args = ap.parse_args()
@@ -117,7 +130,7 @@ def main() -> None:
     tables = []
     for name, brain in volumes(args):
         spacing = np.asarray(brain.params.spacing)
-        stats = robust_stats(brain.image[:, ::2, ::2])
+        stats = intensity_stats(ArrayImage(brain.image, tuple(spacing)))  # as the workflow's plan measures them
         found, maps = detect_traice_maps(brain.image, spacing, stats, DetectParams(), model)
         found = found.reset_index(drop=True)
         match = match_points(found[["z", "y", "x"]].to_numpy() * spacing, brain.truth[["z", "y", "x"]].to_numpy() * spacing)
@@ -137,6 +150,8 @@ def main() -> None:
     false = table[~table["true"]]
     print(f"\nfalse detections on a true cell (within {ON_CELL_UM:g} µm of its soma or processes): "
           f"{int(false['on_cell'].sum())} of {len(false)}; elsewhere (distractors): {int((~false['on_cell']).sum())}")
+    print(f"false detections fainter than {FAINT_SIGMAS:g} noise sigmas (contrast): {int((false['contrast'] < FAINT_SIGMAS).sum())} "
+          f"of {len(false)}; true ones: {int((table[table['true']]['contrast'] < FAINT_SIGMAS).sum())} of {int(table['true'].sum())}")
 
 
 if __name__ == "__main__":
