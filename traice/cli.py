@@ -162,14 +162,16 @@ def _train(args) -> None:
             raise InputError(f"{option} {path}: no such file")
     if args.foreground is not None and args.task != "branch":
         raise InputError("--foreground: only the branch task (the ownership network) takes the foreground as input")
-    cfg = TrainConfig(task=args.task, size=args.size, window=args.window and tuple(args.window), batch_size=args.batch, steps=args.steps,
-                      lr=args.lr, seed=args.seed, device=args.device, threads=args.threads, embed_dim=args.embed_dim,
-                      eval_every=args.eval_every, val_windows=args.val_windows, init=args.init, rcam=not args.no_rcam,
-                      full_resolution=not args.no_full_resolution, teacher=args.teacher,
-                      input_step=tuple(args.input_step), shift=args.shift,
-                      distractor_bias=args.distractor_bias, faint_distractors=args.faint_distractors,
-                      coarser_p=args.coarser,
-                      foreground=_foreground_weights(args.foreground))
+    try:
+        cfg = TrainConfig(task=args.task, size=args.size, window=args.window and tuple(args.window), batch_size=args.batch,
+                          steps=args.steps, lr=args.lr, seed=args.seed, device=args.device, threads=args.threads,
+                          embed_dim=args.embed_dim, eval_every=args.eval_every, val_windows=args.val_windows,
+                          init=args.init, rcam=not args.no_rcam, full_resolution=not args.no_full_resolution,
+                          teacher=args.teacher, input_step=tuple(args.input_step), shift=args.shift,
+                          distractor_bias=args.distractor_bias, faint_distractors=args.faint_distractors,
+                          coarser_p=args.coarser, foreground=_foreground_weights(args.foreground))
+    except ValueError as err:  # an option the task does not take: one line, before any data are read
+        raise InputError(str(err)) from None
     unknown = sorted(set(args.regimes) - set(REGIMES) - {"random"})
     if unknown:
         raise InputError(f"--regimes: unknown {unknown}; choose from {', '.join(sorted(REGIMES))}, random")
@@ -331,7 +333,8 @@ def parser() -> argparse.ArgumentParser:
                    help="cells: share of windows placed first on a bright thing that is no cell (lipofuscin, "
                         "macrophages, vessels: hard negatives) (default: %(default)s)")
     p.add_argument("--faint-distractors", action="store_true",
-                   help="cells: those things include faint ones, a vessel barely above the background")
+                   help="cells: the windows of --distractor-bias also go to faint things away from the cells "
+                        "(a vessel barely above the background)")
     p.add_argument("--coarser", type=float, default=train.coarser_p, metavar="P",
                    help="soma, cells: share of windows shown as imaged on 1.25-2.5x coarser voxels and resampled "
                         "onto the networks' grid, as inference does; the targets stay on the grid (default: %(default)s)")

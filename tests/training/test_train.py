@@ -429,3 +429,15 @@ def test_foreground_option_refuses_what_is_not_a_one_pass_network_before_trainin
     with pytest.raises(SystemExit, match="error: --foreground: only the branch task"):
         main(["train", "soma", str(tmp_path / "out"), "--synthetic", "1", "--foreground", "shipped"])
     assert not (tmp_path / "out").exists()
+
+
+def test_an_option_the_task_does_not_take_stops_with_one_line_before_training(tmp_path):
+    from traice.cli import main
+
+    with pytest.raises(SystemExit, match="^error: faint_distractors: for the cells task only$"):
+        main(["train", "soma", str(tmp_path / "out"), "--synthetic", "1", "--faint-distractors"])
+    with pytest.raises(SystemExit, match="^error: coarser_p 0.5: .*for the soma and cells tasks only$"):
+        main(["train", "branch", str(tmp_path / "out"), "--synthetic", "1", "--coarser", "0.5"])
+    with pytest.raises(SystemExit, match="^error: soma-sized puncta 2.0: expected a share in \\[0, 1\\]$"):
+        main(["train", "cells", str(tmp_path / "out"), "--synthetic", "1", "--soma-sized-puncta", "2"])
+    assert not (tmp_path / "out").exists()
