@@ -169,6 +169,7 @@ def _train(args) -> None:
                           init=args.init, rcam=not args.no_rcam, full_resolution=not args.no_full_resolution,
                           teacher=args.teacher, input_step=tuple(args.input_step), shift=args.shift,
                           distractor_bias=args.distractor_bias, faint_distractors=args.faint_distractors,
+                      balanced_somas=args.balanced_somas,
                           coarser_p=args.coarser, foreground=_foreground_weights(args.foreground))
     except ValueError as err:  # an option the task does not take: one line, before any data are read
         raise InputError(str(err)) from None
@@ -335,6 +336,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--faint-distractors", action="store_true",
                    help="cells: the windows of --distractor-bias also go to faint things away from the cells "
                         "(a vessel barely above the background)")
+    p.add_argument("--balanced-somas", action="store_true",
+                   help="cells: in the soma loss every soma and every bright thing that is no cell weighs as much "
+                        "as a soma of 5 µm radius, whatever its size (at most 5x per voxel): a small soma missed or "
+                        "a soma-sized punctum called costs as much as a large soma")
     p.add_argument("--coarser", type=float, default=train.coarser_p, metavar="P",
                    help="soma, cells: share of windows shown as imaged on 1.25-2.5x coarser voxels and resampled "
                         "onto the networks' grid, as inference does; the targets stay on the grid (default: %(default)s)")

@@ -184,6 +184,14 @@ def test_cell_maps_loss_terms_and_checks():
     assert float(loss(-good, batch)) > 2.0
     with pytest.raises(ValueError, match="5 output channels"):
         loss(good[:, :1], batch)
+    speck = good.clone()
+    speck[:, 0, 6:8, 0:2, 0:2] = 20.0            # a soma called where there is none
+    weight = torch.ones_like(target)
+    weight[..., 6:8, 0:2, 0:2] = 5.0             # balanced somas: a bright thing that is no cell
+    plain, weighed = loss.terms(speck, batch), loss.terms(speck, {**batch, "soma_weight": weight})
+    assert float(weighed["soma_focal"]) > 2 * float(plain["soma_focal"])
+    assert float(weighed["soma_dice"]) > float(plain["soma_dice"])
+    assert float(weighed["fg_dice"]) == float(plain["fg_dice"])  # the foreground keeps its own weight
 
 
 def test_distillation_loss_is_least_where_the_student_is_the_teacher():

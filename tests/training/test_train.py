@@ -109,6 +109,47 @@ def test_faint_hard_negatives_lie_on_faint_things_away_from_the_cells():
         TrainConfig(task="soma", faint_distractors=True)
 
 
+def _ball(shape, centre, radius_um, spacing=(1.25, 0.4, 0.4)) -> np.ndarray:
+    grid = np.indices(shape).astype(float)
+    return sum(((g - c) * s) ** 2 for g, c, s in zip(grid, centre, spacing)) <= radius_um**2
+
+
+def test_balanced_somas_weigh_small_somas_and_soma_sized_puncta_as_a_large_soma():
+    """A 5 µm soma's voxels weigh 1, a 3 µm soma's (5/3)^3 (so each soma weighs about the same), a soma-sized
+    punctum away from the cells the most (5, the cap); a bright thing beside a cell, a speck, the processes and the
+    background weigh 1. A window asked for balanced somas has them, others have none."""
+    from traice.training.data import BALANCE_MAX_WEIGHT, soma_weight
+
+    shape = (24, 160, 160)
+    big, small = _ball(shape, (12, 40, 40), 5.0), _ball(shape, (12, 40, 120), 3.0)
+    punctum = _ball(shape, (12, 120, 120), 2.5)
+    labels = np.zeros(shape, np.uint16)
+    labels[big] = 1
+    labels[small] = 2
+    labels[12, 40:120, 40] = 1                  # cell 1's process, bright as its soma
+    image = np.where(labels > 0, 3.0, 0.1).astype(np.float32)
+    image[punctum] = 3.0
+    image[11:14, 38:43, 53:56] = 3.0            # beside cell 1's soma, 0.2-1.2 µm from it
+    image[3, 5, 5] = 5.0                        # one bright voxel: noise
+    weight = soma_weight(image, labels, big | small, (1.25, 0.4, 0.4))
+    assert weight.dtype == np.float32 and weight.shape == shape
+    assert np.allclose(weight[big], 1.0, rtol=0.02)  # a ball on voxels: a little under 5 µm
+    assert np.allclose(weight[small], (5 / 3) ** 3, rtol=0.15)
+    assert np.allclose(weight[punctum], BALANCE_MAX_WEIGHT)
+    rest = ~(big | small | punctum)
+    assert np.all(weight[rest] == 1.0)           # the process, the thing beside the cell, the speck, the background
+    vol = Volume(image.astype(np.float16), labels, (big | small).astype(np.uint16),
+                 np.array([[12, 40, 40], [12, 40, 120]], np.float32), "balanced", (1.25, 0.4, 0.4))
+    rng = np.random.default_rng(0)
+    window = cells_window(vol, (16, 64, 64), rng, NO_AUGMENT, balanced_somas=True)
+    assert window.soma_weight.shape == window.soma.shape and window.soma_weight.min() >= 1.0
+    assert cells_window(vol, (16, 64, 64), rng, NO_AUGMENT).soma_weight is None
+    with pytest.raises(ValueError, match="balanced_somas"):
+        TrainConfig(task="branch", balanced_somas=True)
+    with pytest.raises(ValueError, match="faint_distractors: needs distractor_bias"):
+        TrainConfig(task="cells", faint_distractors=True)
+
+
 def test_augmentation_moves_image_and_target_together():
     rng = np.random.default_rng(1)
     geometry_only = dataclasses.replace(NO_AUGMENT, flips=True, quarter_turns=True)
@@ -368,6 +409,23 @@ def test_train_cells_without_full_resolution_fits_the_head_then_trains(tmp_path,
     unfitted = one_pass.head.bias.repeat_interleave(4)
     assert not model.full_resolution and not torch.allclose(model.head.bias, unfitted)
     assert model.head.weight.abs().max() > 0.01 * one_pass.head.weight.abs().max()
+
+
+def test_train_cells_with_balanced_somas_and_faint_hard_negatives(tmp_path, float32_cpu):
+    """The loop takes the balanced soma weights into the soma loss (a run of two steps logs its terms) with the
+    hard-negative windows on bright and faint things."""
+    from traice.nn.checkpoints import save_model
+    from traice.nn.prompted import stage1_config
+    from traice.nn.unet import TransformerUNet3d
+
+    one_pass = TransformerUNet3d(embed_dim=8, depths=[1, 1, 1, 1], window=(16, 64, 64), out_channels=5)
+    save_model(one_pass, stage1_config(one_pass), tmp_path / "cells.pt")
+    cfg = dataclasses.replace(TINY, task="cells", init=str(tmp_path / "cells.pt"), steps=2, balanced_somas=True,
+                              distractor_bias=0.5, faint_distractors=True)
+    summary = train(cfg, SOURCES, tmp_path / "balanced", tmp_path / "cache", progress=False)
+    assert summary["steps"] == 2 and summary["config"]["balanced_somas"] is True
+    rows = list(csv.DictReader(open(tmp_path / "balanced" / "metrics.csv")))
+    assert rows and all(np.isfinite(float(r["soma_focal"])) and float(r["soma_dice"]) > 0 for r in rows)
 
 
 def test_fit_head_recovers_a_head_the_features_can_give():

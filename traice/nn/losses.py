@@ -232,7 +232,8 @@ class CellMapsLoss(nn.Module):
     ``forward(output, targets)``: ``output (B, 5, Z, Y, X)`` = soma logit,
     foreground logit, offsets (z, y, x); ``targets`` a dict of ``soma``,
     ``foreground`` ``(B, 1, ...)`` in {0, 1}, ``weight`` ``(B, 1, ...)`` the
-    foreground's voxel weight (distal processes count more) and ``offsets``
+    foreground's voxel weight (distal processes count more), optionally
+    ``soma_weight`` ``(B, 1, ...)`` the soma's (balanced somas) and ``offsets``
     ``(B, 3, ...)``, and ``spacing_ratio`` (3,) the voxel size in offset units.
     Soma: Dice + Focal (blobs, no topology); foreground:
     Dice + Focal + clDice (clDice keeps thin processes connected); offsets:
@@ -252,7 +253,8 @@ class CellMapsLoss(nn.Module):
     def terms(self, output: torch.Tensor, targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if output.shape[1] != len(CHANNELS):
             raise ValueError(f"expected {len(CHANNELS)} output channels (soma, foreground, 3 offsets), got {tuple(output.shape)}")
-        out = {f"soma_{k}": v for k, v in self.soma.terms(output[:, :1], targets["soma"]).items()}
+        out = {f"soma_{k}": v for k, v in
+               self.soma.terms(output[:, :1], targets["soma"], targets.get("soma_weight")).items()}
         out.update({f"fg_{k}": v for k, v in
                     self.foreground.terms(output[:, 1:2], targets["foreground"], targets.get("weight")).items()})
         out.update(offset_loss(output[:, 2:], targets["offsets"], targets["foreground"],

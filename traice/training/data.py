@@ -278,6 +278,46 @@ def faint_outside_cells(volume: Volume, per_thing: int = 4, clearance: np.ndarra
     return np.concatenate(points).astype(np.float32) if points else np.zeros((0, 3), np.float32)
 
 
+BALANCE_SOMA_UM3 = 4.0 / 3.0 * np.pi * 5.0**3
+"""With balanced somas (:func:`soma_weight`), every soma and every bright thing that is no cell weighs in the soma
+loss as much as a ball of this volume (µm³; radius 5 µm) ..."""
+BALANCE_MAX_WEIGHT = 5.0
+"""... with at most this weight per voxel (a 3 µm soma gets 4.6) ..."""
+BALANCE_CLEARANCE_UM = 2.0
+"""... the bright things at least this far from every cell's foreground (past the blur around a soma)."""
+
+
+def soma_weight(image: np.ndarray, labels: np.ndarray, somas: np.ndarray, spacing: Sequence[float],
+                min_voxels: int = 20) -> np.ndarray:
+    """The soma loss's voxel weights of one window with balanced somas: ``(Z, Y, X)`` float32, at least 1.
+
+    ``image`` model input, ``labels`` cell labels and ``somas`` the soma mask, all ``(Z, Y, X)`` in the window.
+    A soma's voxels (``somas`` by the cell of ``labels``) and a bright thing's (a connected set of at least
+    ``min_voxels`` voxels of ``image`` above :data:`DISTRACTOR_LEVEL`, at least :data:`BALANCE_CLEARANCE_UM` from
+    every cell) each weigh ``min(BALANCE_SOMA_UM3 / volume, BALANCE_MAX_WEIGHT)``, at least 1, the volume the
+    part of it in the window; every other voxel 1. Voxel-wise losses pay for a soma by its voxels, so a 3 µm soma
+    missed or a soma-sized punctum called costs a fifth of a 5 µm soma; balanced, each thing costs about the same.
+    """
+    voxel_um3 = float(np.prod(spacing))
+
+    def per_thing(things: np.ndarray, count: int) -> np.ndarray:
+        sizes = np.bincount(things.ravel(), minlength=count + 1).astype(np.float64)
+        weights = np.clip(BALANCE_SOMA_UM3 / np.maximum(sizes, 1.0) / voxel_um3, 1.0, BALANCE_MAX_WEIGHT)
+        weights[sizes < min_voxels] = 1.0  # specks of noise and slivers at the window's faces stay as they are
+        weights[0] = 1.0
+        return weights.astype(np.float32)[things]
+
+    owners = np.where(somas, labels, 0).astype(np.int64)
+    weight = per_thing(owners, int(owners.max(initial=0)))
+    if labels.any():
+        clearance = ndimage.distance_transform_edt(labels == 0, sampling=spacing)
+        bright = (image > DISTRACTOR_LEVEL) & (clearance >= BALANCE_CLEARANCE_UM)
+    else:
+        bright = image > DISTRACTOR_LEVEL
+    things, count = ndimage.label(bright)
+    return np.maximum(weight, per_thing(things, count))  # somas and bright things do not overlap
+
+
 def read_padded(array: np.ndarray, start: np.ndarray, stop: np.ndarray, fill=0) -> np.ndarray:
     """``array[start:stop]`` with the part outside the array filled with ``fill``."""
     out = np.full(tuple(stop - start), fill, dtype=array.dtype)
@@ -444,23 +484,27 @@ class CellsWindow:
     """One training sample of the one-pass network, all (Z, Y, X) float32 unless said:
     ``image`` model input; ``soma`` and ``foreground`` targets in {0, 1}; ``weight`` the
     foreground's loss weight; ``offsets`` (3, Z, Y, X) to each voxel's own soma
-    (:func:`traice.core.maps.offsets_to_soma`)."""
+    (:func:`traice.core.maps.offsets_to_soma`); ``soma_weight`` the soma's loss weight with balanced somas
+    (:func:`soma_weight`), else None (every voxel 1)."""
 
     image: np.ndarray
     soma: np.ndarray
     foreground: np.ndarray
     weight: np.ndarray
     offsets: np.ndarray
+    soma_weight: np.ndarray | None = None
 
 
 def cells_window(volume: Volume, window: Sequence[int], rng: np.random.Generator, augment: Augment = Augment(),
                  cell_bias: float = 0.7, weight_um: float = BRANCH_WEIGHT_UM,
-                 max_weight: float = BRANCH_MAX_WEIGHT, distractor_bias: float = 0.0) -> CellsWindow:
+                 max_weight: float = BRANCH_MAX_WEIGHT, distractor_bias: float = 0.0,
+                 balanced_somas: bool = False) -> CellsWindow:
     """A random window (as :func:`crop_box`) with the one-pass targets: every cell's soma and foreground,
     and offsets to the own soma, computed after the flips and quarter turns (which move the somas too).
 
     The foreground weight is ``min(1 + d / weight_um, max_weight)`` with ``d``
-    the distance to the own soma in µm, so distal processes count more.
+    the distance to the own soma in µm, so distal processes count more; ``balanced_somas`` adds the
+    soma's weight (:func:`soma_weight`, from the window before its intensity is augmented).
     """
     start, stop = crop_box(volume, window, rng, cell_bias, distractor_bias=distractor_bias)
     image = read_padded(volume.image, start, stop, 0.0)
@@ -472,8 +516,10 @@ def cells_window(volume: Volume, window: Sequence[int], rng: np.random.Generator
     foreground = (labels > 0).astype(np.float32)
     distance = np.sqrt((offsets**2).sum(0)) * OFFSET_SCALE_UM
     weight = np.where(foreground > 0, np.minimum(1.0 + distance / weight_um, max_weight), 1.0).astype(np.float32)
+    balance = soma_weight(image, labels, somas, volume.spacing) if balanced_somas else None
     image = maybe_coarser(image, rng, augment)
-    return CellsWindow(augment_intensity(image, rng, augment), somas.astype(np.float32), foreground, weight, offsets)
+    return CellsWindow(augment_intensity(image, rng, augment), somas.astype(np.float32), foreground, weight, offsets,
+                       balance)
 
 
 @dataclass(frozen=True)

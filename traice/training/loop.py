@@ -63,16 +63,17 @@ def _lr_factor(step: int, warmup: int, total: int) -> float:
 def _batch(volumes: Sequence[Volume], cfg: TrainConfig, rng: np.random.Generator, augment: Augment) -> dict[str, torch.Tensor]:
     """``{"image", "target"}`` (and for ``branch`` ``"weight"``) ``(B, 1, Z, Y, X)``, ``"points"`` ``(B, 1, 3)``
     (``branch`` with the one-pass foreground: ``"image"`` ``(B, 2, Z, Y, X)``, image and foreground);
-    ``cells``: ``{"image", "soma", "foreground", "weight"}`` ``(B, 1, Z, Y, X)``, ``"offsets"`` ``(B, 3, Z, Y, X)``
+    ``cells``: ``{"image", "soma", "foreground", "weight"}`` (and with balanced somas ``"soma_weight"``)
+    ``(B, 1, Z, Y, X)``, ``"offsets"`` ``(B, 3, Z, Y, X)``
     and ``"spacing_ratio"`` (3,) the voxel size in offset units."""
     picks = [volumes[rng.integers(len(volumes))] for _ in range(cfg.batch_size)]
     if cfg.task == "cells":
         if len({v.spacing for v in picks}) > 1:
             raise ValueError("one-pass training needs one voxel size in a batch")
         maps = [cells_window(v, cfg.window, rng, augment, cfg.cell_bias, cfg.weight_um, cfg.max_weight,
-                             cfg.distractor_bias) for v in picks]
-        stack = {name: torch.from_numpy(np.stack([getattr(m, name) for m in maps])[:, None])
-                 for name in ("image", "soma", "foreground", "weight")}
+                             cfg.distractor_bias, cfg.balanced_somas) for v in picks]
+        names = ("image", "soma", "foreground", "weight") + (("soma_weight",) if cfg.balanced_somas else ())
+        stack = {name: torch.from_numpy(np.stack([getattr(m, name) for m in maps])[:, None]) for name in names}
         stack["offsets"] = torch.from_numpy(np.stack([m.offsets for m in maps]))
         stack["spacing_ratio"] = torch.tensor(picks[0].spacing) / OFFSET_SCALE_UM
         return stack

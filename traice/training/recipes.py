@@ -48,6 +48,8 @@ class TrainConfig:
     distractor_bias: float = 0.0                     # cells: share placed on a bright thing that is no cell first
     faint_distractors: bool = False                  # cells: those things include faint ones (vessels;
                                                      # traice.training.data.faint_outside_cells)
+    balanced_somas: bool = False                     # cells: every soma and bright thing weighs alike in the soma
+                                                     # loss, whatever its size (traice.training.data.soma_weight)
     coarser_p: float = 0.0                           # soma, cells: share of windows seen as on coarser voxels
                                                      # (traice.training.data.as_if_coarser)
     loss_weights: tuple[float, float, float] | None = None  # Dice, Focal, clDice; None: TASK_LOSS_WEIGHTS
@@ -81,6 +83,10 @@ class TrainConfig:
             raise ValueError("full_resolution False: for the cells task only")
         if self.faint_distractors and self.task != "cells":
             raise ValueError("faint_distractors: for the cells task only")
+        if self.faint_distractors and not self.distractor_bias:
+            raise ValueError("faint_distractors: needs distractor_bias above 0 (they join its hard-negative windows)")
+        if self.balanced_somas and self.task != "cells":
+            raise ValueError("balanced_somas: for the cells task only")
         if self.teacher and self.task != "cells":
             raise ValueError("teacher: for the cells task only")
         if self.window is None:
