@@ -169,7 +169,7 @@ def _train(args) -> None:
                           init=args.init, rcam=not args.no_rcam, full_resolution=not args.no_full_resolution,
                           teacher=args.teacher, input_step=tuple(args.input_step), shift=args.shift,
                           distractor_bias=args.distractor_bias, faint_distractors=args.faint_distractors,
-                      balanced_somas=args.balanced_somas,
+                          balanced_somas=args.balanced_somas,
                           coarser_p=args.coarser, foreground=_foreground_weights(args.foreground))
     except ValueError as err:  # an option the task does not take: one line, before any data are read
         raise InputError(str(err)) from None

@@ -294,8 +294,8 @@ def soma_weight(image: np.ndarray, labels: np.ndarray, somas: np.ndarray, spacin
     ``image`` model input, ``labels`` cell labels and ``somas`` the soma mask, all ``(Z, Y, X)`` in the window.
     A soma's voxels (``somas`` by the cell of ``labels``) and a bright thing's (a connected set of at least
     ``min_voxels`` voxels of ``image`` above :data:`DISTRACTOR_LEVEL`, at least :data:`BALANCE_CLEARANCE_UM` from
-    every cell) each weigh ``min(BALANCE_SOMA_UM3 / volume, BALANCE_MAX_WEIGHT)``, at least 1, the volume the
-    part of it in the window; every other voxel 1. Voxel-wise losses pay for a soma by its voxels, so a 3 µm soma
+    every cell) each weigh ``min(BALANCE_SOMA_UM3 / volume, BALANCE_MAX_WEIGHT)``, at least 1, with the volume
+    of its part in the window; every other voxel 1. Voxel-wise losses pay for a soma by its voxels, so a 3 µm soma
     missed or a soma-sized punctum called costs a fifth of a 5 µm soma; balanced, each thing costs about the same.
     """
     voxel_um3 = float(np.prod(spacing))
