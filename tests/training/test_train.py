@@ -412,8 +412,9 @@ def test_train_cells_without_full_resolution_fits_the_head_then_trains(tmp_path,
 
 
 def test_train_cells_with_balanced_somas_and_faint_hard_negatives(tmp_path, float32_cpu):
-    """The loop takes the balanced soma weights into the soma loss (a run of two steps logs its terms) with the
-    hard-negative windows on bright and faint things."""
+    """The loop takes the balanced soma weights into the soma loss, with the hard-negative windows on bright and
+    faint things: the same two steps (same windows, same start) log other soma terms than without them, and the
+    foreground's the same at the first step."""
     from traice.nn.checkpoints import save_model
     from traice.nn.prompted import stage1_config
     from traice.nn.unet import TransformerUNet3d
@@ -422,10 +423,15 @@ def test_train_cells_with_balanced_somas_and_faint_hard_negatives(tmp_path, floa
     save_model(one_pass, stage1_config(one_pass), tmp_path / "cells.pt")
     cfg = dataclasses.replace(TINY, task="cells", init=str(tmp_path / "cells.pt"), steps=2, balanced_somas=True,
                               distractor_bias=0.5, faint_distractors=True)
-    summary = train(cfg, SOURCES, tmp_path / "balanced", tmp_path / "cache", progress=False)
+    summary = train(dataclasses.replace(cfg, eval_every=1), SOURCES, tmp_path / "balanced", tmp_path / "cache",
+                    progress=False)
     assert summary["steps"] == 2 and summary["config"]["balanced_somas"] is True
-    rows = list(csv.DictReader(open(tmp_path / "balanced" / "metrics.csv")))
-    assert rows and all(np.isfinite(float(r["soma_focal"])) and float(r["soma_dice"]) > 0 for r in rows)
+    train(dataclasses.replace(cfg, eval_every=1, balanced_somas=False), SOURCES, tmp_path / "plain", tmp_path / "cache",
+          progress=False)
+    balanced, plain = (list(csv.DictReader(open(tmp_path / run / "metrics.csv"))) for run in ("balanced", "plain"))
+    assert len(balanced) == len(plain) == 2
+    assert float(balanced[0]["fg_dice"]) == float(plain[0]["fg_dice"])  # the same windows and the same network
+    assert float(balanced[0]["soma_focal"]) != float(plain[0]["soma_focal"])
 
 
 def test_fit_head_recovers_a_head_the_features_can_give():
