@@ -217,6 +217,8 @@ DISTRACTOR_LEVEL = 1.5
 """Model input (arcsinh units) a distractor voxel exceeds: about 6.4 background noise sigmas."""
 DISTRACTOR_CLEARANCE_UM = 4.0
 """... and its distance from every cell's foreground (soma or process), in µm."""
+THING_MIN_VOXELS = 20
+"""The fewest connected voxels above :data:`DISTRACTOR_LEVEL` that make a bright thing rather than noise."""
 
 
 def cell_clearance(volume: Volume) -> np.ndarray:
@@ -224,7 +226,7 @@ def cell_clearance(volume: Volume) -> np.ndarray:
     return ndimage.distance_transform_edt(volume.cells == 0, sampling=volume.spacing)
 
 
-def bright_outside_cells(volume: Volume, min_voxels: int = 20, clearance: np.ndarray | None = None) -> np.ndarray:
+def bright_outside_cells(volume: Volume, min_voxels: int = THING_MIN_VOXELS, clearance: np.ndarray | None = None) -> np.ndarray:
     """Centres of the bright things of ``volume`` that are not microglia (lipofuscin puncta, perivascular
     macrophages, vessels), where the hard-negative windows of :func:`crop_box` go: ``(M, 3)`` float32 voxels.
 
@@ -288,7 +290,7 @@ BALANCE_CLEARANCE_UM = 2.0
 
 
 def soma_weight(image: np.ndarray, labels: np.ndarray, somas: np.ndarray, spacing: Sequence[float],
-                min_voxels: int = 20) -> np.ndarray:
+                min_voxels: int = THING_MIN_VOXELS) -> np.ndarray:
     """The soma loss's voxel weights of one window with balanced somas: ``(Z, Y, X)`` float32, at least 1.
 
     ``image`` model input, ``labels`` cell labels and ``somas`` the soma mask, all ``(Z, Y, X)`` in the window.
