@@ -207,7 +207,8 @@ def train(cfg: TrainConfig, sources: dict[str, list], out_dir: str | Path, cache
     step, best, elapsed = 0, -math.inf, 0.0  # any first score is the best so far (a loss may exceed 1)
     checkpoint = out / "checkpoint.pt"
     if checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        # on the CPU: the RNG state must stay there; the weights and the optimiser state follow the model
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         schedule.load_state_dict(state["schedule"])
