@@ -30,6 +30,8 @@ from traice.core.memory import reuse_freed_memory
 from traice.io.ome import open_image
 
 ROOT = Path(__file__).resolve().parents[1]
+DEVICES = ("auto", "cpu", "cuda")
+"""What `--device` takes, as the config's `detect.device` and `segment.device` do."""
 
 
 def _synth(args) -> None:
@@ -129,9 +131,20 @@ def finetune_config(args):
                           **{k: v for k, v in given.items() if v is not None})
 
 
+def check_device(device: str) -> None:
+    """``--device``: one line, before any data are read, where this machine has no CUDA GPU for ``cuda`` (the
+    config's ``detect.device`` / ``segment.device`` are checked the same way, :func:`traice.config.check_config`)."""
+    if device == "cuda":
+        import torch  # only when a GPU is asked for
+
+        if not torch.cuda.is_available():
+            raise InputError("--device cuda: this machine has no usable CUDA GPU; use auto or cpu")
+
+
 def _finetune(args) -> None:
     from traice.training.finetune import finetune
 
+    check_device(args.device)
     cfg = finetune_config(args)
     box = [args.complete_box[:3], args.complete_box[3:]] if args.complete_box else None
     summary = finetune(args.image, args.points, args.out, cfg, args.model, args.channel, box, args.traces)
@@ -162,6 +175,7 @@ def _train(args) -> None:
             raise InputError(f"{option} {path}: no such file")
     if args.foreground is not None and args.task != "branch":
         raise InputError("--foreground: only the branch task (the ownership network) takes the foreground as input")
+    check_device(args.device)
     try:
         cfg = TrainConfig(task=args.task, size=args.size, window=args.window and tuple(args.window), batch_size=args.batch,
                           steps=args.steps, lr=args.lr, seed=args.seed, device=args.device, threads=args.threads,
@@ -293,7 +307,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="the weights to adapt (default: the shipped one-pass weights)")
     p.add_argument("--channel", type=int, help="the channel to read, for a multi-channel image")
     p.add_argument("--seed", type=int, default=0, help="random seed of the windows and augmentation")
-    p.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda")
+    p.add_argument("--device", default="auto", choices=DEVICES, help="auto (cuda when present), cpu or cuda")
     p.add_argument("--threads", type=int, help="CPU threads")
     p.set_defaults(func=_finetune)
 
@@ -361,7 +375,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=sources["folds"], help="k-fold cross-validation over the training fields")
     p.add_argument("--fold", type=int, default=sources["fold"], help="the fold that validates (with --folds)")
     p.add_argument("--seed", type=int, default=train.seed, help="random seed of the data and the network")
-    p.add_argument("--device", default=train.device, help="auto (cuda when present), cpu or cuda")
+    p.add_argument("--device", default=train.device, choices=DEVICES, help="auto (cuda when present), cpu or cuda")
     p.add_argument("--threads", type=int, help="CPU threads")
     p.add_argument("--cache", help="where rendered training volumes are kept (default OUT_DIR/cache)")
     p.set_defaults(func=_train)

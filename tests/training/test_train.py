@@ -495,6 +495,18 @@ def test_foreground_option_refuses_what_is_not_a_one_pass_network_before_trainin
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU, so --device cuda is no error")
+def test_a_gpu_this_machine_lacks_stops_training_with_one_line_before_any_data(tmp_path):
+    from traice.cli import main
+
+    with pytest.raises(SystemExit, match="^error: --device cuda: this machine has no usable CUDA GPU; use auto or cpu$"):
+        main(["train", "cells", str(tmp_path / "out"), "--synthetic", "1", "--device", "cuda"])
+    with pytest.raises(SystemExit, match="^error: --device cuda: this machine has no usable CUDA GPU"):
+        main(["finetune", str(tmp_path / "im.ome.zarr"), str(tmp_path / "p.csv"), str(tmp_path / "a.pt"),
+              "--device", "cuda"])
+    assert not list(tmp_path.iterdir())
+
+
 def test_an_option_the_task_does_not_take_stops_with_one_line_before_training(tmp_path):
     from traice.cli import main
 
