@@ -20,6 +20,9 @@ light per µm³) and with ``--photons`` instead of the regime's signal. For each
 - ``elongation``: sqrt of the largest over the smallest eigenvalue of the
   covariance (µm) of its connected soma-probability component (p > 0.5);
 - ``fg_shell``: the mean foreground probability 8-16 µm from it (processes);
+- ``processes``: the share of the voxels 2-8 µm outside its soma component
+  whose foreground probability is above the segment step's 0.1 (where the
+  processes leave a soma; a blob without processes has none);
 - ``contrast``: its mean intensity within 3 µm, above the image median, in
   noise sigmas;
 - ``on_cell``: whether a true cell's soma or process lies within 2 µm of it
@@ -58,6 +61,8 @@ from traice.weights import shipped_weights  # noqa: E402
 
 SHELL_UM = (8.0, 16.0)
 CORE_UM = 3.0
+PROCESS_SHELL_UM = (2.0, 8.0)
+FOREGROUND = 0.1  # segment.probability's default
 
 
 def elongation(component: np.ndarray, spacing) -> float:
@@ -85,11 +90,18 @@ def detection_features(image: np.ndarray, maps: np.ndarray, found: pd.DataFrame,
         dist = distance_um(box.shape, tuple(c - a for c, a in zip(centre, box.start)), spacing)
         shell = (dist > SHELL_UM[0]) & (dist <= SHELL_UM[1])
         label = components[tuple(int(round(c)) for c in centre)]
+        if label:
+            outside = ndimage.distance_transform_edt(components[box.slices] != label, sampling=spacing)
+            near = (outside > PROCESS_SHELL_UM[0]) & (outside <= PROCESS_SHELL_UM[1])
+            processes = float((maps[1][box.slices][near] > FOREGROUND).mean())
+        else:
+            processes = float("nan")
         rows.append({
             "score": det.score,
             "radius_um": float(np.cbrt(3 * det.volume_um3 / (4 * np.pi))),
             "elongation": elongation(components[box.slices] == label, spacing) if label else float("nan"),
             "fg_shell": float(maps[1][box.slices][shell].mean()),
+            "processes": processes,
             "contrast": float((image[box.slices][dist <= CORE_UM].mean() - stats["median"]) / stats["sigma"]),
             "on_cell": bool((cells[box.slices][dist <= ON_CELL_UM] > 0).any()),
         })
@@ -111,7 +123,8 @@ def volumes(args):
     for folder in field_split(trace_fields(args.data))[args.split]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # SWC files read_field skips
-            yield folder.name, render_swc(folder, regime_params(args.regime, seed=0))
+            yield folder.name, render_swc(folder, regime_params(args.regime, seed=0,
+                                                                traced_soma_radius_um=args.traced_soma_radius))
 
 
 def main() -> None:
@@ -125,7 +138,11 @@ def main() -> None:
     ap.add_argument("--photons", type=float, help="synthetic fields: the regime's signal in photons, instead of its own")
     ap.add_argument("--out", help="also write the per-detection rows to this parquet file")
     ap.add_argument("--model", help="one-pass weights (default: the shipped ones)")
+    ap.add_argument("--traced-soma-radius", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                    help="draw each traced soma's radius (µm) from [LOW, HIGH] (default: the trace's, at least 5)")
     args = ap.parse_args()
+    if args.traced_soma_radius is not None:
+        args.traced_soma_radius = tuple(args.traced_soma_radius)
     model = load_model(args.model or shipped_weights("cells"))
     tables = []
     for name, brain in volumes(args):
@@ -141,13 +158,18 @@ def main() -> None:
     table = pd.concat(tables, ignore_index=True)
     if args.out:
         table.to_parquet(args.out)
-    features = ["score", "radius_um", "elongation", "fg_shell", "contrast"]
+    features = ["score", "radius_um", "elongation", "fg_shell", "processes", "contrast"]
     print(f"\n{'feature':<11} {'detections':<11} {'n':>4} {'p10':>8} {'p50':>8} {'p90':>8}")
     for feature in features:
         for name, part in (("true", table[table["true"]]), ("false", table[~table["true"]])):
             q = part[feature].quantile([0.1, 0.5, 0.9]).to_numpy()
             print(f"{feature:<11} {name:<11} {len(part):>4} {q[0]:>8.3f} {q[1]:>8.3f} {q[2]:>8.3f}")
     false = table[~table["true"]]
+    print(f"\ndetections with processes (share of the 2-8 µm shell above p {FOREGROUND:g}) at most:")
+    for cut in (0.0, 0.002, 0.005, 0.01):
+        below = table["processes"] <= cut
+        print(f"  {cut:<6g} true {int((below & table['true']).sum())} of {int(table['true'].sum())}, "
+              f"false {int((below & ~table['true']).sum())} of {len(false)}")
     print(f"\nfalse detections on a true cell (within {ON_CELL_UM:g} µm of its soma or processes): "
           f"{int(false['on_cell'].sum())} of {len(false)}; elsewhere (distractors): {int((~false['on_cell']).sum())}")
     print(f"false detections fainter than {FAINT_SIGMAS:g} noise sigmas (contrast): {int((false['contrast'] < FAINT_SIGMAS).sum())} "
