@@ -124,6 +124,32 @@ class Constant(nn.Module):
         return torch.full_like(x, self.c)
 
 
+class BatchRecorder(Constant):
+    """A constant model that records how many windows each forward pass was given."""
+
+    def __init__(self):
+        super().__init__(0.0)
+        self.batches: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.batches.append(x.shape[0])
+        return super().forward(x)
+
+
+def test_the_default_window_batch_is_the_devices():
+    """Without a batch size the windows go 2 at a time on the CPU (8 on a GPU: traice.nn.device.WINDOW_BATCH)."""
+    from traice.nn.device import WINDOW_BATCH, window_batch
+
+    assert window_batch(torch.device("cpu")) == 2 and window_batch(torch.device("cuda")) == WINDOW_BATCH["cuda"] == 8
+    volume = np.zeros((16, 64, 64 * 4), np.float32)  # 5 windows along x at overlap 0.25
+    model = BatchRecorder()
+    sliding_window_probabilities(model, volume, window=WINDOW, overlap=0.25, device="cpu")
+    assert model.batches == [2, 2, 1]
+    model.batches.clear()
+    sliding_window_probabilities(model, volume, window=WINDOW, overlap=0.25, batch_size=3, device="cpu")
+    assert model.batches == [3, 2]
+
+
 @pytest.mark.parametrize("shape", [(40, 150, 170), (16, 64, 64), (3, 70, 10)])
 def test_constant_model_gives_constant_output(shape):
     """The blending weights are a partition of unity: a constant prediction stays constant."""

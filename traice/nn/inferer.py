@@ -33,7 +33,7 @@ from traice.core.maps import CHANNELS, PROBABILITY_CHANNELS
 from traice.core.memory import reuse_freed_memory
 from traice.core.windows import padding, window_starts
 from traice.nn.blocks import as_triple
-from traice.nn.device import autocast, pick_device
+from traice.nn.device import autocast, pick_device, window_batch
 
 
 def gaussian_importance(window: Sequence[int], sigma_scale: float = 0.125) -> torch.Tensor:
@@ -79,7 +79,7 @@ def sliding_window_probabilities(
     volume: np.ndarray,
     window: Sequence[int] = (16, 256, 256),
     overlap: float | Sequence[float] = 0.25,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     device: str | torch.device = "auto",
     progress: bool = False,
 ) -> np.ndarray:
@@ -96,7 +96,7 @@ def sliding_window_maps(
     volume: np.ndarray,
     window: Sequence[int] = (16, 256, 256),
     overlap: float | Sequence[float] = 0.25,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     device: str | torch.device = "auto",
     progress: bool = False,
     probability_channels: int | None = None,
@@ -120,7 +120,8 @@ def sliding_window_maps(
     which oneDNN (CPU) and cuDNN convolve fastest.
 
     ``overlap`` is the windows' overlap, one share for every axis or one per
-    axis (z, y, x). An axis shorter than the window is padded with 0, the background level of
+    axis (z, y, x); ``batch_size`` the windows per forward pass (None: the device's,
+    :func:`traice.nn.device.window_batch`). An axis shorter than the window is padded with 0, the background level of
     the model input, split before/after as MONAI does; windows then tile the
     padded volume at :func:`window_starts`, and each window's sigmoid
     probability is weighted by :func:`gaussian_importance`. The result is the
@@ -139,6 +140,8 @@ def sliding_window_maps(
     volume = np.asarray(volume, dtype=np.float32)
     if volume.ndim != 3:
         raise ValueError(f"volume must be (Z, Y, X), got shape {volume.shape}")
+    if batch_size is None:
+        batch_size = window_batch(dev)
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     pads = padding(volume.shape, window)

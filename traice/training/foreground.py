@@ -48,8 +48,8 @@ def attach_foreground(volumes: Sequence[Volume], weights: str | Path, cache: str
             continue
         if model is None:
             model = load_one_pass(weights, "--foreground")
-        maps = sliding_window_maps(model, volume.image.astype(np.float32), model.window, DetectParams.overlap, 2,
-                                   "auto", progress=progress)  # the workflow's default windows
+        maps = sliding_window_maps(model, volume.image.astype(np.float32), model.window, DetectParams.overlap,
+                                   DetectParams.batch_size, "auto", progress=progress)  # the workflow's default windows
         foreground = encode(maps)[0][FOREGROUND_CHANNEL]  # stored as the detect jobs store it
         tmp = path.with_name(f".{path.name}.tmp.npy")
         np.save(tmp, foreground)

@@ -19,6 +19,6 @@ class DetectParams:
     adapter: str | None = None     # LoRA adapter file over ``model`` (traice finetune); None = none
     probability: float = 0.5       # soma probability threshold
     overlap: float | tuple[float, float, float] = 0.25  # sliding-window overlap: one share, or one per axis (z, y, x)
-    batch_size: int = 2            # windows per forward pass
+    batch_size: int | None = None  # windows per forward pass; None: 2 on the CPU, 8 on a GPU (traice.nn.device.window_batch)
     mirror: str = ""               # axes to mirror each window along and average over (e.g. "yx": 4 passes); "" = none
     device: str = "auto"           # auto (cuda when present) | cpu | cuda
