@@ -8,7 +8,7 @@ voxels, 60 cells) through the one-pass weights (default: the shipped ones) as
 the detect step runs them (``traice.stages.detect.network.network_maps``,
 overlap 0.25), on the CPU in float32 (all its threads) and on CUDA (bf16
 autocast, what ``detect.device: auto`` picks there), with each
-sliding-window batch of ``--batch``. Against the CPU's maps: the mean and the
+sliding-window batch of ``--batch`` (the CPU with its default, 2). Against the CPU's maps: the mean and the
 largest absolute difference of the soma and the foreground probability, the
 share of voxels on the same side of the soma threshold (0.5) and of the
 segment step's foreground threshold (0.1), and the somas found (the two sets
@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from traice.core.metrics import match_points  # noqa: E402
 from traice.io.ome import ArrayImage  # noqa: E402
-from traice.nn.device import autocast_dtype  # noqa: E402
+from traice.nn.device import autocast_dtype, window_batch  # noqa: E402
 from traice.stages.detect import DetectParams  # noqa: E402
 from traice.stages.detect.network import load, network_maps, somas_from_probability  # noqa: E402
 from traice.stages.plan import intensity_stats  # noqa: E402
@@ -111,7 +111,7 @@ def main() -> None:
     print(f"{'device':<6} {'batch':>5} {'Mvox/s':>7} {'soma |d| mean':>13} {'max':>6} {'same >0.5':>9} "
           f"{'fg |d| mean':>11} {'max':>6} {'same >0.1':>9} {'somas':>5} {'matched':>7} {'F1 truth':>8}")
     f1 = match_points(cpu_somas, truth, 6.0).f1
-    print(f"{'cpu':<6} {DetectParams.batch_size:>5} {voxels / cpu_seconds / 1e6:>7.2f} {'':>13} {'':>6} {'':>9} "
+    print(f"{'cpu':<6} {window_batch(torch.device('cpu')):>5} {voxels / cpu_seconds / 1e6:>7.2f} {'':>13} {'':>6} {'':>9} "
           f"{'':>11} {'':>6} {'':>9} {len(cpu_somas):>5} {'':>7} {f1:>8.3f}", flush=True)
     for batch in args.batch:
         maps, seconds = timed_maps(brain, stats, model, DetectParams(device="cuda", batch_size=batch))
