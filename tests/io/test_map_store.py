@@ -7,7 +7,7 @@ import pytest
 
 from traice.core.geometry import Box
 from traice.core.maps import decode_offsets, decode_probability, encode
-from traice.io.maps import ArrayMaps, MapReader, write_map_index, write_maps
+from traice.io.maps import ArrayMaps, MapReader, map_writer, write_map_index, write_maps
 
 
 def _maps(shape, seed=0):
@@ -48,3 +48,25 @@ def test_maps_must_cover_their_tile_and_exist(tmp_path):
     write_maps([], tmp_path / "empty.zarr")
     with pytest.raises(ValueError, match="one-pass"):
         MapReader.from_groups([tmp_path / "empty.zarr"])
+
+
+def test_a_job_writes_its_tiles_one_at_a_time_and_all_or_nothing(tmp_path):
+    """What a detect job does: each tile's maps stored as it comes (the caller may reuse its arrays at once); a job
+    that fails after its first tile leaves no group, one that ends leaves every tile."""
+    core = Box((0, 0, 0), (4, 6, 8))
+    with pytest.raises(RuntimeError, match="killed"):
+        with map_writer(tmp_path / "batch_0.zarr") as add:
+            add(0, core, _maps((4, 6, 8)))
+            raise RuntimeError("killed")
+    assert not list(tmp_path.iterdir())
+    first, second = _maps((4, 6, 8), seed=1), _maps((4, 6, 8), seed=2)
+    with map_writer(tmp_path / "batch_0.zarr") as add:
+        buffer = first.copy()
+        add(0, core, buffer)
+        buffer[...] = second  # the first tile's maps are stored already, not referenced
+        add(1, Box((0, 0, 8), (4, 6, 16)), buffer)
+    reader = MapReader.from_groups([tmp_path / "batch_0.zarr"])
+    fg, _ = reader.read(Box((0, 0, 0), (4, 6, 16)))
+    np.testing.assert_array_equal(fg[..., :8], decode_probability(encode(first)[0][1]))
+    np.testing.assert_array_equal(fg[..., 8:], decode_probability(encode(second)[0][1]))
+

@@ -20,8 +20,9 @@ voxels outside every tile read as background (no foreground, offsets 0).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -34,12 +35,17 @@ from traice.io.tables import atomic_dir, write_table
 MAP_CHUNKS = (32, 128, 128)
 
 
-def write_maps(tiles: Sequence[tuple[int, Box, np.ndarray]], path: str | Path) -> None:
-    """Store ``(tile, core, maps (5, *core.shape) float)`` of one detect job as one zarr group at ``path``."""
+@contextmanager
+def map_writer(path: str | Path) -> Iterator[Callable[[int, Box, np.ndarray], None]]:
+    """One detect job's zarr group at ``path``, written a tile at a time: yields ``add(tile, core, maps)``, which
+    encodes and stores ``maps (5, *core.shape)`` float (a view is fine) at once, so that a job holds one tile's
+    float maps whatever its number of tiles. The group appears at ``path`` whole when the block ends, and not at
+    all when it fails."""
     with atomic_dir(path) as tmp:
         group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
         boxes = {}
-        for tile, core, maps in tiles:
+
+        def add(tile: int, core: Box, maps: np.ndarray) -> None:
             if maps.shape != (5, *core.shape):
                 raise ValueError(f"tile {tile}: maps {maps.shape} do not cover its core {core.shape}")
             prob, off = encode(maps)
@@ -48,7 +54,16 @@ def write_maps(tiles: Sequence[tuple[int, Box, np.ndarray]], path: str | Path) -
             sub.create_array("probability", shape=prob.shape, chunks=(1, *chunks), dtype=np.uint8, fill_value=0)[...] = prob
             sub.create_array("offsets", shape=off.shape, chunks=(1, *chunks), dtype=np.int8, fill_value=0)[...] = off
             boxes[str(tile)] = [*core.start, *core.stop]
+
+        yield add
         group.attrs["tiles"] = boxes
+
+
+def write_maps(tiles: Sequence[tuple[int, Box, np.ndarray]], path: str | Path) -> None:
+    """Store ``(tile, core, maps (5, *core.shape) float)`` of one detect job as one zarr group at ``path``."""
+    with map_writer(path) as add:
+        for tile, core, maps in tiles:
+            add(tile, core, maps)
 
 
 INDEX_COLUMNS = ["group", "tile", *Box.from_shape((1, 1, 1)).as_row("core")]

@@ -12,6 +12,7 @@ Methods (``detect.method``), each in its own module with the same two functions,
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from traice.core.geometry import Box
-from traice.io.maps import write_maps
+from traice.io.maps import map_writer
 from traice.io.plan import Plan
 from traice.io.tables import write_table
 from traice.stages.detect import classical, network
@@ -55,7 +56,7 @@ def detect_tile(image, core: Box, read: Box, stats: dict, params: DetectParams, 
     _, find = choose(METHODS, params.method, "detect")
     found, maps = find(image.read(read), image.spacing, stats, params, model)
     if maps is not None:
-        maps = np.ascontiguousarray(maps[(slice(None), *core.relative_to(read).slices)])
+        maps = maps[(slice(None), *core.relative_to(read).slices)]  # a view: the maps are encoded, not kept
     if found.empty:
         return found, maps
     found[["z", "y", "x"]] += np.asarray(read.start, dtype=float)
@@ -65,17 +66,17 @@ def detect_tile(image, core: Box, read: Box, stats: dict, params: DetectParams, 
 def detect_batch(plan: Plan, batch: int, out_path: str | Path, params: DetectParams,
                  maps_path: str | Path | None = None) -> pd.DataFrame:
     """Detect somas in every tile of one tile batch; write one table (level-0 voxels) and, at ``maps_path``,
-    the tiles' one-pass maps (:func:`traice.io.maps.write_maps`; an empty group for a model without maps)."""
+    the tiles' one-pass maps, each stored as soon as it is made (:func:`traice.io.maps.map_writer`; an empty group
+    for a model without maps)."""
     model = load_detector(params)
-    parts, maps = [], []
-    for tile, core, read in tqdm(plan.tiles_of_batch(batch), desc=f"detect batch {batch}", unit="tile"):
-        found, tile_maps = detect_tile(plan.image, core, read, plan.stats, params, model)
-        parts.append(found.assign(tile=tile))
-        if tile_maps is not None:
-            maps.append((tile, core, tile_maps))
+    parts = []
+    with map_writer(maps_path) if maps_path is not None else nullcontext() as add_maps:
+        for tile, core, read in tqdm(plan.tiles_of_batch(batch), desc=f"detect batch {batch}", unit="tile"):
+            found, tile_maps = detect_tile(plan.image, core, read, plan.stats, params, model)
+            parts.append(found.assign(tile=tile))
+            if tile_maps is not None and add_maps is not None:
+                add_maps(tile, core, tile_maps)  # stored now: the job holds one tile's float maps at a time
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
     table = table.reindex(columns=COLUMNS).astype({"tile": "int64"})
-    if maps_path is not None:
-        write_maps(maps, maps_path)
     write_table(table, out_path)
     return table
