@@ -40,19 +40,17 @@ os.environ["TRAICE_CPU_BF16"] = "0"  # the CPU reference in float32
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import yaml  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from demo import demo_brain  # noqa: E402
 from traice.core.metrics import match_points  # noqa: E402
 from traice.io.ome import ArrayImage  # noqa: E402
 from traice.nn.device import autocast_dtype, window_batch  # noqa: E402
 from traice.stages.detect import DetectParams  # noqa: E402
 from traice.stages.detect.network import load, network_maps, somas_from_probability  # noqa: E402
 from traice.stages.plan import intensity_stats  # noqa: E402
-from traice.synth import synthesize  # noqa: E402
-from traice.synth.regimes import regime_params  # noqa: E402
 from traice.training.loop import train  # noqa: E402
 from traice.training.recipes import TrainConfig  # noqa: E402
 from traice.weights import shipped_weights  # noqa: E402
@@ -60,11 +58,6 @@ from traice.weights import shipped_weights  # noqa: E402
 FOREGROUND_THRESHOLD = 0.1  # segment.probability's default for growth
 TRAIN_SOURCES = {"train": [("synthetic", {"seed": 1001, "shape": [32, 512, 512], "cells": 33, "regime": "confocal"})],
                  "val": [("synthetic", {"seed": 1000, "shape": [32, 512, 512], "cells": 33, "regime": "confocal"})]}
-
-
-def demo_brain():
-    demo = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["samples"]["demo"]["synthetic"]
-    return synthesize(regime_params("default", **{k: tuple(v) if isinstance(v, list) else v for k, v in demo.items()}))
 
 
 def timed_maps(brain, stats, model, params: DetectParams) -> tuple[np.ndarray, float]:

@@ -38,11 +38,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from demo import demo_brain  # noqa: E402
 from skimage.filters import apply_hysteresis_threshold  # noqa: E402
 
 from traice.core.grid import MODEL_SPACING_UM  # noqa: E402
@@ -93,9 +93,7 @@ def volumes(args):
             yield (f"synthetic {scale:g}x", f"seed {seed}",
                    synthesize(regime_params("default", seed=seed, shape=shape, cells=SYNTHETIC_CELLS, spacing=spacing)))
     if args.split == "test" and not args.no_demo:
-        demo = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["samples"]["demo"]["synthetic"]
-        yield "demo", "demo", synthesize(regime_params("default", **{k: tuple(v) if isinstance(v, list) else v
-                                                                       for k, v in demo.items()}))
+        yield "demo", "demo", demo_brain()
 
 
 def soma_probability(brain, model, weights_sha: str, args) -> np.ndarray:

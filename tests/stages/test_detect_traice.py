@@ -72,6 +72,42 @@ def test_each_part_of_the_foreground_is_split_as_it_would_be_alone():
     pd.testing.assert_frame_equal(together, alone)
 
 
+@pytest.mark.parametrize("spacing", [(1.25, 0.4, 0.4), (2.5, 0.8, 0.8), (5.0, 2.0, 2.0)])
+def test_footprint_maxima_are_skimages_peaks(spacing):
+    """The maxima split_somas seeds its watershed at are skimage's peak_local_max's, the same peaks in the same
+    order: on smooth and on coarsely rounded (plateaus, ties) maps, on footprints flat in z, on flat masks."""
+    from scipy import ndimage
+    from skimage.feature import peak_local_max
+
+    from traice.core.masks import ellipsoid_footprint
+    from traice.stages.detect.somas import footprint_maxima
+
+    rng = np.random.default_rng(3)
+    footprint = ellipsoid_footprint(1.3 * 3.0, spacing)
+    compared = 0
+    for rounding in (None, 20.0):
+        prob = ndimage.gaussian_filter(rng.random((24, 90, 90)).astype(np.float32), (1.0, 3.0, 3.0))
+        prob = (prob - prob.min()) / (prob.max() - prob.min())
+        blob = ndimage.gaussian_filter(prob, 1.5)
+        if rounding:
+            blob = np.round(blob * rounding) / rounding
+        parts, n = ndimage.label(prob > 0.55)
+        for label, box in enumerate(ndimage.find_objects(parts), start=1):
+            mask = parts[box] == label
+            ours = footprint_maxima(blob[box], mask, footprint, float(blob.min()))
+            theirs = peak_local_max(blob[box], footprint=footprint, labels=mask.view(np.uint8), exclude_border=False,
+                                    threshold_abs=float(blob.min()))
+            np.testing.assert_array_equal(ours, theirs)
+            compared += len(theirs)
+    assert compared > 20
+    flat = np.ones((3, 5, 5), bool)
+    for image in (np.full((3, 5, 5), 0.7, np.float32), np.zeros((1, 1, 1), np.float32) + 0.7):
+        mask = flat if image.size > 1 else np.ones((1, 1, 1), bool)
+        np.testing.assert_array_equal(footprint_maxima(image, mask, footprint, 0.0),
+                                      peak_local_max(image, footprint=footprint, labels=mask.view(np.uint8),
+                                                     exclude_border=False, threshold_abs=0.0))
+
+
 def test_tile_keeps_what_its_core_owns():
     image = ArrayImage(_balls((32, 192, 192), [(10.0, 20.0, 20.0), (10.0, 60.0, 60.0)]), SPACING)
     read = Box((0, 0, 0), (32, 192, 192))
