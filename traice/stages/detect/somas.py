@@ -46,13 +46,15 @@ def split_somas(fg: np.ndarray, blob: np.ndarray, weights: np.ndarray, score: np
 
 
 CANDIDATE_CHUNK = 256
-"""Candidates whose footprints :func:`footprint_maxima` reads at once (256 x a 7 x 21 x 21 footprint: 9 MB of indices)."""
+"""Candidates whose footprints :func:`footprint_maxima` reads at once (with the grid's 1243-voxel soma footprint,
+7 x 19 x 19: 8 MB of indices)."""
 
 
 def footprint_maxima(blob: np.ndarray, mask: np.ndarray, footprint: np.ndarray, floor: float) -> np.ndarray:
     """``skimage.feature.peak_local_max(blob, footprint=footprint, labels=mask, exclude_border=False,
-    threshold_abs=floor)`` for one connected ``mask`` filling its bounding box's faces (the same peaks ``(n, 3)``,
-    highest first, ties in raster order), without a maximum filter of the whole footprint over every voxel.
+    threshold_abs=floor)`` for a ``mask`` that touches every face of its array, as a part cropped to its bounding
+    box does (the same peaks ``(n, 3)``, highest first, ties in raster order), without a maximum filter of the
+    whole footprint over every voxel.
 
     A voxel equals the maximum over its footprint only if it equals the maximum over the footprint's central
     3 x 3 x 3 part; the footprint is read around those candidates alone (outside ``mask`` the image counts as
