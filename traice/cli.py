@@ -26,6 +26,7 @@ from pathlib import Path
 
 from traice import __version__
 from traice.core.errors import InputError
+from traice.config import check_device
 from traice.core.memory import reuse_freed_memory
 from traice.io.ome import open_image
 
@@ -131,20 +132,10 @@ def finetune_config(args):
                           **{k: v for k, v in given.items() if v is not None})
 
 
-def check_device(device: str) -> None:
-    """``--device``: one line, before any data are read, where this machine has no CUDA GPU for ``cuda`` (the
-    config's ``detect.device`` / ``segment.device`` are checked the same way, :func:`traice.config.check_config`)."""
-    if device == "cuda":
-        import torch  # only when a GPU is asked for
-
-        if not torch.cuda.is_available():
-            raise InputError("--device cuda: this machine has no usable CUDA GPU; use auto or cpu")
-
-
 def _finetune(args) -> None:
     from traice.training.finetune import finetune
 
-    check_device(args.device)
+    check_device("--device", args.device)  # one line, before any data are read
     cfg = finetune_config(args)
     box = [args.complete_box[:3], args.complete_box[3:]] if args.complete_box else None
     summary = finetune(args.image, args.points, args.out, cfg, args.model, args.channel, box, args.traces)
@@ -175,7 +166,7 @@ def _train(args) -> None:
             raise InputError(f"{option} {path}: no such file")
     if args.foreground is not None and args.task != "branch":
         raise InputError("--foreground: only the branch task (the ownership network) takes the foreground as input")
-    check_device(args.device)
+    check_device("--device", args.device)
     try:
         cfg = TrainConfig(task=args.task, size=args.size, window=args.window and tuple(args.window), batch_size=args.batch,
                           steps=args.steps, lr=args.lr, seed=args.seed, device=args.device, threads=args.threads,

@@ -120,11 +120,16 @@ def check_config(config: dict[str, Any], jobs_run_here: bool = True) -> None:
     for name, box in (config.get("regions") or {}).items():
         check_ordered(f"regions '{name}'", box)
     for section in ("detect", "segment") if jobs_run_here else ():
-        if (config.get(section) or {}).get("device") == "cuda":
-            import torch  # only when a GPU is asked for
+        check_device(f"{section}.device", (config.get(section) or {}).get("device"))
 
-            if not torch.cuda.is_available():
-                raise InputError(f"{section}.device cuda: this machine has no usable CUDA GPU; use auto or cpu")
+
+def check_device(key: str, device: str | None) -> None:
+    """InputError naming ``key`` where ``device`` is ``cuda`` and this machine has no usable CUDA GPU."""
+    if device == "cuda":
+        import torch  # only when a GPU is asked for
+
+        if not torch.cuda.is_available():
+            raise InputError(f"{key} cuda: this machine has no usable CUDA GPU; use auto or cpu")
 
 
 def check_writable(key: str, folder: str) -> None:
