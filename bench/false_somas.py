@@ -54,6 +54,7 @@ from traice.nn.checkpoints import load_model  # noqa: E402
 from traice.stages.detect import DetectParams  # noqa: E402
 from traice.stages.detect.network import detect_traice_maps  # noqa: E402
 from traice.stages.plan import intensity_stats  # noqa: E402
+from traice.stages.segment.params import METHOD_PROBABILITY  # noqa: E402
 from traice.synth import synthesize  # noqa: E402
 from traice.synth.regimes import regime_params  # noqa: E402
 from traice.synth.traces import field_split, render_swc, trace_fields  # noqa: E402
@@ -62,7 +63,7 @@ from traice.weights import shipped_weights  # noqa: E402
 SHELL_UM = (8.0, 16.0)
 CORE_UM = 3.0
 PROCESS_SHELL_UM = (2.0, 8.0)
-FOREGROUND = 0.1  # segment.probability's default
+FOREGROUND = METHOD_PROBABILITY["growth"]  # segment.probability's default
 
 
 def elongation(component: np.ndarray, spacing) -> float:

@@ -51,11 +51,12 @@ from traice.nn.device import autocast_dtype, window_batch  # noqa: E402
 from traice.stages.detect import DetectParams  # noqa: E402
 from traice.stages.detect.network import load, network_maps, somas_from_probability  # noqa: E402
 from traice.stages.plan import intensity_stats  # noqa: E402
+from traice.stages.segment.params import METHOD_PROBABILITY  # noqa: E402
 from traice.training.loop import train  # noqa: E402
 from traice.training.recipes import TrainConfig  # noqa: E402
 from traice.weights import shipped_weights  # noqa: E402
 
-FOREGROUND_THRESHOLD = 0.1  # segment.probability's default for growth
+FOREGROUND_THRESHOLD = METHOD_PROBABILITY["growth"]  # segment.probability's default for growth
 TRAIN_SOURCES = {"train": [("synthetic", {"seed": 1001, "shape": [32, 512, 512], "cells": 33, "regime": "confocal"})],
                  "val": [("synthetic", {"seed": 1000, "shape": [32, 512, 512], "cells": 33, "regime": "confocal"})]}
 
