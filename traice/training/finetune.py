@@ -48,7 +48,7 @@ import torch
 
 from traice.core.errors import InputError
 from traice.core.geometry import Box
-from traice.core.grid import MODEL_SPACING_UM, grid_input
+from traice.core.grid import MODEL_SPACING_UM, grid_input, to_model_grid
 from traice.core.intensity import grid_stats
 from traice.core.maps import CHANNELS
 from traice.core.memory import reuse_freed_memory
@@ -204,9 +204,13 @@ def click_crops(image: OmeImage, stats: dict, points_um: np.ndarray, window: Seq
         box = Box.from_um(p - half_um, p + half_um, spacing)
         inside = box.intersect(image.bounds)
         raw = np.full(box.shape, grid_stats(stats)["median"], np.float32)  # the background the input is set to 0 at
+        outside = np.ones(box.shape, np.float32)
         if not inside.empty:
             raw[inside.relative_to(box).slices] = image.read(inside)
-        grid = _fit(grid_input(raw, spacing, stats), shape, 0.0)  # outside the image: background
+            outside[inside.relative_to(box).slices] = 0
+        grid = grid_input(raw, spacing, stats)
+        grid[to_model_grid(outside, spacing, grid.shape) > 0.999] = 0.0  # wholly outside the image: flat background,
+        grid = _fit(grid, shape, 0.0)                                     # without the noise grid_input mends in
         origin_um = np.asarray(box.start) * spacing
         clicks = (points_um - origin_um) / model
         complete = None if complete_um is None else ((np.asarray(complete_um) - origin_um) / model).astype(np.float32)
