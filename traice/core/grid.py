@@ -106,7 +106,7 @@ def grid_input(block: np.ndarray, spacing: Sequence[float], stats: dict, shape: 
     x = normalise(on_grid.astype(np.float32, copy=False), grid_stats(stats))
     rng = np.random.default_rng(zlib.crc32(np.ascontiguousarray(block).tobytes()))
     if finer:
-        variance, top = np.ones(x.shape, np.float32), 1.0
+        variance, top = np.ones((1, 1, 1), np.float32), 1.0  # grows to the finer axes' product, broadcast against x
         for a in finer:
             along = resampling_variance(block.shape[a], on_grid.shape[a])
             variance = variance * along.reshape([-1 if i == a else 1 for i in range(3)])

@@ -209,8 +209,9 @@ def click_crops(image: OmeImage, stats: dict, points_um: np.ndarray, window: Seq
             raw[inside.relative_to(box).slices] = image.read(inside)
             outside[inside.relative_to(box).slices] = 0
         grid = grid_input(raw, spacing, stats)
-        grid[to_model_grid(outside, spacing, grid.shape) > 0.999] = 0.0  # wholly outside the image: flat background,
-        grid = _fit(grid, shape, 0.0)                                     # without the noise grid_input mends in
+        # grid voxels wholly outside the image: flat background, without the noise grid_input mends in
+        grid[to_model_grid(outside, spacing, grid.shape) > 0.999] = 0.0
+        grid = _fit(grid, shape, 0.0)
         origin_um = np.asarray(box.start) * spacing
         clicks = (points_um - origin_um) / model
         complete = None if complete_um is None else ((np.asarray(complete_um) - origin_um) / model).astype(np.float32)
