@@ -5,6 +5,7 @@ Usage:
                                  [--probability 0.5] [--low none 0.3 0.2] [--cache DIR]
                                  [--data ../shared/data/morphomics_kxa] [--no-demo]
                                  [--traced-soma-radius 3 6] [--model A.pt [B.pt ...]] [--mirror none yx]
+                                 [--zoom 1 1.25]
 
 Volumes: the traced fields of ``--split`` rendered in each of ``--regimes``
 (render seed 0; each soma at the trace's radius, at least 5 µm, or with
@@ -18,7 +19,10 @@ Each volume is rendered once; every network of ``--model`` (default: the
 shipped weights) runs once on it (its soma probability, as float16, kept in
 ``--cache`` when given, keyed by the volume, the weights file and the mirroring), once per setting of
 ``--mirror`` (``detect.mirror``: its windows also mirrored along those axes, outputs averaged; ``none``,
-the default: not mirrored); each calling rule then runs on the
+the default: not mirrored), and once per ``--zoom`` Z (the volume's voxels
+declared Z times their size, so that the network sees the tissue magnified Z
+times: a 3 µm soma as one of 3Z µm; the somas are called in the declared µm
+and matched in the true ones; default 1); each calling rule then runs on the
 same map, as the workflow's detect step does (whole-image intensity
 statistics as the plan measures them): ``--probability`` is the soma
 threshold, ``--low`` the hysteresis floor (``none``: plain threshold).
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import sys
 import time
 import warnings
@@ -96,11 +101,12 @@ def volumes(args):
         yield "demo", "demo", demo_brain()
 
 
-def soma_probability(brain, model, weights_sha: str, args) -> np.ndarray:
-    """The network's soma probability over the whole volume, rounded to float16 (so that a map read from
-    ``--cache``, keyed by the volume and ``weights_sha``, the weights file's SHA-1 and any mirror axes, scores
-    as the one just computed)."""
-    spacing = tuple(brain.params.spacing)
+def soma_probability(brain, model, weights_sha: str, args, zoom: float = 1.0) -> np.ndarray:
+    """The network's soma probability over the whole volume seen magnified ``zoom`` times (its voxels declared
+    ``zoom`` times their size), rounded to float16 (so that a map read from ``--cache``, keyed by the volume,
+    ``weights_sha``, the weights file's SHA-1 and any mirror axes, and the zoom, scores as the one just
+    computed)."""
+    spacing = tuple(s * zoom for s in brain.params.spacing)
     key = hashlib.sha1(repr((brain.image.shape, spacing, float(brain.image.sum()), weights_sha)).encode()).hexdigest()[:16]
     cached = Path(args.cache) / f"{key}.npy" if args.cache else None
     if cached is not None and cached.exists():
@@ -129,6 +135,8 @@ def main() -> None:
                     help="detect.mirror settings to run each network with (none: not mirrored)")
     ap.add_argument("--traced-soma-radius", type=float, nargs=2, metavar=("LOW", "HIGH"),
                     help="draw each traced soma's radius (µm) from [LOW, HIGH] (default: the trace's, at least 5)")
+    ap.add_argument("--zoom", type=float, nargs="+", default=[1.0],
+                    help="magnifications to run each network at (the voxels declared this many times their size)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--cache", help="folder for the soma probability maps (reused across runs)")
     ap.add_argument("--no-demo", action="store_true")
@@ -153,16 +161,16 @@ def main() -> None:
     for volume_condition, name, brain in volumes(args):
         spacing = np.asarray(brain.params.spacing)
         truth = brain.truth[["z_um", "y_um", "x_um"]].to_numpy()
-        for label, (weights, model, weights_sha) in models.items():
-            condition = f"{label} {volume_condition}".strip()
+        for (label, (weights, model, weights_sha)), zoom in itertools.product(models.items(), args.zoom):
+            condition = f"{label} {volume_condition}{f' zoom {zoom:g}' if zoom != 1 else ''}".strip()
             t0 = time.time()
-            prob = soma_probability(brain, model, weights_sha, args)
+            prob = soma_probability(brain, model, weights_sha, args, zoom)
             seconds = time.time() - t0
             for p, low in rules:
                 rule = f"p{p:g}" + (f" low{low:g}" if low is not None else "")
                 params = replace(DetectParams(), probability=p)
                 mask = None if low is None else apply_hysteresis_threshold(prob, low, p)
-                found = somas_from_probability(prob, spacing, params, mask)
+                found = somas_from_probability(prob, spacing * zoom, params, mask)
                 m = match_points(found[["z", "y", "x"]].to_numpy(float) * spacing, truth, 6.0)
                 if (p, low) == rules[0]:
                     somas.append(true_somas(brain, m.pairs).assign(condition=condition))
