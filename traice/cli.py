@@ -175,7 +175,7 @@ def _train(args) -> None:
                           teacher=args.teacher, input_step=tuple(args.input_step), shift=args.shift,
                           distractor_bias=args.distractor_bias, faint_distractors=args.faint_distractors,
                           balanced_somas=args.balanced_somas,
-                          coarser_p=args.coarser, foreground=_foreground_weights(args.foreground))
+                          coarser_p=args.coarser, magnify_p=args.magnify, foreground=_foreground_weights(args.foreground))
     except ValueError as err:  # an option the task does not take: one line, before any data are read
         raise InputError(str(err)) from None
     unknown = sorted(set(args.regimes) - set(REGIMES) - {"random"})
@@ -348,6 +348,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--coarser", type=float, default=train.coarser_p, metavar="P",
                    help="soma, cells: share of windows shown as imaged on 1.25-2.5x coarser voxels and resampled "
                         "onto the networks' grid, as inference does; the targets stay on the grid (default: %(default)s)")
+    p.add_argument("--magnify", type=float, default=train.magnify_p, metavar="P",
+                   help="cells: share of windows whose tissue is seen larger or smaller (0.8-1.25x, the same voxels "
+                        "and noise), so that a soma's size alone does not tell it from a punctum or a trunk "
+                        "(default: %(default)s)")
     p.add_argument("--no-full-resolution", action="store_true",
                    help="cells: drop the network's full-resolution stage (its head predicts each voxel from the "
                         "half-resolution features: a detect job about 2.2x faster on a CPU, docs/arbors.md), keeping every other weight of --init")

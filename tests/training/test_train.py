@@ -6,6 +6,7 @@ import csv
 import dataclasses
 
 import numpy as np
+from scipy import ndimage
 import pytest
 import torch
 
@@ -16,8 +17,9 @@ from traice.nn.checkpoints import load_prompted
 from traice.training.loop import train
 from traice.training.recipes import TrainConfig, training_sources
 from traice.core.intensity import compress, expand
+from traice.core.maps import OFFSET_SCALE_UM
 from traice.training.data import (NO_AUGMENT, Augment, Volume, as_if_coarser, augment_pair, branch_window, cells_window,
-                                  _source_name, crop_box, flip_turn, load_volumes, read_padded, soma_window,
+                                  _source_name, crop_box, flip_turn, load_volumes, magnified, read_padded, soma_window,
                                   source_params)
 
 from conftest import SHARED_DATA
@@ -191,6 +193,57 @@ def test_cells_windows_on_coarser_voxels_keep_their_targets_on_the_grid():
     seen = cells_window(_two_cells(), (16, 64, 64), rng, always)
     np.testing.assert_array_equal(seen.foreground, plain.foreground)  # the same window, its targets untouched
     assert not np.allclose(seen.image, plain.image)
+
+
+@pytest.mark.parametrize("crop", [(13, 51, 51), (20, 80, 80)])
+def test_a_magnified_window_scales_the_cells_and_keeps_one_sigma_of_noise(crop):
+    """A crop of white noise (one sigma) with a bright ball, resized onto a 16 x 64 x 64 window (about 1.25x
+    larger, or 0.8x): the ball's soma target and its image scale with the window, the soma centre lands on the
+    ball, and the background noise is one sigma in every voxel (enlarged: the interpolation's smoothing mended;
+    shrunk: the averaging's gain given back phase by phase)."""
+    rng = np.random.default_rng(3)
+    window = (16, 64, 64)
+    noise_units = rng.standard_normal(crop).astype(np.float32)
+    zz, yy, xx = np.indices(crop)
+    centre = (np.asarray(crop) - 1) / 2
+    ball = ((zz - centre[0]) * 1.25) ** 2 + ((yy - centre[1]) * 0.4) ** 2 + ((xx - centre[2]) * 0.4) ** 2 <= 4.0 ** 2
+    noise_units[ball] += 40.0
+    labels = ball.astype(np.uint16)
+    image, labels_out, somas, centres = magnified(compress(noise_units), labels, ball, centre[None], window, rng)
+    assert image.shape == labels_out.shape == somas.shape == window and image.dtype == np.float32
+    scale = np.prod(window) / np.prod(crop)
+    assert abs(somas.sum() / (ball.sum() * scale) - 1) < 0.1  # the soma's volume in window voxels scales
+    np.testing.assert_allclose(centres[0], (np.asarray(window) - 1) / 2, atol=0.5)
+    np.testing.assert_allclose(ndimage.center_of_mass(somas), centres[0], atol=0.5)
+    signal = expand(image)
+    assert signal[somas].mean() > 30.0  # as bright as it was: the same tissue, larger or smaller
+    background = signal[:, :, :12]
+    for axis in range(3):  # by phase along each axis: no voxel quieter or noisier than one sigma
+        per_plane = background.std(axis=tuple(a for a in range(3) if a != axis))
+        assert np.all(np.abs(per_plane - 1.0) < 0.2), (axis, per_plane.min(), per_plane.max())
+    assert 0.93 < background.std() < 1.07
+
+
+def test_cells_windows_magnified_point_each_cell_at_its_own_soma():
+    """Magnified or shrunk, every foreground voxel's offset still points into its own cell's soma block (the
+    soma centres move with the labels), and the soma blocks are seen larger in some windows."""
+    rng = np.random.default_rng(4)
+    always = dataclasses.replace(NO_AUGMENT, magnify_p=1.0)
+    volume = _two_cells()
+    sizes = []
+    for _ in range(8):
+        w = cells_window(volume, (16, 64, 64), rng, always, cell_bias=1.0)
+        assert w.image.shape == w.foreground.shape == w.offsets.shape[1:] == (16, 64, 64)
+        voxels = np.argwhere(w.foreground > 0)
+        target = voxels + w.offsets[:, w.foreground > 0].T * OFFSET_SCALE_UM / np.asarray(volume.spacing)
+        inside = np.all((target >= 0) & (target <= np.asarray(w.foreground.shape) - 1), axis=1)
+        hit = w.foreground[tuple(np.rint(target[inside]).astype(int).T)] > 0
+        assert inside.any() and hit.mean() > 0.95
+        blocks = ndimage.find_objects(ndimage.label(ndimage.binary_opening(w.foreground > 0, np.ones((1, 3, 3))))[0])
+        sizes += [b[1].stop - b[1].start for b in blocks]
+    assert max(sizes) >= 12  # a 10-voxel soma block seen larger (shrinking: the test above)
+    with pytest.raises(ValueError, match="magnify_p"):
+        TrainConfig(task="soma", magnify_p=0.5)
 
 
 def test_training_sources_split_and_folds(tmp_path):

@@ -12,7 +12,9 @@ Stage-1 windows (:func:`soma_window`) are random crops biased towards cells,
 with augmentation: flips, quarter turns in the (y, x) plane (square voxels
 there), a small in-plane rotation and scaling, intensity scale/offset/gamma
 and added noise, and optionally a view as on coarser voxels
-(:func:`as_if_coarser`). Stage-2 windows (:func:`branch_window`) sit on one
+(:func:`as_if_coarser`). One-pass windows (:func:`cells_window`) may also show
+their tissue magnified or shrunk (:func:`magnified`), so that a soma's size
+alone does not tell it from a punctum or a trunk. Stage-2 windows (:func:`branch_window`) sit on one
 cell, as inference places them (:mod:`traice.core.windows`), with that cell's arbor as the
 target and its soma as the prompt; flips and quarter turns move the prompt
 with the image. Pretraining windows (:func:`pretrain_window`) need no labels:
@@ -32,8 +34,8 @@ from scipy import ndimage
 from skimage.transform import resize
 
 from traice.core.geometry import distance_um
-from traice.core.grid import MODEL_SPACING_UM, grid_input, model_voxels
-from traice.core.intensity import expand, model_input, robust_stats
+from traice.core.grid import MODEL_SPACING_UM, grid_input, grid_position, model_voxels, resampling_variance, to_model_grid
+from traice.core.intensity import compress, expand, model_input, robust_stats
 from traice.core.maps import OFFSET_SCALE_UM, decode_probability, offsets_to_soma
 from traice.core.windows import block_mean, window_box, window_point
 from traice.synth import SynthParams, render_swc, synthesize
@@ -182,6 +184,8 @@ class Augment:
     affine_p: float = 0.5                 # probability of the rotation/scaling
     coarser_p: float = 0.0                # probability of the view on coarser voxels (:func:`as_if_coarser`) ...
     coarser: tuple[float, float] = (1.25, 2.5)  # ... that many times coarser (log-uniform; z and y = x drawn apart)
+    magnify_p: float = 0.0                # cells: probability of the window's tissue seen larger or smaller ...
+    magnify: tuple[float, float] = (0.8, 1.25)  # ... by a factor drawn log-uniformly from this range (:func:`magnified`)
 
 
 NO_AUGMENT = Augment(flips=False, quarter_turns=False, rotate_deg=0.0, scale=(1.0, 1.0), intensity_scale=(1.0, 1.0),
@@ -415,6 +419,45 @@ def as_if_coarser(image: np.ndarray, factor: Sequence[float], rng: np.random.Gen
     return grid_input(coarser, spacing, {"median": 0.0, "sigma": 1.0}, shape=image.shape)
 
 
+def magnified(image: np.ndarray, labels: np.ndarray, somas: np.ndarray, centres: np.ndarray,
+              window: Sequence[int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A crop resized onto ``window`` voxels: its tissue seen ``window / crop`` times its size, as if its cells were
+    that much larger (or smaller), imaged on the same voxels with the same noise.
+
+    ``image`` (model input), ``labels`` (cell labels) and ``somas`` (soma mask) are the crop ``(z, y, x)``;
+    ``centres`` ``(N, 3)`` the somas in the crop's voxels. Returns them on the window, centres in its voxels.
+    The labels and the soma mask take the crop voxel each window voxel's centre lies in; the image, in noise
+    units (:func:`traice.core.intensity.expand`), is resized as :func:`traice.core.grid.to_model_grid` resizes:
+
+    - enlarged (every axis as long or longer), by :func:`traice.core.grid.grid_input`, which puts back the
+      noise that the interpolation smoothed away, as it does for coarser voxels at inference;
+    - shrunk, averaged (anti-aliased), which lowers the noise unevenly from voxel to voxel
+      (:func:`traice.core.grid.resampling_variance`); each voxel's is topped up to one sigma again, so that a
+      smaller cell is no brighter against the noise than the larger one was.
+    """
+    shape = tuple(int(w) for w in window)
+    index = [np.clip(((np.arange(w) + 0.5) * n / w).astype(int), 0, n - 1) for w, n in zip(shape, image.shape)]
+    labels, somas = labels[np.ix_(*index)], somas[np.ix_(*index)]
+    centres = grid_position(centres, image.shape, shape).astype(np.float32).reshape(-1, 3)
+    noise_units = expand(image)
+    if all(w >= n for w, n in zip(shape, image.shape)):
+        return grid_input(noise_units, MODEL_SPACING_UM, {"median": 0.0, "sigma": 1.0}, shape=shape), labels, somas, centres
+    averaged = to_model_grid(noise_units, MODEL_SPACING_UM, shape)
+    variance = np.ones((1, 1, 1), np.float32)
+    for a, (n, w) in enumerate(zip(image.shape, shape)):
+        variance = variance * resampling_variance(n, w).reshape([-1 if i == a else 1 for i in range(3)])
+    averaged += rng.standard_normal(shape, np.float32) * np.sqrt(np.maximum(1.0 - variance, 0.0))
+    return compress(averaged), labels, somas, centres
+
+
+def maybe_magnified(rng: np.random.Generator, augment: Augment) -> float:
+    """The magnification of the next window: with probability ``augment.magnify_p`` drawn log-uniformly from
+    ``augment.magnify``, else 1."""
+    if not augment.magnify_p or rng.random() >= augment.magnify_p:
+        return 1.0
+    return float(np.exp(rng.uniform(*np.log(augment.magnify))))
+
+
 def maybe_coarser(image: np.ndarray, rng: np.random.Generator, augment: Augment) -> np.ndarray:
     """With probability ``augment.coarser_p``, :func:`as_if_coarser` by a factor drawn log-uniformly from
     ``augment.coarser`` for z and, apart, for y = x; else ``image`` as it is."""
@@ -502,17 +545,23 @@ def cells_window(volume: Volume, window: Sequence[int], rng: np.random.Generator
                  max_weight: float = BRANCH_MAX_WEIGHT, distractor_bias: float = 0.0,
                  balanced_somas: bool = False) -> CellsWindow:
     """A random window (as :func:`crop_box`) with the one-pass targets: every cell's soma and foreground,
-    and offsets to the own soma, computed after the flips and quarter turns (which move the somas too).
+    and offsets to the own soma, computed after the flips and quarter turns (which move the somas too) and
+    any magnification (``augment.magnify_p``: :func:`magnified`; offsets and distances then in the µm the
+    network sees).
 
     The foreground weight is ``min(1 + d / weight_um, max_weight)`` with ``d``
     the distance to the own soma in µm, so distal processes count more; ``balanced_somas`` adds the
     soma's weight (:func:`soma_weight`, from the window before its intensity is augmented).
     """
-    start, stop = crop_box(volume, window, rng, cell_bias, distractor_bias=distractor_bias)
+    magnification = maybe_magnified(rng, augment)
+    crop = np.maximum(1, np.rint(np.asarray(window) / magnification)).astype(int)
+    start, stop = crop_box(volume, crop, rng, cell_bias, distractor_bias=distractor_bias)
     image = read_padded(volume.image, start, stop, 0.0)
     labels = read_padded(volume.cells, start, stop, 0)
     somas = read_padded(volume.somas, start, stop, 0) > 0
     centres = np.asarray(volume.centres, np.float32).reshape(-1, 3) - start
+    if tuple(crop) != tuple(window):
+        image, labels, somas, centres = magnified(image, labels, somas, centres, window, rng)
     (image, labels, somas), centres = flip_turn([image, labels, somas], centres, rng, augment)
     offsets = offsets_to_soma(labels, centres, volume.spacing)
     foreground = (labels > 0).astype(np.float32)

@@ -226,7 +226,7 @@ def train(cfg: TrainConfig, sources: dict[str, list], out_dir: str | Path, cache
         with open(log_path, "w", newline="") as f:
             csv.writer(f).writerow(fields)
 
-    augment = dataclasses.replace(AUGMENT[cfg.task], coarser_p=cfg.coarser_p)
+    augment = dataclasses.replace(AUGMENT[cfg.task], coarser_p=cfg.coarser_p, magnify_p=cfg.magnify_p)
     model.train()
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.task} {cfg.size}", unit="step", disable=not progress)
     t0 = time.time() - elapsed

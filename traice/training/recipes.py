@@ -52,6 +52,8 @@ class TrainConfig:
                                                      # loss, whatever its size (traice.training.data.soma_weight)
     coarser_p: float = 0.0                           # soma, cells: share of windows seen as on coarser voxels
                                                      # (traice.training.data.as_if_coarser)
+    magnify_p: float = 0.0                           # cells: share of windows whose tissue is seen 0.8-1.25x
+                                                     # its size (traice.training.data.magnified)
     loss_weights: tuple[float, float, float] | None = None  # Dice, Focal, clDice; None: TASK_LOSS_WEIGHTS
     init: str | None = None                          # branch, cells: stage-1 weights to start from (None: shipped);
                                                      # cells: or a one-pass network, trained further as it is;
@@ -79,6 +81,8 @@ class TrainConfig:
             raise ValueError(f"unknown task {self.task!r}; choose from {TASKS}")
         if not 0.0 <= self.coarser_p <= 1.0 or (self.coarser_p and self.task not in ("soma", "cells")):
             raise ValueError(f"coarser_p {self.coarser_p}: a share in [0, 1], for the soma and cells tasks only")
+        if not 0.0 <= self.magnify_p <= 1.0 or (self.magnify_p and self.task != "cells"):
+            raise ValueError(f"magnify_p {self.magnify_p}: a share in [0, 1], for the cells task only")
         if not self.full_resolution and self.task != "cells":
             raise ValueError("full_resolution False: for the cells task only")
         if self.faint_distractors and self.task != "cells":
