@@ -79,6 +79,18 @@ def resampling_variance(n_in: int, n_out: int) -> np.ndarray:
     return variance
 
 
+def block_resampling_variance(in_shape: Sequence[int], out_shape: Sequence[int], axes: Sequence[int]) -> np.ndarray:
+    """The variance of each voxel of unit white noise in a block of ``in_shape`` resized to ``out_shape`` as
+    :func:`to_model_grid` resizes it, counting only the resizing along ``axes``: float32, one of ``out_shape``'s
+    lengths along each of ``axes`` and 1 along the others (it broadcasts against the resized block); the
+    product of :func:`resampling_variance` along those axes."""
+    variance = np.ones((1, 1, 1), np.float32)
+    for a in axes:
+        along = resampling_variance(in_shape[a], out_shape[a])
+        variance = variance * along.reshape([-1 if i == a else 1 for i in range(3)])
+    return variance
+
+
 def grid_input(block: np.ndarray, spacing: Sequence[float], stats: dict, shape: Sequence[int] | None = None) -> np.ndarray:
     """The networks' input for a raw ``(Z, Y, X)`` block of ``spacing`` voxels: float32 on the grid
     (:func:`to_model_grid`, of ``shape`` where given; the block as it is where its voxels are the grid's),
@@ -106,11 +118,9 @@ def grid_input(block: np.ndarray, spacing: Sequence[float], stats: dict, shape: 
     x = normalise(on_grid.astype(np.float32, copy=False), grid_stats(stats))
     rng = np.random.default_rng(zlib.crc32(np.ascontiguousarray(block).tobytes()))
     if finer:
-        variance, top = np.ones((1, 1, 1), np.float32), 1.0  # grows to the finer axes' product, broadcast against x
-        for a in finer:
-            along = resampling_variance(block.shape[a], on_grid.shape[a])
-            variance = variance * along.reshape([-1 if i == a else 1 for i in range(3)])
-            top *= float(along[1:-1].max() if len(along) > 2 else along.max())  # the edge voxels' padding aside
+        variance = block_resampling_variance(block.shape, on_grid.shape, finer)
+        # the largest variance, the edge voxels' padding aside
+        top = float(variance[tuple(slice(1, -1) if n > 2 else slice(None) for n in variance.shape)].max())
         mean = float(variance.mean())
         x += rng.standard_normal(x.shape, np.float32) * np.sqrt(np.maximum(top - variance, 0) / mean)
         x /= np.float32(np.sqrt(top / mean))

@@ -34,7 +34,8 @@ from scipy import ndimage
 from skimage.transform import resize
 
 from traice.core.geometry import distance_um
-from traice.core.grid import MODEL_SPACING_UM, grid_input, grid_position, model_voxels, resampling_variance, to_model_grid
+from traice.core.grid import (MODEL_SPACING_UM, block_resampling_variance, grid_input, grid_position, model_voxels,
+                              to_model_grid)
 from traice.core.intensity import compress, expand, model_input, robust_stats
 from traice.core.maps import OFFSET_SCALE_UM, decode_probability, offsets_to_soma
 from traice.core.windows import block_mean, window_box, window_point
@@ -432,7 +433,7 @@ def magnified(image: np.ndarray, labels: np.ndarray, somas: np.ndarray, centres:
     - enlarged (every axis as long or longer), by :func:`traice.core.grid.grid_input`, which puts back the
       noise that the interpolation smoothed away, as it does for coarser voxels at inference;
     - shrunk, averaged (anti-aliased), which lowers the noise unevenly from voxel to voxel
-      (:func:`traice.core.grid.resampling_variance`); each voxel's is topped up to one sigma again, so that a
+      (:func:`traice.core.grid.block_resampling_variance`); each voxel's is topped up to one sigma again, so that a
       smaller cell is no brighter against the noise than the larger one was.
     """
     shape = tuple(int(w) for w in window)
@@ -443,9 +444,7 @@ def magnified(image: np.ndarray, labels: np.ndarray, somas: np.ndarray, centres:
     if all(w >= n for w, n in zip(shape, image.shape)):
         return grid_input(noise_units, MODEL_SPACING_UM, {"median": 0.0, "sigma": 1.0}, shape=shape), labels, somas, centres
     averaged = to_model_grid(noise_units, MODEL_SPACING_UM, shape)
-    variance = np.ones((1, 1, 1), np.float32)
-    for a, (n, w) in enumerate(zip(image.shape, shape)):
-        variance = variance * resampling_variance(n, w).reshape([-1 if i == a else 1 for i in range(3)])
+    variance = block_resampling_variance(image.shape, shape, range(3))
     averaged += rng.standard_normal(shape, np.float32) * np.sqrt(np.maximum(1.0 - variance, 0.0))
     return compress(averaged), labels, somas, centres
 
