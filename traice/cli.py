@@ -54,11 +54,21 @@ def _render_swc(args) -> None:
 
 
 def _inspect(args) -> None:
-    image = open_image(args.image, args.channel)
-    print(json.dumps({
-        "path": image.path, "axes": image.axes, "shape_zyx": image.shape, "spacing_um_zyx": image.spacing,
-        "levels": [{"path": lv.path, "shape": lv.shape, "spacing_um": lv.spacing} for lv in image.levels],
-    }, indent=2))
+    from traice.io.ome import is_ome_zarr
+
+    if is_ome_zarr(args.image):
+        image = open_image(args.image, args.channel)
+        print(json.dumps({
+            "path": image.path, "axes": image.axes, "shape_zyx": image.shape, "spacing_um_zyx": image.spacing,
+            "levels": [{"path": lv.path, "shape": lv.shape, "spacing_um": lv.spacing} for lv in image.levels],
+        }, indent=2))
+        return
+    from traice.io.convert import describe
+
+    described = describe(args.image, args.channel, args.voxel_size)
+    described["next"] = (f"traice convert {args.image} OUT.ome.zarr, or traice run {args.image} RESULTS "
+                         "(it converts first)")
+    print(json.dumps(described, indent=2, ensure_ascii=False))
 
 
 def _convert(args) -> None:
@@ -92,7 +102,8 @@ def _run(args) -> None:
 
     import yaml
 
-    from traice.config import converted_image, is_ome_zarr
+    from traice.config import converted_image
+    from traice.io.ome import is_ome_zarr
     from traice.io.convert import is_pattern
 
     # fail here, with the one-line message, before Snakemake starts
@@ -237,9 +248,13 @@ def parser() -> argparse.ArgumentParser:
                    help="imaging regime (traice.synth.regimes; confocal: Iba1 confocal stacks) (default: %(default)s)")
     p.set_defaults(func=_render_swc)
 
-    p = sub.add_parser("inspect", help="check an OME-Zarr image and print what traice reads from it")
-    p.add_argument("image", help="an OME-Zarr image (NGFF 0.4 or 0.5)")
+    p = sub.add_parser("inspect", help="check an image and print what traice reads from it (an OME-Zarr image, or "
+                                           "a microscope file from its headers: what traice convert will read)")
+    p.add_argument("image", help="an OME-Zarr image (NGFF 0.4 or 0.5), a folder or quoted glob of TIFF planes, "
+                   "a TIFF / OME-TIFF stack, an Imaris .ims, a Zeiss .czi or a Nikon .nd2")
     p.add_argument("--channel", type=int, help="the channel to read, for a multi-channel image")
+    p.add_argument("--voxel-size", type=float, nargs=3, metavar=("Z", "Y", "X"),
+                   help="microscope files: the voxel size in µm to check, as traice convert and run take it")
     p.set_defaults(func=_inspect)
 
     p = sub.add_parser("convert", help="convert TIFF planes, a TIFF / OME-TIFF stack, an Imaris .ims, a Zeiss .czi or a Nikon .nd2 "

@@ -20,7 +20,7 @@ from traice.core.grid import MODEL_SPACING_UM, needs_resampling
 from traice.core.maps import CHANNELS
 from traice.core.roi import check_ordered, named_boxes_um, roi_boxes
 from traice.core.windows import mirror_axes
-from traice.io.ome import open_image
+from traice.io.ome import is_ome_zarr, open_image
 
 T = TypeVar("T")
 
@@ -74,12 +74,6 @@ def is_converted(spec: Any) -> bool:
         return False
     path, voxel = sample_source(spec)
     return voxel is not None or not is_ome_zarr(path)
-
-
-def is_ome_zarr(path: str | Path) -> bool:
-    """Whether ``path`` is a zarr group folder (an OME-Zarr image is checked further by :func:`open_image`)."""
-    path = Path(path)
-    return path.is_dir() and any((path / name).is_file() for name in ("zarr.json", ".zattrs", ".zgroup"))
 
 
 def sample_image(sample: str, spec: Any, results: str) -> str:

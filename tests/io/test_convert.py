@@ -176,6 +176,42 @@ def test_convert_command(tmp_path, capsys):
     assert not (tmp_path / "results").exists()
 
 
+def test_inspect_reads_a_microscope_file_from_its_headers(tmp_path, capsys):
+    """``traice inspect`` on TIFF planes says what ``traice convert`` will read: the shape, the dtype, and the voxel
+    size, or why there is none; ``--voxel-size`` is checked as ``convert`` checks it; nothing is written."""
+    import json
+
+    folder = _planes(tmp_path / "planes", _volume())
+    main(["inspect", str(folder)])
+    said = json.loads(capsys.readouterr().out)
+    assert said["format"] == "TIFF planes" and said["shape_zyx"] == [5, 70, 90] and said["dtype"] == "uint16"
+    assert said["planes"] == 5 and said["spacing_um_zyx"] is None and "set voxel_size_um" in said["voxel_size"]
+    main(["inspect", str(folder), "--voxel-size", "5", "2", "2"])
+    said = json.loads(capsys.readouterr().out)
+    assert said["spacing_um_zyx"] == [5.0, 2.0, 2.0] and "voxel_size" not in said
+    with pytest.raises(SystemExit, match="error: .*voxel_size_um must be three positive numbers"):
+        main(["inspect", str(folder), "--voxel-size", "0", "2", "2"])
+    stack = tmp_path / "stack.tif"
+    tifffile.imwrite(stack, _volume(), imagej=True, resolution=(1 / 0.4, 1 / 0.4),
+                     metadata={"spacing": 1.25, "unit": "um", "axes": "ZYX"})
+    main(["inspect", str(stack)])
+    said = json.loads(capsys.readouterr().out)
+    assert said["format"] == "TIFF stack" and said["spacing_um_zyx"] == pytest.approx([1.25, 0.4, 0.4])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["planes", "stack.tif"]
+
+
+def test_an_ome_zarr_given_a_voxel_size_is_converted_to_it(tmp_path):
+    """An OME-Zarr image with a voxel size of the user's (its scale metadata wrong) converts again: the same
+    voxels in the same dtype, the user's voxel size; without one it keeps its own."""
+    volume = _volume((12, 70, 90))
+    convert(_planes(tmp_path / "planes", volume), tmp_path / "first.ome.zarr", voxel_size_um=[1, 1, 1])
+    assert open_source(tmp_path / "first.ome.zarr").spacing == (1.0, 1.0, 1.0)
+    done = convert(tmp_path / "first.ome.zarr", tmp_path / "again.ome.zarr", voxel_size_um=[2.5, 0.8, 0.8])
+    image = open_image(tmp_path / "again.ome.zarr")
+    assert done["dtype"] == "uint16" and image.spacing == (2.5, 0.8, 0.8)
+    np.testing.assert_array_equal(image.read(image.bounds, dtype=None), volume)
+
+
 def _ims_text(value) -> np.ndarray:
     """An Imaris attribute: the text as an array of single characters."""
     return np.array(list(str(value)), dtype="S1")

@@ -209,9 +209,8 @@ class _LabelArray:
 
 def _open_annotation(path: str | Path):
     """The annotation's reader: an OME-Zarr image (level 0) or a TIFF stack or planes."""
-    from traice.config import is_ome_zarr
     from traice.io.convert import open_source
-    from traice.io.ome import open_image
+    from traice.io.ome import is_ome_zarr, open_image
 
     try:
         return _LabelArray(open_image(path).array(0)) if is_ome_zarr(path) else open_source(path)

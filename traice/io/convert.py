@@ -9,7 +9,8 @@ touches), so memory follows the block, never the number of planes:
 - a multi-page TIFF, ImageJ hyperstack or OME-TIFF holding a (c,)z,y,x stack;
 - an Imaris ``.ims`` file (HDF5, read with ``h5py``: level 0, time point 0, one channel);
 - a Zeiss ``.czi`` file (read with ``pylibCZIrw``, Zeiss's libCZI: one scene, time point 0, one channel);
-- a Nikon ``.nd2`` file (read with ``nd2``: one z-stack, one channel).
+- a Nikon ``.nd2`` file (read with ``nd2``: one z-stack, one channel);
+- an OME-Zarr image, level 0 and one channel, when it is to take a voxel size of the user's instead of its own.
 
 The voxel size comes from the file (OME ``PhysicalSize*``; ImageJ ``spacing``
 and the resolution tags; Imaris extents; CZI ``Scaling``; ND2 calibration and z step) or from ``voxel_size_um``, which wins when given; a
@@ -35,6 +36,7 @@ import zarr
 from traice.core.errors import InputError
 from traice.core.geometry import Box, grid
 from traice.io.multiscale import create_multiscale, write_block
+from traice.io.ome import OmeImage, is_ome_zarr, open_image
 from traice.io.tables import atomic_dir
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -344,7 +346,30 @@ def _ims_attr(attrs, key: str) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-Source = TiffPlanes | TiffStack | ImarisFile | CziFile | Nd2File
+@dataclass
+class OmeZarrFile:
+    """An OME-Zarr image converted again, so that it takes the voxel size the user gives (``voxel_size_um``, for an
+    image whose scale metadata are wrong): level 0, one channel, in its own dtype."""
+
+    image: OmeImage
+    shape: tuple[int, int, int]
+    dtype: np.dtype
+    spacing: tuple[float, float, float]
+
+    @classmethod
+    def open(cls, path: Path, channel: int | None) -> "OmeZarrFile":
+        image = open_image(path, channel)
+        return cls(image, image.shape, image.array(0).dtype, image.spacing)
+
+    @property
+    def channel(self) -> int | None:
+        return self.image.channel
+
+    def read(self, box: Box) -> np.ndarray:
+        return self.image.read(box, dtype=None)
+
+
+Source = TiffPlanes | TiffStack | ImarisFile | CziFile | Nd2File | OmeZarrFile
 """What :func:`open_source` gives: ``shape``, ``dtype``, ``spacing`` (z, y, x µm, None where unknown) and ``read(box)``."""
 
 
@@ -354,9 +379,11 @@ def is_pattern(path: str | Path) -> bool:
 
 def source_paths(path: str | Path) -> list[str]:
     """The files an image at ``path`` is read from: the TIFF planes a folder holds or a glob matches, in natural
-    order, or the file itself; nothing when there is none (:func:`open_source` says why)."""
+    order, or the file (or OME-Zarr folder) itself; nothing when there is none (:func:`open_source` says why)."""
     if is_pattern(path):
         files = [Path(p) for p in glob.glob(str(path))]
+    elif is_ome_zarr(path):
+        return [str(path)]
     elif Path(path).is_dir():
         files = list(Path(path).iterdir())
     else:
@@ -366,13 +393,15 @@ def source_paths(path: str | Path) -> list[str]:
 
 def open_source(path: str | Path, channel: int | None = None) -> Source:
     """The image at ``path``: a folder or glob of TIFF planes, one TIFF stack file, an Imaris, a CZI or an ND2
-    file (InputError otherwise)."""
+    file, or an OME-Zarr image (InputError otherwise)."""
     if is_pattern(path):
         matches = [Path(p) for p in source_paths(path)]
         if not matches:
             raise InputError(f"{path}: the pattern matches no TIFF file")
         return TiffPlanes.open(matches, str(path))
     path = Path(path)
+    if is_ome_zarr(path):
+        return OmeZarrFile.open(path, channel)
     if path.is_dir():
         return TiffPlanes.open([Path(p) for p in source_paths(path)], str(path))
     if not path.exists():
@@ -405,6 +434,34 @@ def voxel_size(source: Source, where: str, override: Sequence[float] | None) -> 
     if any(not v > 0 for v in known):  # type: ignore[operator]
         raise InputError(f"{where}: the file's voxel size {list(known)} is not positive; set voxel_size_um: [z, y, x]")
     return tuple(float(v) for v in known)  # type: ignore[return-value]
+
+
+FORMATS = {"TiffPlanes": "TIFF planes", "TiffStack": "TIFF stack", "ImarisFile": "Imaris .ims", "CziFile": "Zeiss .czi",
+           "Nd2File": "Nikon .nd2", "OmeZarrFile": "OME-Zarr"}
+"""How :func:`describe` names each source kind."""
+
+
+def describe(path: str | Path, channel: int | None = None, voxel_size_um: Sequence[float] | None = None) -> dict:
+    """What :func:`convert` will read from the image at ``path``, from its headers alone: its format, shape
+    (z, y, x) and dtype, the channel read, and its voxel size (µm, z, y, x; ``voxel_size_um`` wins), or None with
+    the reason where neither the file nor ``voxel_size_um`` gives one. InputError for what :func:`convert` refuses
+    otherwise (an unreadable file, a missing channel, a bad ``voxel_size_um``)."""
+    source = open_source(path, channel)
+    if 0 in source.shape:
+        raise InputError(f"{path}: the image is empty ({source.shape})")
+    try:
+        spacing, why = list(voxel_size(source, str(path), voxel_size_um)), None
+    except InputError as err:
+        if voxel_size_um is not None:
+            raise
+        spacing, why = None, str(err)
+    described = {"path": str(path), "format": FORMATS[type(source).__name__], "shape_zyx": list(source.shape),
+                 "dtype": str(source.dtype), "channel": getattr(source, "channel", None), "spacing_um_zyx": spacing}
+    if isinstance(source, TiffPlanes):
+        described["planes"] = len(source.files)
+    if why:
+        described["voxel_size"] = why
+    return described
 
 
 @dataclass(frozen=True)

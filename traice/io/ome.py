@@ -66,8 +66,9 @@ class OmeImage:
     def array(self, level: int = 0) -> zarr.Array:
         return zarr.open_array(str(Path(self.path) / self.levels[level].path), mode="r")
 
-    def read(self, box: Box, level: int = 0, step: Sequence[int] = (1, 1, 1)) -> np.ndarray:
-        """Voxels of ``box`` (in that level's voxels, every ``step``-th) as float32 (z, y, x).
+    def read(self, box: Box, level: int = 0, step: Sequence[int] = (1, 1, 1), dtype=np.float32) -> np.ndarray:
+        """Voxels of ``box`` (in that level's voxels, every ``step``-th) as ``dtype`` (z, y, x); float32 unless
+        asked otherwise (``None``: the array's own).
 
         A chunk that cannot be read (truncated, corrupt) raises InputError naming it.
         """
@@ -82,7 +83,7 @@ class OmeImage:
                 index.append(0)
         array = self.array(level)
         try:
-            return np.asarray(array[tuple(index)], dtype=np.float32)
+            return np.asarray(array[tuple(index)], dtype=dtype)
         except Exception as err:  # codecs and stores raise many types; find and name the chunk
             raise InputError(f"{Path(self.path) / self.levels[level].path}: {_bad_chunk(array, tuple(index))} "
                              f"cannot be read ({type(err).__name__}: {err})") from None
@@ -164,6 +165,12 @@ def multiscales_metadata(attrs: dict) -> tuple[list, str]:
     if "multiscales" in attrs:
         return attrs["multiscales"], attrs["multiscales"][0].get("version", "0.4")
     raise KeyError
+
+
+def is_ome_zarr(path: str | Path) -> bool:
+    """Whether ``path`` is a zarr group folder (an OME-Zarr image is checked further by :func:`open_image`)."""
+    path = Path(path)
+    return path.is_dir() and any((path / name).is_file() for name in ("zarr.json", ".zattrs", ".zgroup"))
 
 
 def open_image(path: str | Path, channel: int | None = None) -> OmeImage:
