@@ -436,8 +436,8 @@ def voxel_size(source: Source, where: str, override: Sequence[float] | None) -> 
     return tuple(float(v) for v in known)  # type: ignore[return-value]
 
 
-FORMATS = {"TiffPlanes": "TIFF planes", "TiffStack": "TIFF stack", "ImarisFile": "Imaris .ims", "CziFile": "Zeiss .czi",
-           "Nd2File": "Nikon .nd2", "OmeZarrFile": "OME-Zarr"}
+FORMATS = {TiffPlanes: "TIFF planes", TiffStack: "TIFF stack", ImarisFile: "Imaris .ims", CziFile: "Zeiss .czi",
+           Nd2File: "Nikon .nd2", OmeZarrFile: "OME-Zarr"}
 """How :func:`describe` names each source kind."""
 
 
@@ -447,15 +447,14 @@ def describe(path: str | Path, channel: int | None = None, voxel_size_um: Sequen
     the reason where neither the file nor ``voxel_size_um`` gives one. InputError for what :func:`convert` refuses
     otherwise (an unreadable file, a missing channel, a bad ``voxel_size_um``)."""
     source = open_source(path, channel)
-    if 0 in source.shape:
-        raise InputError(f"{path}: the image is empty ({source.shape})")
+    _check_not_empty(source, path)
     try:
         spacing, why = list(voxel_size(source, str(path), voxel_size_um)), None
     except InputError as err:
         if voxel_size_um is not None:
             raise
         spacing, why = None, str(err)
-    described = {"path": str(path), "format": FORMATS[type(source).__name__], "shape_zyx": list(source.shape),
+    described = {"path": str(path), "format": FORMATS[type(source)], "shape_zyx": list(source.shape),
                  "dtype": str(source.dtype), "channel": getattr(source, "channel", None), "spacing_um_zyx": spacing}
     if isinstance(source, TiffPlanes):
         described["planes"] = len(source.files)
@@ -488,9 +487,13 @@ def _checked_source(path: str | Path, channel: int | None, voxel_size_um: Sequen
     """The opened source of ``path`` and its voxel size, every check made (headers only)."""
     source = open_source(path, channel)
     spacing = voxel_size(source, str(path), voxel_size_um)
+    _check_not_empty(source, path)
+    return source, spacing
+
+
+def _check_not_empty(source: Source, path: str | Path) -> None:
     if 0 in source.shape:
         raise InputError(f"{path}: the image is empty ({source.shape})")
-    return source, spacing
 
 
 def convert(path: str | Path, out: str | Path, channel: int | None = None,
