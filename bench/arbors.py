@@ -3,7 +3,7 @@
 Usage:
     python bench/arbors.py [--split test] [--regimes confocal dim bright] [--data ../shared/data/morphomics_kxa]
                            [--model PATH] [--mirror yx] [--methods growth votes classical] [--no-demo] [--true-somas]
-                           [--ownership-model OWNER.pt]  (with --methods prompted-growth)
+                           [--min-processes 0.005] [--ownership-model OWNER.pt]  (with --methods prompted-growth)
 
 Data: the held-out fields of view of the real tracings (``--split``, never
 seen in training), each rendered in every imaging regime of ``--regimes``
@@ -177,6 +177,8 @@ def main() -> None:
                          "(tune it on --split val, never on test)")
     ap.add_argument("--mirror", default="", help="detect.mirror: also run each window mirrored along these axes "
                     "and average (e.g. yx)")
+    ap.add_argument("--min-processes", type=float, default=DetectParams.min_processes,
+                    help="detect.min_processes: drop detections with less process evidence (0: keep every one)")
     ap.add_argument("--no-demo", action="store_true")
     ap.add_argument("--true-somas", action="store_true", help="segment the true somas instead of the detected ones")
     ap.add_argument("--out", help="also write the per-cell rows to this parquet file")
@@ -185,7 +187,8 @@ def main() -> None:
     if "prompted-growth" in args.methods and not args.ownership_model:
         ap.error("prompted-growth needs --ownership-model")
     owner = load_prompted(args.ownership_model) if "prompted-growth" in args.methods else None
-    detect = DetectParams(overlap=args.overlap[0] if len(args.overlap) == 1 else tuple(args.overlap))
+    detect = DetectParams(overlap=args.overlap[0] if len(args.overlap) == 1 else tuple(args.overlap),
+                          min_processes=args.min_processes)
     rows, fields = [], []
     for regime, name, brain, trees in volumes(args):
         spacing = np.asarray(brain.params.spacing)

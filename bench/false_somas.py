@@ -22,7 +22,8 @@ light per µm³) and with ``--photons`` instead of the regime's signal. For each
 - ``fg_shell``: the mean foreground probability 8-16 µm from it (processes);
 - ``processes``: the share of the voxels 2-8 µm outside its soma component
   whose foreground probability is above the segment step's 0.1 (where the
-  processes leave a soma; a blob without processes has none);
+  processes leave a soma; a blob without processes has none: the detect step drops a detection with less than
+  ``detect.min_processes``, traice.stages.detect.processes; here every detection is scored);
 - ``contrast``: its mean intensity within 3 µm, above the image median, in
   noise sigmas;
 - ``on_cell``: whether a true cell's soma or process lies within 2 µm of it
@@ -53,8 +54,8 @@ from traice.io.ome import ArrayImage  # noqa: E402
 from traice.nn.checkpoints import load_model  # noqa: E402
 from traice.stages.detect import DetectParams  # noqa: E402
 from traice.stages.detect.network import detect_traice_maps  # noqa: E402
+from traice.stages.detect.processes import FOREGROUND, SHELL_UM as PROCESS_SHELL_UM, process_share  # noqa: E402
 from traice.stages.plan import intensity_stats  # noqa: E402
-from traice.stages.segment.params import METHOD_PROBABILITY  # noqa: E402
 from traice.synth import synthesize  # noqa: E402
 from traice.synth.regimes import regime_params  # noqa: E402
 from traice.synth.traces import field_split, render_swc, trace_fields  # noqa: E402
@@ -62,8 +63,6 @@ from traice.weights import shipped_weights  # noqa: E402
 
 SHELL_UM = (8.0, 16.0)
 CORE_UM = 3.0
-PROCESS_SHELL_UM = (2.0, 8.0)
-FOREGROUND = METHOD_PROBABILITY["growth"]  # segment.probability's default
 
 
 def elongation(component: np.ndarray, spacing) -> float:
@@ -82,27 +81,22 @@ FAINT_SIGMAS = 3.0
 def detection_features(image: np.ndarray, maps: np.ndarray, found: pd.DataFrame, spacing, stats: dict,
                        cells: np.ndarray) -> pd.DataFrame:
     """One row of features per detection (columns as the module docstring); ``cells`` the true cell labels."""
-    components, _ = ndimage.label(maps[0] > 0.5)
+    components, _ = ndimage.label(maps[0] > DetectParams.probability)
     bounds = Box.from_shape(image.shape)
+    processes = process_share(maps[0], maps[1], found[["z", "y", "x"]].to_numpy(), spacing, DetectParams.probability)
     rows = []
-    for det in found.itertuples():
+    for det, share in zip(found.itertuples(), processes):
         centre = (det.z, det.y, det.x)
         box = Box.around(centre, tuple(int(np.ceil(SHELL_UM[1] / s)) for s in spacing)).intersect(bounds)
         dist = distance_um(box.shape, tuple(c - a for c, a in zip(centre, box.start)), spacing)
         shell = (dist > SHELL_UM[0]) & (dist <= SHELL_UM[1])
         label = components[tuple(int(round(c)) for c in centre)]
-        if label:
-            outside = ndimage.distance_transform_edt(components[box.slices] != label, sampling=spacing)
-            near = (outside > PROCESS_SHELL_UM[0]) & (outside <= PROCESS_SHELL_UM[1])
-            processes = float((maps[1][box.slices][near] > FOREGROUND).mean())
-        else:
-            processes = float("nan")
         rows.append({
             "score": det.score,
             "radius_um": float(np.cbrt(3 * det.volume_um3 / (4 * np.pi))),
             "elongation": elongation(components[box.slices] == label, spacing) if label else float("nan"),
             "fg_shell": float(maps[1][box.slices][shell].mean()),
-            "processes": processes,
+            "processes": share,
             "contrast": float((image[box.slices][dist <= CORE_UM].mean() - stats["median"]) / stats["sigma"]),
             "on_cell": bool((cells[box.slices][dist <= ON_CELL_UM] > 0).any()),
         })
@@ -145,11 +139,12 @@ def main() -> None:
     if args.traced_soma_radius is not None:
         args.traced_soma_radius = tuple(args.traced_soma_radius)
     model = load_model(args.model or shipped_weights("cells"))
-    tables = []
+    tables, somas = [], 0
     for name, brain in volumes(args):
         spacing = np.asarray(brain.params.spacing)
         stats = intensity_stats(ArrayImage(brain.image, tuple(spacing)))  # as the workflow's plan measures them
-        found, maps = detect_traice_maps(brain.image, spacing, stats, DetectParams(), model)
+        found, maps = detect_traice_maps(brain.image, spacing, stats, DetectParams(min_processes=0), model)  # all
+        somas += len(brain.truth)
         found = found.reset_index(drop=True)
         match = match_points(found[["z", "y", "x"]].to_numpy() * spacing, brain.truth[["z", "y", "x"]].to_numpy() * spacing)
         true = np.zeros(len(found), bool)
@@ -166,11 +161,14 @@ def main() -> None:
             q = part[feature].quantile([0.1, 0.5, 0.9]).to_numpy()
             print(f"{feature:<11} {name:<11} {len(part):>4} {q[0]:>8.3f} {q[1]:>8.3f} {q[2]:>8.3f}")
     false = table[~table["true"]]
-    print(f"\ndetections with processes (share of the 2-8 µm shell above p {FOREGROUND:g}) at most:")
+    print(f"\ndetections with processes (share of the {PROCESS_SHELL_UM[0]:g}-{PROCESS_SHELL_UM[1]:g} µm shell "
+          f"above p {FOREGROUND:g}) below detect.min_processes, and the soma F1 without them ({somas} true somas):")
     for cut in (0.0, 0.002, 0.005, 0.01):
-        below = table["processes"] <= cut
+        below = table["processes"] < cut  # NaN: kept, as the detect step keeps it
+        kept = table[~below]
+        f1 = 2 * kept["true"].sum() / (somas + len(kept))
         print(f"  {cut:<6g} true {int((below & table['true']).sum())} of {int(table['true'].sum())}, "
-              f"false {int((below & ~table['true']).sum())} of {len(false)}")
+              f"false {int((below & ~table['true']).sum())} of {len(false)}: F1 {f1:.3f}")
     print(f"\nfalse detections on a true cell (within {ON_CELL_UM:g} µm of its soma or processes): "
           f"{int(false['on_cell'].sum())} of {len(false)}; elsewhere (distractors): {int((~false['on_cell']).sum())}")
     print(f"false detections fainter than {FAINT_SIGMAS:g} noise sigmas (contrast): {int((false['contrast'] < FAINT_SIGMAS).sum())} "

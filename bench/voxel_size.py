@@ -2,7 +2,7 @@
 
 Usage:
     python bench/voxel_size.py [--cells 15] [--extent 32 512 512] [--seed 7] [--cores 2] [--model WEIGHTS]
-                               [--out /tmp/traice-voxel-size] [--rendering NAME=Z,Y,X ...]
+                               [--min-processes 0.005] [--out /tmp/traice-voxel-size] [--rendering NAME=Z,Y,X ...]
 
 The scene is set in µm, so the same seed at another voxel size (and the shape
 that keeps the same extent) renders the same cells. Each rendering runs through
@@ -105,6 +105,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--model", help="one-pass weights (detect.model; default: the shipped ones)")
+    ap.add_argument("--min-processes", type=float,
+                    help="detect.min_processes (default: the config's): drop detections with less process evidence")
     ap.add_argument("--out", default="/tmp/traice-voxel-size")
     ap.add_argument("--rendering", nargs="+", type=rendering, metavar="NAME=Z,Y,X",
                     help="renderings to run instead of the three (voxel as multiples of the grid's per axis)")
@@ -120,7 +122,9 @@ def main() -> None:
         samples[name] = {"synthetic": {"seed": args.seed, "shape": shape, "cells": args.cells, "spacing": spacing}}
     config = {"samples": samples, "results": str(out / "results")}
     if args.model:
-        config["detect"] = {"model": str(Path(args.model).resolve())}
+        config.setdefault("detect", {})["model"] = str(Path(args.model).resolve())
+    if args.min_processes is not None:
+        config.setdefault("detect", {})["min_processes"] = args.min_processes
     run_config(config, out, args.cores)
 
     rows = []

@@ -19,6 +19,7 @@ from scipy import ndimage
 from traice.core.grid import from_model_grid, grid_input
 from traice.core.maps import PROBABILITY_CHANNELS
 from traice.stages.detect.params import DetectParams
+from traice.stages.detect.processes import process_share
 from traice.stages.detect.somas import split_somas
 
 
@@ -49,9 +50,23 @@ def detect_traice(block: np.ndarray, spacing, stats: dict, params: DetectParams,
 
 def detect_traice_maps(block: np.ndarray, spacing, stats: dict, params: DetectParams, model) -> tuple[pd.DataFrame, np.ndarray | None]:
     """:func:`detect_traice` and, for a one-pass model (5 outputs), its maps ``(5, *block.shape)``
-    (:mod:`traice.core.maps`); None for a soma-only model."""
+    (:mod:`traice.core.maps`), its detections without processes dropped (:func:`with_processes`); None for a
+    soma-only model."""
     maps = network_maps(block, spacing, stats, params, model)
-    return somas_from_probability(maps[0], spacing, params), (maps if maps.shape[0] == 5 else None)
+    found = somas_from_probability(maps[0], spacing, params)
+    if maps.shape[0] != 5:
+        return found, None
+    return with_processes(found, maps, spacing, params), maps
+
+
+def with_processes(found: pd.DataFrame, maps: np.ndarray, spacing, params: DetectParams) -> pd.DataFrame:
+    """The detections of ``found`` (block voxels) that have processes: at least ``params.min_processes`` of the shell
+    around each soma is foreground in the one-pass ``maps`` (:mod:`traice.stages.detect.processes`); a detection
+    whose evidence cannot be read (NaN) is kept."""
+    if params.min_processes <= 0 or found.empty:
+        return found
+    share = process_share(maps[0], maps[1], found[["z", "y", "x"]].to_numpy(), spacing, params.probability)
+    return found[~(share < params.min_processes)].reset_index(drop=True)
 
 
 def network_maps(block: np.ndarray, spacing, stats: dict, params: DetectParams, model) -> np.ndarray:

@@ -18,6 +18,7 @@ class DetectParams:
     model: str | None = None       # weights file; None = the shipped one-pass S weights
     adapter: str | None = None     # LoRA adapter file over ``model`` (traice finetune); None = none
     probability: float = 0.5       # soma probability threshold
+    min_processes: float = 0.005   # drop a detection with less process evidence (traice.stages.detect.processes); 0 = keep all
     overlap: float | tuple[float, float, float] = 0.25  # sliding-window overlap: one share, or one per axis (z, y, x)
     batch_size: int | None = None  # windows per forward pass; None: 2 on the CPU, 8 on a GPU (traice.nn.device.window_batch)
     mirror: str = ""               # axes to mirror each window along and average over (e.g. "yx": 4 passes); "" = none
