@@ -3,6 +3,7 @@
 Usage:
     python bench/cellfinder.py [--data ../shared/data/cellfinder_crop] [--roi Z0 Y0 X0 Z1 Y1 X1]
                                [--detect traice classical] [--figure docs/figures/cellfinder.png]
+                               [--min-processes 0.005]
                                [--out /tmp/traice-cellfinder]
 
 The sample is the folder of planes with its voxel size (the files carry none);
@@ -52,7 +53,7 @@ def recall(truth_um: np.ndarray, found_um: np.ndarray) -> tuple[int, int]:
     return int((dist <= MATCH_UM).sum()), len(truth_um)
 
 
-def run(data: Path, roi, method: str, out: Path) -> pd.DataFrame:
+def run(data: Path, roi, method: str, out: Path, min_processes: float | None = None) -> pd.DataFrame:
     config = {
         "samples": {"cellfinder": {"path": str(data / "signal"), "voxel_size_um": list(SPACING)}},
         "results": str(out / method),
@@ -61,6 +62,8 @@ def run(data: Path, roi, method: str, out: Path) -> pd.DataFrame:
     }
     if method != "traice":
         config["segment"] = {"method": "classical"}
+    elif min_processes is not None:
+        config["detect"]["min_processes"] = min_processes
     path = out / f"{method}.yaml"
     path.write_text(yaml.safe_dump(config))
     subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--quiet", "rules", "--configfile", str(path)],
@@ -101,6 +104,8 @@ def main() -> None:
     ap.add_argument("--roi", type=float, nargs=6, default=ANNOTATED_ROI)
     ap.add_argument("--detect", nargs="+", default=["traice", "classical"], choices=["traice", "classical"])
     ap.add_argument("--figure", type=Path)
+    ap.add_argument("--min-processes", type=float,
+                    help="traice: detect.min_processes (default: the config's); 0 keeps every detection")
     ap.add_argument("--out", type=Path, default=Path("/tmp/traice-cellfinder"))
     args = ap.parse_args()
     if not (args.data / "signal").is_dir():
@@ -112,7 +117,7 @@ def main() -> None:
     inside = truth[((truth >= np.asarray(roi[:3])) & (truth < np.asarray(roi[3:]))).all(axis=1)]
     rows, found = [], {}
     for method in args.detect:
-        cells = run(args.data, roi, method, args.out)
+        cells = run(args.data, roi, method, args.out, args.min_processes)
         found[method] = cells[["z_um", "y_um", "x_um"]].to_numpy()
         hit, n = recall(inside, found[method])
         rows.append({"detect": method, "annotated somas in ROI": n, "recalled within 10 µm": hit,
