@@ -48,7 +48,7 @@ def test_soma_on_tile_border_found_once(write_image, method):
     image = open_image(path)
     bounds = image.bounds
     tiles = tile_grid(bounds, bounds, (24, 64, 64), (13, 40, 40))
-    params = DetectParams(method=method)
+    params = DetectParams(method=method, min_processes=0)  # a bare sphere: no processes (test_detect_processes.py)
     model = load_detector(params)
     parts = [detect_tile(image, t.core, t.read, STATS, params, model)[0] for t in tiles]
     found = pd.concat(parts)
