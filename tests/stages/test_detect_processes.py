@@ -46,7 +46,7 @@ class TwoLevels(nn.Module):
 
 
 def _maps(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Soma and foreground probability of the stand-in model's sense, drawn directly: (2, Z, Y, X)."""
+    """The soma and the foreground probability in the stand-in model's sense, drawn directly: two (Z, Y, X)."""
     return (image >= SOMA).astype(np.float32), (image > 0).astype(np.float32)
 
 
