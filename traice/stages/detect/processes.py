@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from traice.core.geometry import Box, um_to_voxels
 from traice.stages.segment.params import METHOD_PROBABILITY
 
 SHELL_UM = (2.0, 8.0)
@@ -44,9 +45,11 @@ def process_share(soma: np.ndarray, foreground: np.ndarray, points: np.ndarray, 
     voxel = np.clip(np.rint(points).astype(int), 0, np.asarray(soma.shape) - 1)
     labels = parts[tuple(voxel.T)]
     boxes = ndimage.find_objects(parts)
-    reach = np.ceil(SHELL_UM[1] / spacing).astype(int) + 1
+    reach = tuple(n + 1 for n in um_to_voxels(SHELL_UM[1], spacing))  # the whole shell, a voxel to spare
+    bounds = Box.from_shape(soma.shape)
     for label in np.unique(labels[labels > 0]):
-        box = tuple(slice(max(s.start - r, 0), min(s.stop + r, n)) for s, r, n in zip(boxes[label - 1], reach, soma.shape))
+        part = boxes[label - 1]
+        box = Box(tuple(s.start for s in part), tuple(s.stop for s in part)).grow(reach).intersect(bounds).slices
         outside = ndimage.distance_transform_edt(parts[box] != label, sampling=spacing)
         shell = (outside > SHELL_UM[0]) & (outside <= SHELL_UM[1])
         if shell.any():
