@@ -11,6 +11,7 @@ start_job(snakemake.log[0])
 plan = Plan.read(snakemake.input.plan)
 cells = Path(snakemake.output.cells)
 previous = base_dir(cells.parent) / cells.name if plan.update else None
-merged = merge_files(snakemake.input.somas, plan, snakemake.params.dedupe_um, cells, previous,
-                     sample=snakemake.wildcards.sample)
-write_json({"cells": len(merged), "to_process": int(plan.cells_inside(merged).sum())}, snakemake.output.to_process)
+merged, without_processes = merge_files(snakemake.input.somas, plan, snakemake.params.dedupe_um, cells, previous,
+                                         sample=snakemake.wildcards.sample)
+write_json({"cells": len(merged), "to_process": int(plan.cells_inside(merged).sum()),
+            "detections_without_processes": without_processes}, snakemake.output.to_process)

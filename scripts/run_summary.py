@@ -5,4 +5,4 @@ from traice.stages.report import write_run_summary
 
 start_job(snakemake.log[0])
 i = snakemake.input
-write_run_summary(Plan.read(i.plan), i.cells, i.morphology, snakemake.params.benchmarks, snakemake.params.config, snakemake.output[0])
+write_run_summary(Plan.read(i.plan), i.cells, i.merged, i.morphology, snakemake.params.benchmarks, snakemake.params.config, snakemake.output[0])

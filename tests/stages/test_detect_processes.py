@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import torch
 from torch import nn
 
-from traice.core.geometry import distance_um
+from traice.core.geometry import Box, distance_um
 from traice.core.metrics import match_points
 from traice.stages.detect import DetectParams
-from traice.stages.detect.network import detect_traice_maps
-from traice.stages.detect.processes import process_share
+from traice.stages.detect.network import detect_traice_maps, detect_traice_marked
+from traice.stages.detect.processes import HAS_PROCESSES, process_share
+from traice.stages.merge import merge_files
 
 SPACING = (1.25, 0.4, 0.4)
 SHAPE = (32, 192, 192)
@@ -73,3 +76,21 @@ def test_detection_drops_the_process_free_blob_and_keeps_every_detection_at_zero
         got = found[["z", "y", "x"]].to_numpy() * np.asarray(SPACING)
         match = match_points(got, expected, 2.0)
         assert match.tp == len(expected) == len(found), (min_processes, got)
+
+
+def test_the_detect_step_keeps_the_blob_marked_and_the_merge_leaves_it_out_and_counts_it(tmp_path):
+    image = _field()
+    found, _ = detect_traice_marked(image, SPACING, {"median": 0.0, "sigma": 1.0}, DetectParams(), TwoLevels())
+    got = found[["z", "y", "x"]].to_numpy() * np.asarray(SPACING)
+    order = np.argsort(np.linalg.norm(got - np.asarray(CELL_UM), axis=1))  # the cell first, then the blob
+    assert len(found) == 2 and found[HAS_PROCESSES].to_numpy()[order].tolist() == [True, False]
+
+    path = tmp_path / "batch_0.parquet"
+    found.assign(tile=0).to_parquet(path)
+    whole = SimpleNamespace(spacing=SPACING, roi_boxes=[Box.from_shape(SHAPE)])  # what merge_files reads of a plan
+    cells, left_out = merge_files([path], whole, 4.0, tmp_path / "cells.parquet")
+    assert left_out == 1 and len(cells) == 1
+    assert np.linalg.norm(cells[["z_um", "y_um", "x_um"]].to_numpy()[0] - np.asarray(CELL_UM)) < 2.0
+    # a table written before the column existed keeps every row
+    found.drop(columns=HAS_PROCESSES).assign(tile=0).to_parquet(path)
+    assert len(merge_files([path], whole, 4.0, tmp_path / "cells.parquet")[0]) == 2

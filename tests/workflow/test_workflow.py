@@ -69,6 +69,8 @@ def test_regions_and_run_summary(small_run):
     run = json.loads((small_run / "run.json").read_text())
     assert run["counts"]["cells_detected"] == len(cells)
     assert run["counts"]["cells_segmented"] + run["counts"]["cells_empty"] == len(cells)
+    detections = pd.concat([pd.read_parquet(p) for p in (small_run / "work" / "somas").glob("batch_*.parquet")])
+    assert run["counts"]["detections_without_processes"] == int((~detections["has_processes"]).sum())
     assert run["versions"]["snakemake"] and "detect" in run["timings"]
 
 

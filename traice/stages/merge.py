@@ -2,6 +2,8 @@
 
 The owner rule already makes tiles disjoint; the radius merge here is only a
 safety net (e.g. two maxima of one irregular soma on either side of a border).
+Detections the process rule marked (``has_processes`` False,
+:mod:`traice.stages.detect.processes`) are left out here and counted.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from traice.core.roi import cells_inside
 from traice.core.schema import CELLS, conform
 from traice.io.plan import Plan
 from traice.io.tables import write_table
+from traice.stages.detect.processes import HAS_PROCESSES
 
 
 def dedupe(points_um: np.ndarray, scores: np.ndarray, radius_um: float) -> np.ndarray:
@@ -96,12 +99,15 @@ def inherited_ids(points_um: np.ndarray, old_um: np.ndarray, old_ids: np.ndarray
 
 
 def merge_files(paths: Sequence[str | Path], plan: Plan, dedupe_um: float, out_path: str | Path,
-                previous_path: str | Path | None = None, sample: str = "") -> pd.DataFrame:
+                previous_path: str | Path | None = None, sample: str = "") -> tuple[pd.DataFrame, int]:
     """Merge detection files into ``out_path`` (its ``sample`` column set to ``sample``); over
-    ``previous_path``'s cells for a region update."""
-    found = merge_detections([pd.read_parquet(p) for p in paths], plan.spacing, dedupe_um)
+    ``previous_path``'s cells for a region update. Returns the cells and the number of detections left out
+    for having no processes (a table written without the ``has_processes`` column keeps all of its rows)."""
+    tables = [pd.read_parquet(p) for p in paths]
+    marked = [t[HAS_PROCESSES].to_numpy(bool) if HAS_PROCESSES in t else np.ones(len(t), bool) for t in tables]
+    found = merge_detections([t[keep] for t, keep in zip(tables, marked)], plan.spacing, dedupe_um)
     previous = pd.read_parquet(previous_path) if previous_path is not None else found.iloc[:0]
     cells = update_cells(found, previous, plan.roi_boxes, plan.spacing, dedupe_um).assign(sample=sample)
     cells["sample"] = cells["sample"].astype(CELLS["sample"][0])
     write_table(cells, out_path)
-    return cells
+    return cells, int(sum((~keep).sum() for keep in marked))

@@ -20,7 +20,7 @@ from traice import __version__  # noqa: E402
 from traice.core.geometry import Box  # noqa: E402
 from traice.io.ome import open_image, read_overview  # noqa: E402
 from traice.io.plan import Plan  # noqa: E402
-from traice.io.tables import atomic_dir, atomic_path, write_json  # noqa: E402
+from traice.io.tables import atomic_dir, atomic_path, read_json, write_json  # noqa: E402
 
 OVERVIEW_MAX_VOXELS = 16_000_000
 OVERVIEW_MAX_NUMBERS = 400   # the overview writes each soma's cell_id up to this many cells
@@ -195,9 +195,10 @@ def _html_table(df: pd.DataFrame) -> str:
     return df.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="", border=0)
 
 
-def write_report(plan: Plan, cells_path, morphology_path, regions_path, labels_path, benchmarks: str | Path,
-                 html_path, qc_dir, gallery: int) -> None:
-    """QC figures into ``qc_dir`` and one self-contained ``report.html``."""
+def write_report(plan: Plan, cells_path, merged_path, morphology_path, regions_path, labels_path,
+                 benchmarks: str | Path, html_path, qc_dir, gallery: int) -> None:
+    """QC figures into ``qc_dir`` and one self-contained ``report.html`` (``merged_path``: the merge step's
+    counts, ``cells_to_process.json``)."""
     cells = pd.read_parquet(cells_path)
     morphology = pd.read_parquet(morphology_path)
     regions = pd.read_parquet(regions_path)
@@ -209,7 +210,7 @@ def write_report(plan: Plan, cells_path, morphology_path, regions_path, labels_p
         histogram_figure(morphology, tmp / "histograms.png")
         density_figure(plan, cells, tmp / "density.png")
         resources_figure(timings, tmp / "resources.png")
-    summary = summary_counts(plan, cells, morphology)
+    summary = summary_counts(plan, cells, read_json(merged_path), morphology)
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>traice report</title>",
         "<style>body{font-family:sans-serif;max-width:1200px;margin:auto}td,th{padding:2px 10px;text-align:left}"
@@ -230,11 +231,14 @@ def write_report(plan: Plan, cells_path, morphology_path, regions_path, labels_p
         tmp_html.write_text("\n".join(parts))
 
 
-def run_counts(plan: Plan, cells: pd.DataFrame, morphology: pd.DataFrame) -> dict:
+def run_counts(plan: Plan, cells: pd.DataFrame, merged: dict, morphology: pd.DataFrame) -> dict:
     """What was processed and found, so that nothing is dropped silently (run.json ``counts``).
 
     ``cells_detected`` and the segmentation counts cover the whole result; in a
-    region update ``cells_processed`` is the part this run detected and segmented.
+    region update ``cells_processed`` is the part this run detected and segmented,
+    and ``detections_without_processes`` (the detections the process rule left
+    out, ``detect.min_processes``; from the merge step's ``merged`` counts) those of
+    this run's tiles.
     """
     empty = morphology[morphology["status"] != "ok"]
     ok = morphology[morphology["status"] == "ok"]
@@ -249,6 +253,7 @@ def run_counts(plan: Plan, cells: pd.DataFrame, morphology: pd.DataFrame) -> dic
         "missing_chunk_keys": list(plan.info.get("missing_chunk_keys", [])),  # the first few, where to look
         "cells_processed": int(plan.cells_inside(cells).sum()),
         "cells_detected": len(cells),
+        "detections_without_processes": int(merged.get("detections_without_processes", 0)),
         "cells_segmented": len(morphology) - len(empty),
         "cells_empty": len(empty),
         # quality flags of the segmented cells (morphology.parquet), so they can be left out before statistics
@@ -260,9 +265,9 @@ def run_counts(plan: Plan, cells: pd.DataFrame, morphology: pd.DataFrame) -> dic
     }
 
 
-def summary_counts(plan: Plan, cells: pd.DataFrame, morphology: pd.DataFrame) -> dict:
+def summary_counts(plan: Plan, cells: pd.DataFrame, merged: dict, morphology: pd.DataFrame) -> dict:
     """The report's summary table: image geometry and :func:`run_counts`, in words."""
-    counts = run_counts(plan, cells, morphology)
+    counts = run_counts(plan, cells, merged, morphology)
     shape_um = np.asarray(plan.shape) * np.asarray(plan.spacing)
     return {
         "image shape (z, y, x voxels)": tuple(plan.shape),
@@ -271,6 +276,8 @@ def summary_counts(plan: Plan, cells: pd.DataFrame, morphology: pd.DataFrame) ->
         "non-finite voxels (NaN, ±Inf) in the sampled blocks, read as background": counts["non_finite_voxels_sampled"],
         "chunks missing from the input (read as empty)": counts["missing_chunks"],
         "cells detected": counts["cells_detected"],
+        "detections left out for no processes leaving the soma (detect.min_processes; 0 keeps them)":
+            counts["detections_without_processes"],
         "cells segmented": counts["cells_segmented"],
         "cells with empty masks": counts["cells_empty"],
         "segmented cells touching a face of the volume (arbor may be cut)": counts["cells_touching_a_face"],
@@ -295,8 +302,10 @@ def benchmark_summary(folder: str | Path) -> dict:
     return out
 
 
-def write_run_summary(plan: Plan, cells_path, morphology_path, benchmarks: str, config: dict, out: str | Path) -> None:
-    """run.json: counts, versions, config and per-rule timings of a finished run."""
+def write_run_summary(plan: Plan, cells_path, merged_path, morphology_path, benchmarks: str, config: dict,
+                      out: str | Path) -> None:
+    """run.json: counts, versions, config and per-rule timings of a finished run (``merged_path``: the merge
+    step's counts, ``cells_to_process.json``)."""
     versions = {"traice": __version__, "python": platform.python_version()}
     for pkg in PACKAGES:
         try:
@@ -305,7 +314,7 @@ def write_run_summary(plan: Plan, cells_path, morphology_path, benchmarks: str, 
             versions[pkg] = None
     write_json({
         "image": plan.info["image"],
-        "counts": run_counts(plan, pd.read_parquet(cells_path), pd.read_parquet(morphology_path)),
+        "counts": run_counts(plan, pd.read_parquet(cells_path), read_json(merged_path), pd.read_parquet(morphology_path)),
         "versions": versions,
         "config": config,
         "timings": benchmark_summary(benchmarks),

@@ -25,6 +25,7 @@ rule report:
     input:
         plan=work("plan/plan.json"),
         cells=out("cells.parquet"),
+        merged=work("cells_to_process.json"),
         morphology=out("morphology.parquet"),
         regions=out("regions.parquet"),
         labels=out("segmentation.ome.zarr"),
@@ -53,6 +54,7 @@ rule run_summary:
     input:
         plan=work("plan/plan.json"),
         cells=out("cells.parquet"),
+        merged=work("cells_to_process.json"),
         morphology=out("morphology.parquet"),
         stitched=work("stitch/summary.json"),
         regions=out("regions.parquet"),

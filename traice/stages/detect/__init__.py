@@ -27,16 +27,23 @@ from traice.stages.detect import classical, network
 from traice.stages.detect.classical import detect_classical
 from traice.stages.detect.network import detect_traice
 from traice.stages.detect.params import DetectParams
+from traice.stages.detect.processes import HAS_PROCESSES
 from traice.stages.detect.somas import COLUMNS
 from traice.stages.methods import choose
 
 def _classical_without_maps(block, spacing, stats, params, model):
-    """The classical detector in the methods' shape: (table, no maps)."""
-    return detect_classical(block, spacing, stats, params, model), None
+    """The classical detector in the methods' shape: (table, every detection kept; no maps)."""
+    found = detect_classical(block, spacing, stats, params, model)
+    return found.assign(**{HAS_PROCESSES: np.ones(len(found), bool)}), None
 
 
-METHODS = {"traice": (network.load, network.detect_traice_maps), "classical": (classical.load, _classical_without_maps)}
-"""``detect.method`` -> (load the model, find somas in a raw block: (table, one-pass maps or None))."""
+METHODS = {"traice": (network.load, network.detect_traice_marked), "classical": (classical.load, _classical_without_maps)}
+"""``detect.method`` -> (load the model, find somas in a raw block: (table with ``has_processes``, one-pass maps
+or None))."""
+
+TABLE_COLUMNS = [*COLUMNS, HAS_PROCESSES]
+"""Columns of a detect step's table: every detection its tiles own, those the process rule drops marked False
+(:mod:`traice.stages.detect.processes`); :func:`traice.stages.merge.merge_files` keeps the others and counts them."""
 
 __all__ = ["DetectParams", "METHODS", "detect_batch", "detect_classical", "detect_tile", "detect_traice", "load_detector"]
 
@@ -48,8 +55,9 @@ def load_detector(params: DetectParams):
 
 
 def detect_tile(image, core: Box, read: Box, stats: dict, params: DetectParams, model=None) -> tuple[pd.DataFrame, np.ndarray | None]:
-    """Detections of one tile in level-0 voxels, keeping only those its core owns, and the one-pass maps
-    over the core ``(5, *core.shape)`` (None unless the model is a one-pass network).
+    """Detections of one tile in level-0 voxels, keeping only those its core owns (column ``has_processes``
+    False where the process rule drops one), and the one-pass maps over the core ``(5, *core.shape)`` (None
+    unless the model is a one-pass network).
 
     ``model`` is :func:`load_detector`'s (loaded once per batch of tiles).
     """
@@ -65,9 +73,9 @@ def detect_tile(image, core: Box, read: Box, stats: dict, params: DetectParams, 
 
 def detect_batch(plan: Plan, batch: int, out_path: str | Path, params: DetectParams,
                  maps_path: str | Path | None = None) -> pd.DataFrame:
-    """Detect somas in every tile of one tile batch; write one table (level-0 voxels) and, at ``maps_path``,
-    the tiles' one-pass maps, each stored as soon as it is made (:func:`traice.io.maps.map_writer`; an empty group
-    for a model without maps)."""
+    """Detect somas in every tile of one tile batch; write one table (level-0 voxels, :data:`TABLE_COLUMNS`) and,
+    at ``maps_path``, the tiles' one-pass maps, each stored as soon as it is made
+    (:func:`traice.io.maps.map_writer`; an empty group for a model without maps)."""
     model = load_detector(params)
     parts = []
     with map_writer(maps_path) if maps_path is not None else nullcontext() as add_maps:
@@ -76,7 +84,7 @@ def detect_batch(plan: Plan, batch: int, out_path: str | Path, params: DetectPar
             parts.append(found.assign(tile=tile))
             if tile_maps is not None and add_maps is not None:
                 add_maps(tile, core, tile_maps)  # stored now: the job holds one tile's float maps at a time
-    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
-    table = table.reindex(columns=COLUMNS).astype({"tile": "int64"})
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=TABLE_COLUMNS)
+    table = table.reindex(columns=TABLE_COLUMNS).astype({"tile": "int64", HAS_PROCESSES: bool})
     write_table(table, out_path)
     return table

@@ -19,7 +19,7 @@ from scipy import ndimage
 from traice.core.grid import from_model_grid, grid_input
 from traice.core.maps import PROBABILITY_CHANNELS
 from traice.stages.detect.params import DetectParams
-from traice.stages.detect.processes import process_share
+from traice.stages.detect.processes import HAS_PROCESSES, process_share
 from traice.stages.detect.somas import split_somas
 
 
@@ -50,23 +50,30 @@ def detect_traice(block: np.ndarray, spacing, stats: dict, params: DetectParams,
 
 def detect_traice_maps(block: np.ndarray, spacing, stats: dict, params: DetectParams, model) -> tuple[pd.DataFrame, np.ndarray | None]:
     """:func:`detect_traice` and, for a one-pass model (5 outputs), its maps ``(5, *block.shape)``
-    (:mod:`traice.core.maps`), its detections without processes dropped (:func:`with_processes`); None for a
-    soma-only model."""
+    (:mod:`traice.core.maps`), its detections without processes dropped; None for a soma-only model."""
+    found, maps = detect_traice_marked(block, spacing, stats, params, model)
+    return found[found[HAS_PROCESSES]].drop(columns=HAS_PROCESSES).reset_index(drop=True), maps
+
+
+def detect_traice_marked(block: np.ndarray, spacing, stats: dict, params: DetectParams, model) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """:func:`detect_traice_maps` with every detection kept and marked: column ``has_processes`` False where the
+    process rule (:func:`mark_processes`) drops it. The workflow's detect step writes them all, so that the merge
+    can count the dropped ones."""
     maps = network_maps(block, spacing, stats, params, model)
     found = somas_from_probability(maps[0], spacing, params)
     if maps.shape[0] != 5:
-        return found, None
-    return with_processes(found, maps, spacing, params), maps
+        return found.assign(**{HAS_PROCESSES: np.ones(len(found), bool)}), None
+    return mark_processes(found, maps, spacing, params), maps
 
 
-def with_processes(found: pd.DataFrame, maps: np.ndarray, spacing, params: DetectParams) -> pd.DataFrame:
-    """The detections of ``found`` (block voxels) that have processes: at least ``params.min_processes`` of the shell
-    around each soma is foreground in the one-pass ``maps`` (:mod:`traice.stages.detect.processes`); a detection
-    whose evidence cannot be read (NaN) is kept."""
+def mark_processes(found: pd.DataFrame, maps: np.ndarray, spacing, params: DetectParams) -> pd.DataFrame:
+    """``found`` (block voxels) with column ``has_processes``: at least ``params.min_processes`` of the shell around
+    each soma is foreground in the one-pass ``maps`` (:mod:`traice.stages.detect.processes`); True for every
+    detection when the rule is off (``min_processes`` 0) and where the evidence cannot be read (NaN)."""
     if params.min_processes <= 0 or found.empty:
-        return found
+        return found.assign(**{HAS_PROCESSES: np.ones(len(found), bool)})
     share = process_share(maps[0], maps[1], found[["z", "y", "x"]].to_numpy(), spacing, params.probability)
-    return found[~(share < params.min_processes)].reset_index(drop=True)
+    return found.assign(**{HAS_PROCESSES: ~(share < params.min_processes)})
 
 
 def network_maps(block: np.ndarray, spacing, stats: dict, params: DetectParams, model) -> np.ndarray:
