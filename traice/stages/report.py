@@ -253,7 +253,8 @@ def run_counts(plan: Plan, cells: pd.DataFrame, merged: dict, morphology: pd.Dat
         "missing_chunk_keys": list(plan.info.get("missing_chunk_keys", [])),  # the first few, where to look
         "cells_processed": int(plan.cells_inside(cells).sum()),
         "cells_detected": len(cells),
-        "detections_without_processes": int(merged.get("detections_without_processes", 0)),
+        # None: merged before this count existed (the rule's detections were never written)
+        "detections_without_processes": merged.get("detections_without_processes"),
         "cells_segmented": len(morphology) - len(empty),
         "cells_empty": len(empty),
         # quality flags of the segmented cells (morphology.parquet), so they can be left out before statistics
