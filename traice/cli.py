@@ -54,6 +54,7 @@ def _render_swc(args) -> None:
 
 
 def _inspect(args) -> None:
+    from traice.core.grid import grid_notes
     from traice.io.ome import is_ome_zarr
 
     if is_ome_zarr(args.image):
@@ -61,11 +62,14 @@ def _inspect(args) -> None:
         print(json.dumps({
             "path": image.path, "axes": image.axes, "shape_zyx": image.shape, "spacing_um_zyx": image.spacing,
             "levels": [{"path": lv.path, "shape": lv.shape, "spacing_um": lv.spacing} for lv in image.levels],
-        }, indent=2))
+            "voxel_size_notes": grid_notes(image.spacing),
+        }, indent=2, ensure_ascii=False))
         return
     from traice.io.convert import describe
 
     described = describe(args.image, args.channel, args.voxel_size)
+    if described["spacing_um_zyx"] is not None:
+        described["voxel_size_notes"] = grid_notes(described["spacing_um_zyx"])
     described["next"] = (f"traice convert {args.image} OUT.ome.zarr, or traice run {args.image} RESULTS "
                          "(it converts first)")
     print(json.dumps(described, indent=2, ensure_ascii=False))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from traice.core.grid import (MODEL_SPACING_UM, from_model_grid, model_shape, model_voxels, needs_resampling,
+from traice.core.grid import (MODEL_SPACING_UM, from_model_grid, grid_notes, model_shape, model_voxels, needs_resampling,
                               to_model_grid)
 
 
@@ -143,3 +143,12 @@ def test_only_the_coarser_axes_get_their_noise_mended_and_the_block_is_left_as_i
     assert mended.shape == interpolated.shape == (16, 64, 64) and mended.dtype == np.float32
     assert _lag1(interpolated, 0) > 0.4 and _lag1(mended, 0) < 0.5 * _lag1(interpolated, 0)
     assert grid_input(block, spacing, stats, (16, 60, 60)).shape == (16, 60, 60)
+
+
+def test_notes_name_the_axes_coarser_than_the_grid():
+    assert grid_notes(MODEL_SPACING_UM) == grid_notes((1.3, 0.41, 0.39)) == []  # within the tolerance
+    finer, along_z, in_plane = grid_notes((1.0, 0.32, 0.32)), grid_notes((2.5, 0.4, 0.4)), grid_notes((1.25, 0.8, 0.8))
+    assert len(finer) == 1 and "0.8 x 0.8 x 0.8 of the grid's" in finer[0]
+    assert len(along_z) == 2 and "along z" in along_z[1]
+    assert len(in_plane) == 2 and "in the plane" in in_plane[1]
+    assert len(grid_notes((2.5, 0.8, 0.8))) == 3

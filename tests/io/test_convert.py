@@ -189,6 +189,7 @@ def test_inspect_reads_a_microscope_file_from_its_headers(tmp_path, capsys):
     main(["inspect", str(folder), "--voxel-size", "5", "2", "2"])
     said = json.loads(capsys.readouterr().out)
     assert said["spacing_um_zyx"] == [5.0, 2.0, 2.0] and "voxel_size" not in said
+    assert "4 x 5 x 5 of the grid's" in said["voxel_size_notes"][0] and len(said["voxel_size_notes"]) == 3
     with pytest.raises(SystemExit, match="error: .*voxel_size_um must be three positive numbers"):
         main(["inspect", str(folder), "--voxel-size", "0", "2", "2"])
     stack = tmp_path / "stack.tif"
@@ -197,6 +198,7 @@ def test_inspect_reads_a_microscope_file_from_its_headers(tmp_path, capsys):
     main(["inspect", str(stack)])
     said = json.loads(capsys.readouterr().out)
     assert said["format"] == "TIFF stack" and said["spacing_um_zyx"] == pytest.approx([1.25, 0.4, 0.4])
+    assert said["voxel_size_notes"] == []  # on the networks' grid: nothing to say
     assert sorted(p.name for p in tmp_path.iterdir()) == ["planes", "stack.tif"]
 
 

@@ -28,6 +28,25 @@ def needs_resampling(spacing: Sequence[float]) -> bool:
     return any(abs(s / m - 1) > TOLERANCE for s, m in zip(spacing, MODEL_SPACING_UM))
 
 
+def grid_notes(spacing: Sequence[float]) -> list[str]:
+    """What reading an image of ``spacing`` voxels (µm, z, y, x) onto the networks' grid means, in words, for
+    ``traice inspect``; empty where the image is on the grid. What the notes say was measured in
+    docs/inputs.md ("Which axis does what")."""
+    if not needs_resampling(spacing):
+        return []
+    ratio = [s / m for s, m in zip(spacing, MODEL_SPACING_UM)]
+    grid = " x ".join(f"{m:g}" for m in MODEL_SPACING_UM)
+    notes = [f"the networks see it resampled onto their grid of {grid} µm (this voxel is {ratio[0]:.2g} x "
+             f"{ratio[1]:.2g} x {ratio[2]:.2g} of the grid's); the results stay on this image's voxels"]
+    if ratio[0] > 1 + TOLERANCE:
+        notes.append("coarser along z than the grid: a process thinner than a voxel fills it, so cell volumes come "
+                     "out larger than on finer voxels (docs/inputs.md, 'Which axis does what')")
+    if max(ratio[1:]) > 1 + TOLERANCE:
+        notes.append("coarser in the plane than the grid: the thinnest processes are lost, and more background "
+                     "noise is called foreground (docs/inputs.md, 'Which axis does what')")
+    return notes
+
+
 def model_shape(shape: Sequence[int], spacing: Sequence[float]) -> tuple[int, int, int]:
     """The shape of a ``shape`` block of ``spacing`` voxels on the networks' grid (the same µm extent)."""
     return tuple(max(1, round(n * s / m)) for n, s, m in zip(shape, spacing, MODEL_SPACING_UM))  # type: ignore[return-value]
