@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from traice.io.plan import Plan  # noqa: E402
 from traice.stages.detect import DetectParams, detect_tile, load_detector  # noqa: E402
+from traice.stages.detect.processes import HAS_PROCESSES  # noqa: E402
 
 
 def main() -> None:
@@ -39,6 +40,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (one per job in the workflow)")
     ap.add_argument("--repeats", type=int, default=2, help="passes over the tiles (the first also warms up)")
     args = ap.parse_args()
+    if args.repeats < 2:
+        ap.error("--repeats must be 2 or more: the first pass only warms up")
     torch.set_num_threads(args.threads)
     plan = Plan.read(args.results / "work" / "plan" / "plan.json")
     tiles = [t for b in sorted(plan.tiles["batch"].unique()) for t in plan.tiles_of_batch(int(b))]
@@ -54,7 +57,7 @@ def main() -> None:
                 if repeat:  # the first pass warms up (allocations, kernels)
                     seconds[m].append(time.perf_counter() - started)
                 else:
-                    found[m] += len(somas)
+                    found[m] += int(somas[HAS_PROCESSES].sum())  # those the merge keeps
     core_voxels = sum(int(np.prod(core.shape)) for _, core, _ in tiles)
     print(f"{len(tiles)} tiles, {core_voxels / 1e6:.1f} Mvoxel of cores, {args.threads} thread(s), "
           f"{args.repeats - 1} timed pass(es)")
