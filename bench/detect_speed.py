@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from traice.io.plan import Plan  # noqa: E402
 from traice.stages.detect import DetectParams, detect_tile, load_detector  # noqa: E402
-from traice.stages.detect.processes import HAS_PROCESSES  # noqa: E402
+from traice.core.schema import HAS_PROCESSES  # noqa: E402
 
 
 def main() -> None:

@@ -7,4 +7,4 @@ start_job(snakemake.log[0])
 i = snakemake.input
 p = snakemake.params
 write_report(Plan.read(i.plan), i.cells, i.merged, i.morphology, i.regions, i.labels, p.benchmarks, snakemake.output.html,
-             snakemake.output.qc, p.gallery)
+             snakemake.output.qc, p.gallery, i.somas)

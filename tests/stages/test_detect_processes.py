@@ -12,7 +12,8 @@ from traice.core.geometry import Box, distance_um
 from traice.core.metrics import match_points
 from traice.stages.detect import DetectParams
 from traice.stages.detect.network import detect_traice_maps, detect_traice_marked
-from traice.stages.detect.processes import HAS_PROCESSES, process_share
+from traice.core.schema import HAS_PROCESSES
+from traice.stages.detect.processes import process_share
 from traice.stages.merge import merge_files
 
 SPACING = (1.25, 0.4, 0.4)

@@ -74,6 +74,22 @@ def test_regions_and_run_summary(small_run):
     assert run["versions"]["snakemake"] and "detect" in run["timings"]
 
 
+def test_the_overview_marks_the_detections_left_out_for_no_processes(small_run, tmp_path):
+    from matplotlib.image import imread
+
+    from traice.io.plan import Plan
+    from traice.stages.report import overview_figure
+
+    plan, cells = Plan.read(small_run / "work" / "plan" / "plan.json"), pd.read_parquet(small_run / "cells.parquet")
+    labels = str(small_run / "segmentation.ome.zarr")
+    overview_figure(plan, cells, labels, tmp_path / "none.png")
+    left_out = pd.DataFrame({"z": [10.0, 12.0], "y": [100.0, 300.0], "x": [60.0, 200.0]})  # level-0 voxels
+    overview_figure(plan, cells, labels, tmp_path / "two.png", left_out)
+    none, two = imread(tmp_path / "none.png")[..., :3], imread(tmp_path / "two.png")[..., :3]
+    cyan = lambda rgb: ((rgb[..., 0] < 0.3) & (rgb[..., 1] > 0.7) & (rgb[..., 2] > 0.7)).sum()  # noqa: E731
+    assert none.shape == two.shape and cyan(none) == 0 < cyan(two)
+
+
 @pytest.fixture(scope="module")
 def atlas_run(small_run, tmp_path_factory):
     """The reference result, copied, then given a registered atlas (a TIFF annotation at 4 x 8 x 8 times the

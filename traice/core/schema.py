@@ -1,10 +1,12 @@
 """The output tables' columns: dtype, unit and meaning (the README's schema section lists the same).
 
-Writers cast to these dtypes, so every run, empty or not, gives the same schema.
+Writers cast to these dtypes, so every run, empty or not, gives the same schema. Of the work tables, the
+detect step's column that the merge and the report read is here too (:data:`HAS_PROCESSES`).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 # column: (dtype, unit, meaning)
@@ -78,6 +80,17 @@ REGIONS = {
        for m in ["soma_volume_um3", "cell_volume_um3", "territory_volume_um3", "ramification_index",
                  "total_length_um", "n_branch_points", "max_branch_order", "sholl_max_intersections"]},
 }
+
+
+HAS_PROCESSES = "has_processes"
+"""The detect step's tables (``work/somas/batch_*.parquet``): the column that marks a detection the process rule
+keeps (:mod:`traice.stages.detect.processes`); the merge leaves the others out and counts them."""
+
+
+def kept_by_the_rule(table: pd.DataFrame) -> np.ndarray:
+    """(N,) bool: the rows of a detect step's table the process rule keeps; all of them for a table written
+    before the ``has_processes`` column existed (its detections were dropped before they were written)."""
+    return table[HAS_PROCESSES].to_numpy(bool) if HAS_PROCESSES in table else np.ones(len(table), bool)
 
 
 def conform(df: pd.DataFrame, schema: dict) -> pd.DataFrame:

@@ -17,10 +17,9 @@ from scipy.spatial import cKDTree
 
 from traice.core.geometry import Box
 from traice.core.roi import cells_inside
-from traice.core.schema import CELLS, conform
+from traice.core.schema import CELLS, conform, kept_by_the_rule
 from traice.io.plan import Plan
 from traice.io.tables import write_table
-from traice.stages.detect.processes import HAS_PROCESSES
 
 
 def dedupe(points_um: np.ndarray, scores: np.ndarray, radius_um: float) -> np.ndarray:
@@ -104,7 +103,7 @@ def merge_files(paths: Sequence[str | Path], plan: Plan, dedupe_um: float, out_p
     ``previous_path``'s cells for a region update. Returns the cells and the number of detections left out
     for having no processes (a table written without the ``has_processes`` column keeps all of its rows)."""
     tables = [pd.read_parquet(p) for p in paths]
-    marked = [t[HAS_PROCESSES].to_numpy(bool) if HAS_PROCESSES in t else np.ones(len(t), bool) for t in tables]
+    marked = [kept_by_the_rule(t) for t in tables]
     found = merge_detections([t[keep] for t, keep in zip(tables, marked)], plan.spacing, dedupe_um)
     previous = pd.read_parquet(previous_path) if previous_path is not None else found.iloc[:0]
     cells = update_cells(found, previous, plan.roi_boxes, plan.spacing, dedupe_um).assign(sample=sample)

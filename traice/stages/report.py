@@ -7,6 +7,7 @@ import html
 import importlib.metadata
 import platform
 from pathlib import Path
+from typing import Sequence
 
 import matplotlib
 
@@ -19,6 +20,7 @@ import zarr  # noqa: E402
 from traice import __version__  # noqa: E402
 from traice.core.geometry import Box  # noqa: E402
 from traice.io.ome import open_image, read_overview  # noqa: E402
+from traice.core.schema import kept_by_the_rule  # noqa: E402
 from traice.io.plan import Plan  # noqa: E402
 from traice.io.tables import atomic_dir, atomic_path, read_json, write_json  # noqa: E402
 
@@ -33,8 +35,10 @@ def _contrast(mip: np.ndarray) -> tuple[float, float]:
     return float(lo), float(max(hi, lo + 1))
 
 
-def overview_figure(plan: Plan, cells: pd.DataFrame, labels_path: str, out: Path) -> None:
-    """Maximum-intensity projection with detected somas, beside the label overlay."""
+def overview_figure(plan: Plan, cells: pd.DataFrame, labels_path: str, out: Path,
+                    left_out: pd.DataFrame | None = None) -> None:
+    """Maximum-intensity projection with detected somas, beside the label overlay; ``left_out`` (level-0 voxels
+    z, y, x): the detections the process rule left out, drawn as crosses."""
     volume, scale = read_overview(plan.image, OVERVIEW_MAX_VOXELS)
     mip = volume.max(axis=0)
     labels = open_image(labels_path)
@@ -51,7 +55,12 @@ def overview_figure(plan: Plan, cells: pd.DataFrame, labels_path: str, out: Path
     if numbered:
         for cid, x, y in zip(cells["cell_id"], cells["x_um"], cells["y_um"]):
             axes[0].annotate(str(int(cid)), (x, y), xytext=(4, 4), textcoords="offset points", color="yellow", fontsize=7)
-    axes[0].set_title(f"detected somas (n = {len(cells)}{', numbered by cell_id' if numbered else ''})")
+    title = f"detected somas (n = {len(cells)}{', numbered by cell_id' if numbered else ''})"
+    if left_out is not None and len(left_out):
+        axes[0].scatter(left_out["x"] * plan.spacing[2], left_out["y"] * plan.spacing[1], s=60, marker="x",
+                        color="cyan", linewidths=1)
+        title += f"; crosses: {len(left_out)} left out, no processes"
+    axes[0].set_title(title)
     shown = np.ma.masked_equal(lab % 20 + (lab > 0), 0)
     axes[1].imshow(shown, cmap="tab20", alpha=0.55, interpolation="nearest", extent=extent)  # both cover the whole image
     axes[1].set_title("segmentation (label overlay)")
@@ -163,7 +172,8 @@ def _empty_figure(out: Path, text: str) -> None:
 
 FIGURES = [
     ("overview.png", "Maximum-intensity projection: detected somas (left, red, numbered by cell_id up to "
-                     f"{OVERVIEW_MAX_NUMBERS} cells) and the label image overlay (right)."),
+                     f"{OVERVIEW_MAX_NUMBERS} cells; cyan crosses: detections left out for having no processes, "
+                     "detect.min_processes) and the label image overlay (right)."),
     ("gallery.png", f"Randomly chosen cells: image, mask and SWC skeleton nodes (z projections, 70 µm windows; "
                     f"bar {GALLERY_BAR_UM:g} µm)."),
     ("histograms.png", "Distributions of the main morphology metrics over segmented cells."),
@@ -196,16 +206,19 @@ def _html_table(df: pd.DataFrame) -> str:
 
 
 def write_report(plan: Plan, cells_path, merged_path, morphology_path, regions_path, labels_path,
-                 benchmarks: str | Path, html_path, qc_dir, gallery: int) -> None:
+                 benchmarks: str | Path, html_path, qc_dir, gallery: int, somas_paths: Sequence = ()) -> None:
     """QC figures into ``qc_dir`` and one self-contained ``report.html`` (``merged_path``: the merge step's
-    counts, ``cells_to_process.json``)."""
+    counts, ``cells_to_process.json``; ``somas_paths``: the detect step's tables, whose detections left out by
+    the process rule the overview marks)."""
     cells = pd.read_parquet(cells_path)
+    left_out = [t[~kept_by_the_rule(t)] for t in map(pd.read_parquet, somas_paths)]
     morphology = pd.read_parquet(morphology_path)
     regions = pd.read_parquet(regions_path)
     timings = benchmark_summary(benchmarks)
     qc = Path(qc_dir)
     with atomic_dir(qc) as tmp:
-        overview_figure(plan, cells, str(labels_path), tmp / "overview.png")
+        overview_figure(plan, cells, str(labels_path), tmp / "overview.png",
+                        pd.concat(left_out, ignore_index=True) if left_out else None)
         gallery_figure(plan, cells, morphology, str(labels_path), tmp / "gallery.png", gallery)
         histogram_figure(morphology, tmp / "histograms.png")
         density_figure(plan, cells, tmp / "density.png")

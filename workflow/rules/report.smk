@@ -26,6 +26,7 @@ rule report:
         plan=work("plan/plan.json"),
         cells=out("cells.parquet"),
         merged=work("cells_to_process.json"),
+        somas=detect_batches,
         morphology=out("morphology.parquet"),
         regions=out("regions.parquet"),
         labels=out("segmentation.ome.zarr"),

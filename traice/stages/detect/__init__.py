@@ -20,6 +20,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from traice.core.geometry import Box
+from traice.core.schema import HAS_PROCESSES
 from traice.io.maps import map_writer
 from traice.io.plan import Plan
 from traice.io.tables import write_table
@@ -27,7 +28,6 @@ from traice.stages.detect import classical, network
 from traice.stages.detect.classical import detect_classical
 from traice.stages.detect.network import detect_traice
 from traice.stages.detect.params import DetectParams
-from traice.stages.detect.processes import HAS_PROCESSES
 from traice.stages.detect.somas import COLUMNS
 from traice.stages.methods import choose
 

@@ -18,8 +18,9 @@ from scipy import ndimage
 
 from traice.core.grid import from_model_grid, grid_input
 from traice.core.maps import PROBABILITY_CHANNELS
+from traice.core.schema import HAS_PROCESSES
 from traice.stages.detect.params import DetectParams
-from traice.stages.detect.processes import HAS_PROCESSES, process_share
+from traice.stages.detect.processes import process_share
 from traice.stages.detect.somas import split_somas
 
 

@@ -23,8 +23,6 @@ from traice.stages.segment.params import METHOD_PROBABILITY
 
 SHELL_UM = (2.0, 8.0)
 """The shell around a soma whose foreground is read: from this far outside it to this far."""
-HAS_PROCESSES = "has_processes"
-"""The detection tables' column that marks a detection the rule keeps (the merge drops and counts the others)."""
 FOREGROUND = METHOD_PROBABILITY["growth"]
 """A voxel of the shell counts as process above this foreground probability (``segment.probability``'s default)."""
 
