@@ -19,8 +19,8 @@ import zarr  # noqa: E402
 
 from traice import __version__  # noqa: E402
 from traice.core.geometry import Box  # noqa: E402
-from traice.io.ome import open_image, read_overview  # noqa: E402
 from traice.core.schema import kept_by_the_rule  # noqa: E402
+from traice.io.ome import open_image, read_overview  # noqa: E402
 from traice.io.plan import Plan  # noqa: E402
 from traice.io.tables import atomic_dir, atomic_path, read_json, write_json  # noqa: E402
 
