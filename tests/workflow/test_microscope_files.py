@@ -109,3 +109,5 @@ def test_real_two_photon_planes_at_their_own_voxel_size(tmp_path):
     hit, n = recall(inside, cells[["z_um", "y_um", "x_um"]].to_numpy())
     assert n >= 5 and hit / n >= RECALL_FLOOR, (hit, n, len(cells))
     assert Plan.read(out / "work" / "plan").info["tiles"] == 1
+    report = (out / "report.html").read_text()  # what these coarse voxels cost, in the report's summary
+    assert "coarser along z than the grid" in report and "coarser in the plane than the grid" in report

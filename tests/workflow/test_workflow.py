@@ -72,6 +72,7 @@ def test_regions_and_run_summary(small_run):
     detections = pd.concat([pd.read_parquet(p) for p in (small_run / "work" / "somas").glob("batch_*.parquet")])
     assert run["counts"]["detections_without_processes"] == int((~detections["has_processes"]).sum())
     assert run["versions"]["snakemake"] and "detect" in run["timings"]
+    assert "on the grid: read as it is" in (small_run / "report.html").read_text()  # the grid's voxels
 
 
 def test_the_overview_marks_the_detections_left_out_for_no_processes(small_run, tmp_path):

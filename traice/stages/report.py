@@ -19,6 +19,7 @@ import zarr  # noqa: E402
 
 from traice import __version__  # noqa: E402
 from traice.core.geometry import Box  # noqa: E402
+from traice.core.grid import grid_notes  # noqa: E402
 from traice.core.schema import kept_by_the_rule  # noqa: E402
 from traice.io.ome import open_image, read_overview  # noqa: E402
 from traice.io.plan import Plan  # noqa: E402
@@ -286,6 +287,7 @@ def summary_counts(plan: Plan, cells: pd.DataFrame, merged: dict, morphology: pd
     return {
         "image shape (z, y, x voxels)": tuple(plan.shape),
         "voxel size (µm)": tuple(plan.spacing),
+        "voxel size against the networks' grid": "; ".join(grid_notes(plan.spacing)) or "on the grid: read as it is",
         "tiles (processed / without tissue, skipped)": f"{counts['tiles']} / {counts['tiles_without_tissue']}",
         "non-finite voxels (NaN, ±Inf) in the sampled blocks, read as background": counts["non_finite_voxels_sampled"],
         "chunks missing from the input (read as empty)": counts["missing_chunks"],
