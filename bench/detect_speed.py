@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from traice.io.plan import Plan  # noqa: E402
 from traice.stages.detect import DetectParams, detect_tile, load_detector  # noqa: E402
-from traice.core.schema import HAS_PROCESSES  # noqa: E402
+from traice.core.schema import kept_by_the_rule  # noqa: E402
 
 
 def main() -> None:
@@ -57,7 +57,7 @@ def main() -> None:
                 if repeat:  # the first pass warms up (allocations, kernels)
                     seconds[m].append(time.perf_counter() - started)
                 else:
-                    found[m] += int(somas[HAS_PROCESSES].sum())  # those the merge keeps
+                    found[m] += int(kept_by_the_rule(somas).sum())  # those the merge keeps
     core_voxels = sum(int(np.prod(core.shape)) for _, core, _ in tiles)
     print(f"{len(tiles)} tiles, {core_voxels / 1e6:.1f} Mvoxel of cores, {args.threads} thread(s), "
           f"{args.repeats - 1} timed pass(es)")

@@ -103,10 +103,10 @@ def merge_files(paths: Sequence[str | Path], plan: Plan, dedupe_um: float, out_p
     ``previous_path``'s cells for a region update. Returns the cells and the number of detections left out
     for having no processes (a table written without the ``has_processes`` column keeps all of its rows)."""
     tables = [pd.read_parquet(p) for p in paths]
-    marked = [kept_by_the_rule(t) for t in tables]
-    found = merge_detections([t[keep] for t, keep in zip(tables, marked)], plan.spacing, dedupe_um)
+    kept = [kept_by_the_rule(t) for t in tables]
+    found = merge_detections([t[keep] for t, keep in zip(tables, kept)], plan.spacing, dedupe_um)
     previous = pd.read_parquet(previous_path) if previous_path is not None else found.iloc[:0]
     cells = update_cells(found, previous, plan.roi_boxes, plan.spacing, dedupe_um).assign(sample=sample)
     cells["sample"] = cells["sample"].astype(CELLS["sample"][0])
     write_table(cells, out_path)
-    return cells, int(sum((~keep).sum() for keep in marked))
+    return cells, int(sum((~keep).sum() for keep in kept))

@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from traice.core.grid import from_model_grid, grid_input
 from traice.core.maps import PROBABILITY_CHANNELS
-from traice.core.schema import HAS_PROCESSES
+from traice.core.schema import HAS_PROCESSES, kept_by_the_rule
 from traice.stages.detect.params import DetectParams
 from traice.stages.detect.processes import process_share
 from traice.stages.detect.somas import split_somas
@@ -53,7 +53,7 @@ def detect_traice_maps(block: np.ndarray, spacing, stats: dict, params: DetectPa
     """:func:`detect_traice` and, for a one-pass model (5 outputs), its maps ``(5, *block.shape)``
     (:mod:`traice.core.maps`), its detections without processes dropped; None for a soma-only model."""
     found, maps = detect_traice_marked(block, spacing, stats, params, model)
-    return found[found[HAS_PROCESSES]].drop(columns=HAS_PROCESSES).reset_index(drop=True), maps
+    return found[kept_by_the_rule(found)].drop(columns=HAS_PROCESSES).reset_index(drop=True), maps
 
 
 def detect_traice_marked(block: np.ndarray, spacing, stats: dict, params: DetectParams, model) -> tuple[pd.DataFrame, np.ndarray | None]:
