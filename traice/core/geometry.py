@@ -43,6 +43,11 @@ class Box:
         return cls((0, 0, 0), tuple(shape))
 
     @classmethod
+    def from_slices(cls, slices: Sequence[slice]) -> "Box":
+        """The box of three slices with explicit starts and stops (``scipy.ndimage.find_objects``' boxes)."""
+        return cls(tuple(s.start for s in slices), tuple(s.stop for s in slices))
+
+    @classmethod
     def from_um(cls, start_um: Sequence[float], stop_um: Sequence[float], spacing: Sequence[float]) -> "Box":
         """Smallest voxel box covering the micrometre box ``[start_um, stop_um)``."""
         start = [math.floor(a / s + 1e-9) for a, s in zip(start_um, spacing)]

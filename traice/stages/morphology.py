@@ -342,7 +342,7 @@ def cell_mask(labels: zarr.Array, cell, box: Box) -> tuple[np.ndarray, np.ndarra
         return None
     pieces = ndimage.label(mask, structure=FULL_CONNECTIVITY)[1]
     found = ndimage.find_objects(mask.astype(np.uint8))[0]
-    tight = Box(tuple(s.start for s in found), tuple(s.stop for s in found)).grow((1, 1, 1)).intersect(Box.from_shape(mask.shape))
+    tight = Box.from_slices(found).grow((1, 1, 1)).intersect(Box.from_shape(mask.shape))
     start = np.asarray(box.start) + np.asarray(tight.start)
     soma = np.array([cell[a] for a in "zyx"], dtype=float) - start
     return soma_component(mask[tight.slices], soma), start, soma, pieces

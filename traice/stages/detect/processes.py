@@ -49,7 +49,7 @@ def process_share(soma: np.ndarray, foreground: np.ndarray, points: np.ndarray, 
     bounds = Box.from_shape(soma.shape)
     for label in np.unique(labels[labels > 0]):
         part = boxes[label - 1]
-        box = Box(tuple(s.start for s in part), tuple(s.stop for s in part)).grow(reach).intersect(bounds).slices
+        box = Box.from_slices(part).grow(reach).intersect(bounds).slices
         outside = ndimage.distance_transform_edt(parts[box] != label, sampling=spacing)
         shell = (outside > SHELL_UM[0]) & (outside <= SHELL_UM[1])
         if shell.any():
