@@ -87,6 +87,12 @@ HAS_PROCESSES = "has_processes"
 keeps (:mod:`traice.stages.detect.processes`); the merge leaves the others out and counts them."""
 
 
+def all_kept(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with every row marked as kept by the process rule (a detector without the one-pass maps, or the
+    rule turned off)."""
+    return table.assign(**{HAS_PROCESSES: np.ones(len(table), bool)})
+
+
 def kept_by_the_rule(table: pd.DataFrame) -> np.ndarray:
     """(N,) bool: the rows of a detect step's table the process rule keeps; all of them for a table written
     before the ``has_processes`` column existed (its detections were dropped before they were written)."""

@@ -20,7 +20,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from traice.core.geometry import Box
-from traice.core.schema import HAS_PROCESSES
+from traice.core.schema import HAS_PROCESSES, all_kept
 from traice.io.maps import map_writer
 from traice.io.plan import Plan
 from traice.io.tables import write_table
@@ -33,8 +33,7 @@ from traice.stages.methods import choose
 
 def _classical_without_maps(block, spacing, stats, params, model):
     """The classical detector in the methods' shape: (table, every detection kept; no maps)."""
-    found = detect_classical(block, spacing, stats, params, model)
-    return found.assign(**{HAS_PROCESSES: np.ones(len(found), bool)}), None
+    return all_kept(detect_classical(block, spacing, stats, params, model)), None
 
 
 METHODS = {"traice": (network.load, network.detect_traice_marked), "classical": (classical.load, _classical_without_maps)}

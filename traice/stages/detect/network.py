@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from traice.core.grid import from_model_grid, grid_input
 from traice.core.maps import PROBABILITY_CHANNELS
-from traice.core.schema import HAS_PROCESSES, kept_by_the_rule
+from traice.core.schema import HAS_PROCESSES, all_kept, kept_by_the_rule
 from traice.stages.detect.params import DetectParams
 from traice.stages.detect.processes import process_share
 from traice.stages.detect.somas import split_somas
@@ -63,7 +63,7 @@ def detect_traice_marked(block: np.ndarray, spacing, stats: dict, params: Detect
     maps = network_maps(block, spacing, stats, params, model)
     found = somas_from_probability(maps[0], spacing, params)
     if maps.shape[0] != 5:
-        return found.assign(**{HAS_PROCESSES: np.ones(len(found), bool)}), None
+        return all_kept(found), None
     return mark_processes(found, maps, spacing, params), maps
 
 
@@ -72,7 +72,7 @@ def mark_processes(found: pd.DataFrame, maps: np.ndarray, spacing, params: Detec
     each soma is foreground in the one-pass ``maps`` (:mod:`traice.stages.detect.processes`); True for every
     detection when the rule is off (``min_processes`` 0) and where the evidence cannot be read (NaN)."""
     if params.min_processes <= 0 or found.empty:
-        return found.assign(**{HAS_PROCESSES: np.ones(len(found), bool)})
+        return all_kept(found)
     share = process_share(maps[0], maps[1], found[["z", "y", "x"]].to_numpy(), spacing, params.probability)
     return found.assign(**{HAS_PROCESSES: ~(share < params.min_processes)})
 
